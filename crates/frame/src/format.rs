@@ -1,0 +1,88 @@
+use std::fmt;
+
+/// The framing an upstream uses. `passthrough` is not a format of this crate: it means "no decoding".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// `text/event-stream`, parsed exactly as the WHATWG HTML standard says.
+    Sse,
+    /// `application/x-ndjson`, `application/jsonl`, `application/x-jsonlines`: one JSON value per line.
+    Ndjson,
+    /// `application/stream+json`: JSON values one after another, separated by whitespace or nothing.
+    JsonStream,
+    /// `application/json-seq` (RFC 7464): each value introduced by RS (0x1E).
+    JsonSeq,
+    /// One JSON array streamed element by element (Gemini `streamGenerateContent` without `alt=sse`).
+    JsonArray,
+    /// Raw text, one event per line (LF, CRLF or CR).
+    Lines,
+    /// Raw bytes, one event per upstream chunk (incomplete UTF-8 held back for the next chunk).
+    Chunks,
+}
+
+impl Format {
+    /// Every format, in documentation order.
+    pub const ALL: [Format; 7] = [
+        Format::Sse,
+        Format::Ndjson,
+        Format::JsonStream,
+        Format::JsonSeq,
+        Format::JsonArray,
+        Format::Lines,
+        Format::Chunks,
+    ];
+
+    /// The config / metrics name: `sse`, `ndjson`, `json-stream`, `json-seq`, `json-array`, `lines`, `chunks`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Sse => "sse",
+            Format::Ndjson => "ndjson",
+            Format::JsonStream => "json-stream",
+            Format::JsonSeq => "json-seq",
+            Format::JsonArray => "json-array",
+            Format::Lines => "lines",
+            Format::Chunks => "chunks",
+        }
+    }
+
+    /// The inverse of [`Format::name`].
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Whether messages of this format are JSON values (compacted, `event_field` applies).
+    pub fn is_json(self) -> bool {
+        matches!(self, Format::Ndjson | Format::JsonStream | Format::JsonSeq | Format::JsonArray)
+    }
+
+    /// The format `auto` picks for an upstream `Content-Type`; `None` means pass through untouched.
+    /// `json-array`, `lines` and `chunks` are never guessed.
+    ///
+    /// ```
+    /// use ssegate_frame::Format;
+    /// assert_eq!(Format::from_content_type("Text/Event-Stream; charset=utf-8"), Some(Format::Sse));
+    /// assert_eq!(Format::from_content_type("application/json"), None);
+    /// ```
+    pub fn from_content_type(content_type: &str) -> Option<Format> {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        let is = |s: &str| essence.eq_ignore_ascii_case(s);
+        if is("text/event-stream") {
+            Some(Format::Sse)
+        } else if is("application/x-ndjson") || is("application/jsonl") || is("application/x-jsonlines")
+            || is("application/ndjson") || is("application/jsonlines")
+        {
+            Some(Format::Ndjson)
+        } else if is("application/stream+json") || is("application/x-json-stream") {
+            Some(Format::JsonStream)
+        } else if is("application/json-seq") {
+            Some(Format::JsonSeq)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

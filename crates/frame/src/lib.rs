@@ -1,0 +1,40 @@
+//! # ssegate-frame
+//!
+//! The I/O-free framing core of ssegate. Bytes come in as arbitrary chunks from an upstream; complete
+//! messages come out as [`Event`]s; the [`encode`] module writes them as spec-correct Server-Sent Events.
+//!
+//! ```text
+//! upstream bytes ──> Decoder::push (format-specific framing) ──> Item::Event ──> encode::event ──> SSE bytes
+//! ```
+//!
+//! No tokio, no pingora, no sockets: everything here is a pure function of its input, so every decoder is
+//! tested with every possible chunking, fuzzed, and benchmarked in isolation.
+//!
+//! ```
+//! use bytes::{Bytes, BytesMut};
+//! use ssegate_frame::{encode, Decoder, DecoderOptions, Format, Item};
+//!
+//! let mut dec = Decoder::new(Format::Ndjson, DecoderOptions::default());
+//! let mut items = Vec::new();
+//! dec.push(&Bytes::from_static(b"{\"t\": 1}\n{\"t\""), &mut items);
+//! dec.push(&Bytes::from_static(b":2}\n"), &mut items);
+//! dec.finish(&mut items);
+//! let mut out = BytesMut::new();
+//! for item in &items {
+//!     if let Item::Event(ev) = item {
+//!         encode::event(ev, &mut out);
+//!     }
+//! }
+//! assert_eq!(&out[..], b"data: {\"t\":1}\n\ndata: {\"t\":2}\n\n");
+//! ```
+
+pub mod decode;
+pub mod encode;
+mod error;
+mod event;
+mod format;
+
+pub use decode::{Decoder, DecoderOptions, DEFAULT_MAX_EVENT_SIZE};
+pub use error::DecodeError;
+pub use event::{Event, Item};
+pub use format::Format;
