@@ -1,1 +1,5 @@
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    let _cli = ssegate::cli::Cli::parse();
+}

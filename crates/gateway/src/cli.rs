@@ -1,0 +1,39 @@
+//! Command line.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::LogFormat;
+
+/// Streaming gateway: any upstream stream format in, clean Server-Sent Events out.
+#[derive(Debug, Parser)]
+#[command(name = "ssegate", version, about)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Run {
+        /// The configuration file.
+        #[arg(long, default_value = "config/ssegate.toml")]
+        config: PathBuf,
+        /// Take over the listening sockets of a running ssegate (graceful upgrade).
+        #[arg(short, long)]
+        upgrade: bool,
+        /// Detach and run in the background (writes `pid_file`).
+        #[arg(short, long)]
+        daemon: bool,
+    },
+    /// Validate a configuration file: print every error as file:line:col: message; exit 1 on error.
+    Check {
+        /// The configuration file.
+        #[arg(long, default_value = "config/ssegate.toml")]
+        config: PathBuf,
+    },
+}
