@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): builds the gateway binary the end-to-end tests start, then runs
+# every test of the workspace, then checks the shipped configs and Prometheus files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+# The framing core must stay free of I/O runtimes.
+if cargo tree -p ssegate-frame -e normal | grep -E -q '^(.* )?(tokio|pingora)'; then
+  echo "ssegate-frame must not depend on tokio or pingora" >&2
+  exit 1
+fi
+
+cargo build -p ssegate
+cargo test --workspace
+
+for f in config/*.toml; do
+  target/debug/ssegate check --config "$f"
+done
+if [ -f deploy/prometheus/alerts.yml ]; then
+  promtool check rules deploy/prometheus/alerts.yml
+  promtool check config deploy/prometheus/prometheus.yml
+fi
