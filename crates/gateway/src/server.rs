@@ -1,1 +1,184 @@
-//! (in progress)
+//! The process: pingora's server (listeners, TLS with h2 by ALPN, h2c, graceful upgrade, signals), the
+//! HTTP app that hands every request to [`crate::stream::serve`], and the admin background service.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora::connectors::http::Connector;
+use pingora::connectors::ConnectorOptions;
+use pingora::listeners::tls::TlsSettings;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::admin::AdminService;
+use crate::config::Config;
+use crate::route::Router;
+use crate::stream::{Gateway, RouteState, Settings};
+use crate::{metrics, stream};
+
+/// Upstream keep-alive pool size (connections kept per process).
+const POOL_SIZE: usize = 256;
+
+/// `ssegate run` flags that shape the process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Take the listening sockets over from a running ssegate (`-u`).
+    pub upgrade: bool,
+    /// Detach into the background (`-d`).
+    pub daemon: bool,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot load the TLS certificate {cert} / key {key}: {reason}")]
+    Tls { cert: String, key: String, reason: String },
+}
+
+/// The pingora HTTP app.
+#[derive(Debug)]
+pub struct App {
+    gateway: Gateway,
+    options: HttpServerOptions,
+}
+
+#[async_trait]
+impl HttpServerApp for App {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read a request");
+                return None;
+            }
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+        let reusable = stream::serve(&self.gateway, &mut session, shutdown).await;
+        if !reusable {
+            session.set_keepalive(None);
+        }
+        let persistent = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(stream)) if reusable => Some(ReusedHttpStream::from_reusable_stream(stream, persistent)),
+            _ => None,
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}
+
+/// Counts downstream connections around the HTTP app.
+#[derive(Debug)]
+struct Counted(Arc<App>);
+
+#[async_trait]
+impl ServerApp for Counted {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let _open = metrics::connection_opened();
+        ServerApp::process_new(&self.0, stream, shutdown).await
+    }
+}
+
+/// Starts the gateway and blocks until it exits.
+pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
+    let server_cfg = &config.server;
+    let mut traffic: Vec<SocketAddr> = server_cfg.listen.clone();
+    traffic.extend(server_cfg.tls.as_ref().map(|t| t.listen));
+    if !opts.upgrade {
+        // pingora panics when a listener cannot be bound; find out first and say so plainly.
+        for addr in traffic.iter().chain(config.admin.as_ref().map(|a| &a.listen)) {
+            TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: *addr, source })?;
+        }
+    }
+    let tls = match &server_cfg.tls {
+        Some(t) => {
+            let cert = t.cert.display().to_string();
+            let key = t.key.display().to_string();
+            let mut settings = TlsSettings::intermediate(&cert, &key).map_err(|e| StartError::Tls {
+                cert: cert.clone(),
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
+            settings.enable_h2();
+            Some((t.listen, settings))
+        }
+        None => None,
+    };
+
+    metrics::init();
+    let shared = Arc::new(Connector::new(Some(ConnectorOptions::new(POOL_SIZE))));
+    let routes = config
+        .routes
+        .iter()
+        .map(|r| {
+            let connector = match &r.upstream.ca_file {
+                Some(ca) => {
+                    let mut o = ConnectorOptions::new(POOL_SIZE);
+                    o.ca_file = Some(ca.display().to_string());
+                    Arc::new(Connector::new(Some(o)))
+                }
+                None => shared.clone(),
+            };
+            let state = RouteState { cfg: r.clone(), metrics: metrics::route(&r.name), connector };
+            (r.path_prefix.clone(), Arc::new(state))
+        })
+        .collect();
+    let gateway = Gateway {
+        router: Router::new(routes),
+        settings: Settings {
+            write_timeout: server_cfg.write_timeout,
+            max_request_body: server_cfg.max_request_body,
+            shutdown_drain: server_cfg.shutdown_drain,
+            shutdown_retry: server_cfg.shutdown_retry,
+        },
+    };
+    let mut options = HttpServerOptions::default();
+    options.h2c = true;
+    let app = Arc::new(App { gateway, options });
+
+    let conf = ServerConf {
+        threads: server_cfg.threads,
+        daemon: opts.daemon,
+        pid_file: server_cfg.pid_file.display().to_string(),
+        upgrade_sock: server_cfg.upgrade_sock.display().to_string(),
+        // Streams get `shutdown_drain` to finish, then a moment to write their `retry:` and close.
+        grace_period_seconds: Some(server_cfg.shutdown_drain.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let opt = Opt { upgrade: opts.upgrade, daemon: opts.daemon, ..Opt::default() };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut service = Service::new("ssegate".to_string(), Counted(app));
+    for addr in &server_cfg.listen {
+        service.add_tcp(&addr.to_string());
+    }
+    if let Some((addr, settings)) = tls {
+        service.add_tls_with_settings(&addr.to_string(), None, settings);
+    }
+    server.add_service(service);
+    if let Some(admin) = &config.admin {
+        server.add_service(background_service("admin", AdminService { listen: admin.listen, probe: traffic }));
+    }
+    tracing::info!(listen = ?server_cfg.listen, tls = ?server_cfg.tls.as_ref().map(|t| t.listen),
+        admin = ?config.admin.as_ref().map(|a| a.listen), routes = config.routes.len(), "ssegate starting");
+    server.run_forever()
+}
