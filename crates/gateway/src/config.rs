@@ -4,11 +4,16 @@
 //! Every problem is reported as `file:line:col: message`; all problems of a file are collected before
 //! failing (a config that passes `ssegate check` starts).
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
 use ssegate_frame::Format;
+use toml::Spanned;
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -156,9 +161,1717 @@ impl std::fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+// ---------------------------------------------------------------------------------------------------------
+// Limits and defaults
+// ---------------------------------------------------------------------------------------------------------
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * 1024 * 1024;
+
+/// Smallest accepted `max_event_size`.
+pub const MIN_EVENT_SIZE: usize = KIB as usize;
+/// Largest accepted `max_event_size`.
+pub const MAX_EVENT_SIZE: usize = 256 * MIB as usize;
+/// Largest accepted `max_request_body`.
+pub const MAX_REQUEST_BODY: usize = GIB as usize;
+/// Largest accepted `threads`.
+pub const MAX_THREADS: usize = 1024;
+/// Smallest non-zero `heartbeat_interval`.
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
+/// Longest accepted duration anywhere in the file (365 days): keeps every `Instant + d` far from overflow.
+pub const MAX_DURATION_VALUE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+const FORMAT_NAMES: &str = "auto, passthrough, sse, ndjson, json-stream, json-seq, json-array, lines, chunks";
+
+// ---------------------------------------------------------------------------------------------------------
+// Raw TOML structs: a 1:1 mirror of the file. Everything that is validated keeps its span.
+// Required keys are `Option` so that a missing key is reported together with every other problem.
+// ---------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Option<Spanned<RawServer>>,
+    admin: Option<Spanned<RawAdmin>>,
+    route: Option<Vec<Spanned<RawRoute>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<StrList>>,
+    threads: Option<Spanned<i64>>,
+    tls: Option<Spanned<RawTls>>,
+    shutdown_drain: Option<Spanned<DurationStr>>,
+    shutdown_retry: Option<Spanned<DurationStr>>,
+    write_timeout: Option<Spanned<DurationStr>>,
+    max_request_body: Option<Spanned<SizeValue>>,
+    pid_file: Option<Spanned<String>>,
+    upgrade_sock: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    listen: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    name: Option<Spanned<String>>,
+    path_prefix: Option<Spanned<String>>,
+    strip_prefix: Option<bool>,
+    upstream: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+    heartbeat_interval: Option<Spanned<DurationStr>>,
+    event_field: Option<Spanned<String>>,
+    ids: Option<bool>,
+    done_event: Option<Spanned<RawDoneEvent>>,
+    forward_comments: Option<bool>,
+    connect_timeout: Option<Spanned<DurationStr>>,
+    header_timeout: Option<Spanned<DurationStr>>,
+    idle_timeout: Option<Spanned<DurationStr>>,
+    max_duration: Option<Spanned<DurationStr>>,
+    max_event_size: Option<Spanned<SizeValue>>,
+    on_decode_error: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDoneEvent {
+    event: Option<Spanned<String>>,
+    data: Option<Spanned<String>>,
+}
+
+/// A duration string (`"15s"`); its own type only for a helpful "expected ..." in type errors.
+#[derive(Debug)]
+struct DurationStr(String);
+
+impl<'de> Deserialize<'de> for DurationStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DurationStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string such as \"15s\", \"250ms\" or \"1h\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationStr, E> {
+                Ok(DurationStr(v.to_owned()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A size: integer bytes or a string with a unit (`"64KiB"`).
+#[derive(Debug)]
+enum SizeValue {
+    Int(i64),
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SizeValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size: integer bytes or a string such as \"64KiB\", \"1MiB\" or \"10MB\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SizeValue, E> {
+                Ok(SizeValue::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SizeValue, E> {
+                Ok(SizeValue::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SizeValue, E> {
+                Ok(SizeValue::Str(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `listen = "addr"` or `listen = ["addr", ...]`.
+#[derive(Debug)]
+enum StrList {
+    One(String),
+    Many(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for StrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address string or an array of address strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrList, E> {
+                Ok(StrList::One(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    out.push(item);
+                }
+                Ok(StrList::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------------------
+
 impl Config {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        Err(ConfigErrors(vec![format!("{}: config loading is not implemented yet", path.display())]))
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("{}: cannot read config file: {e}", path.display())]))?;
+        Config::from_str_at(path, &src)
+    }
+
+    /// Parses and validates `src` as if it had been read from `path` (used for error positions and to
+    /// resolve relative paths against `path`'s directory).
+    pub fn from_str_at(path: &Path, src: &str) -> Result<Config, ConfigErrors> {
+        let mut cx = Cx::new(path, src);
+        let raw: RawConfig = match toml::from_str(src) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let msg = e.message().trim_end().to_owned();
+                match e.span() {
+                    Some(span) => cx.err(span, msg),
+                    None => cx.errors.push((None, msg)),
+                }
+                return Err(cx.finish());
+            }
+        };
+        let config = cx.config(raw);
+        if cx.errors.is_empty() {
+            if let Some(config) = config {
+                return Ok(config);
+            }
+            cx.errors.push((None, "invalid configuration".to_owned()));
+        }
+        Err(cx.finish())
+    }
+}
+
+/// Validation context: the file, its text, and every error found so far (byte offset, message).
+struct Cx<'a> {
+    path: &'a Path,
+    dir: PathBuf,
+    src: &'a str,
+    errors: Vec<(Option<usize>, String)>,
+}
+
+/// One listen address, where it came from (for duplicate detection).
+struct Listener {
+    addr: SocketAddr,
+    key: &'static str,
+    at: usize,
+}
+
+impl<'a> Cx<'a> {
+    fn new(path: &'a Path, src: &'a str) -> Self {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Cx { path, dir, src, errors: Vec::new() }
+    }
+
+    fn err(&mut self, span: Range<usize>, msg: impl Into<String>) {
+        self.errors.push((Some(span.start), msg.into()));
+    }
+
+    /// `(line, col)`, both 1-based, of a byte offset; columns count characters.
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let mut off = offset.min(self.src.len());
+        while !self.src.is_char_boundary(off) {
+            off -= 1;
+        }
+        let before = &self.src[..off];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        (line, col)
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        self.line_col(offset).0
+    }
+
+    fn finish(mut self) -> ConfigErrors {
+        // File order; problems without a position (there should be none) first.
+        self.errors.sort_by_key(|(at, _)| *at);
+        let file = self.path.display();
+        ConfigErrors(
+            self.errors
+                .iter()
+                .map(|(at, msg)| match at {
+                    Some(at) => {
+                        let (line, col) = self.line_col(*at);
+                        format!("{file}:{line}:{col}: {msg}")
+                    }
+                    None => format!("{file}: {msg}"),
+                })
+                .collect(),
+        )
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let mut listeners = Vec::new();
+        let server = match raw.server {
+            Some(s) => self.server(s, &mut listeners),
+            None => {
+                self.err(
+                    0..0,
+                    "missing [server] table: at least one of server.listen / server.tls is required",
+                );
+                None
+            }
+        };
+        let admin = raw.admin.and_then(|a| self.admin(a, &mut listeners));
+        self.check_listener_conflicts(&listeners);
+
+        let routes = self.routes(raw.route.unwrap_or_default());
+        Some(Config { path: self.path.to_path_buf(), server: server?, admin, routes })
+    }
+
+    // ---- [server] ------------------------------------------------------------------------------------
+
+    fn server(&mut self, raw: Spanned<RawServer>, listeners: &mut Vec<Listener>) -> Option<Server> {
+        let header = raw.span();
+        let raw = raw.into_inner();
+        let mut listen = Vec::new();
+        let mut listen_given = raw.tls.is_some();
+        if let Some(l) = raw.listen {
+            let span = l.span();
+            let items: Vec<(String, Range<usize>)> = match l.into_inner() {
+                StrList::One(s) => vec![(s, span)],
+                StrList::Many(v) => v.into_iter().map(|s| (s.get_ref().clone(), s.span())).collect(),
+            };
+            for (s, span) in items {
+                listen_given = true;
+                if let Some(addr) = self.listen_addr("server.listen", &s, span.clone()) {
+                    listeners.push(Listener { addr, key: "server.listen", at: span.start });
+                    listen.push(addr);
+                }
+            }
+        }
+
+        let threads = match raw.threads {
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS),
+            Some(t) => {
+                let v = *t.get_ref();
+                if v < 1 || v > MAX_THREADS as i64 {
+                    self.err(t.span(), format!("threads must be between 1 and {MAX_THREADS}, got {v}"));
+                    1
+                } else {
+                    v as usize
+                }
+            }
+        };
+
+        let tls = raw.tls.and_then(|t| self.tls(t, listeners));
+        if !listen_given {
+            self.err(header.clone(), "no listener: set server.listen or [server.tls]");
+        }
+
+        let shutdown_drain =
+            self.duration("shutdown_drain", raw.shutdown_drain, Duration::from_secs(10), true);
+        let shutdown_retry =
+            self.duration("shutdown_retry", raw.shutdown_retry, Duration::from_secs(1), true);
+        let write_timeout = self.duration("write_timeout", raw.write_timeout, Duration::from_secs(30), false);
+        let max_request_body =
+            self.size("max_request_body", raw.max_request_body, 10 * MIB as usize, 0, MAX_REQUEST_BODY);
+        let pid_file = self.file_path("pid_file", raw.pid_file, "/tmp/ssegate.pid");
+        let upgrade_sock = self.file_path("upgrade_sock", raw.upgrade_sock, "/tmp/ssegate_upgrade.sock");
+
+        Some(Server {
+            listen,
+            threads,
+            tls,
+            shutdown_drain,
+            shutdown_retry,
+            write_timeout,
+            max_request_body,
+            pid_file,
+            upgrade_sock,
+        })
+    }
+
+    fn tls(&mut self, raw: Spanned<RawTls>, listeners: &mut Vec<Listener>) -> Option<Tls> {
+        let header = raw.span();
+        let raw = raw.into_inner();
+        let listen = match raw.listen {
+            Some(l) => {
+                let addr = self.listen_addr("server.tls.listen", l.get_ref(), l.span());
+                if let Some(addr) = addr {
+                    listeners.push(Listener { addr, key: "server.tls.listen", at: l.span().start });
+                }
+                addr
+            }
+            None => {
+                self.err(header.clone(), "missing key `listen` in [server.tls]");
+                None
+            }
+        };
+        let cert = self.readable_file("[server.tls]", "cert", raw.cert, header.clone(), true);
+        let key = self.readable_file("[server.tls]", "key", raw.key, header, true);
+        Some(Tls { listen: listen?, cert: cert?, key: key? })
+    }
+
+    fn admin(&mut self, raw: Spanned<RawAdmin>, listeners: &mut Vec<Listener>) -> Option<Admin> {
+        let header = raw.span();
+        match raw.into_inner().listen {
+            Some(l) => {
+                let addr = self.listen_addr("admin.listen", l.get_ref(), l.span())?;
+                listeners.push(Listener { addr, key: "admin.listen", at: l.span().start });
+                Some(Admin { listen: addr })
+            }
+            None => {
+                self.err(header, "missing key `listen` in [admin]");
+                None
+            }
+        }
+    }
+
+    fn listen_addr(&mut self, key: &str, s: &str, span: Range<usize>) -> Option<SocketAddr> {
+        match parse_listen(s) {
+            Ok(addr) => Some(addr),
+            Err(msg) => {
+                self.err(span, format!("invalid {key} address {s:?}: {msg}"));
+                None
+            }
+        }
+    }
+
+    fn check_listener_conflicts(&mut self, listeners: &[Listener]) {
+        for (i, l) in listeners.iter().enumerate() {
+            if let Some(prev) = listeners[..i].iter().find(|p| listen_conflict(p.addr, l.addr)) {
+                let what = if prev.addr == l.addr { "is already used by" } else { "overlaps" };
+                let msg = format!(
+                    "listen address {} {what} {} {} (line {})",
+                    l.addr,
+                    prev.key,
+                    prev.addr,
+                    self.line_of(prev.at)
+                );
+                self.err(l.at..l.at, msg);
+            }
+        }
+    }
+
+    // ---- [[route]] -----------------------------------------------------------------------------------
+
+    fn routes(&mut self, raw: Vec<Spanned<RawRoute>>) -> Vec<Route> {
+        if raw.is_empty() {
+            self.err(0..0, "no routes: add at least one [[route]] table");
+            return Vec::new();
+        }
+        let mut routes = Vec::new();
+        // (value, offset) of names and prefixes seen so far, for duplicate detection.
+        let mut names: Vec<(String, usize)> = Vec::new();
+        let mut prefixes: Vec<(String, usize, String)> = Vec::new();
+        for r in raw {
+            let header = r.span();
+            let r = r.into_inner();
+            let label = r.name.as_ref().map_or_else(String::new, |n| format!(" {:?}", n.get_ref()));
+
+            let name = match r.name {
+                None => {
+                    self.err(header.clone(), "missing key `name` in [[route]]");
+                    None
+                }
+                Some(n) => match check_route_name(n.get_ref()) {
+                    Err(msg) => {
+                        self.err(n.span(), msg);
+                        None
+                    }
+                    Ok(()) => {
+                        if let Some((_, at)) = names.iter().find(|(s, _)| s == n.get_ref()) {
+                            let msg = format!(
+                                "duplicate route name {:?} (first used on line {})",
+                                n.get_ref(),
+                                self.line_of(*at)
+                            );
+                            self.err(n.span(), msg);
+                        } else {
+                            names.push((n.get_ref().clone(), n.span().start));
+                        }
+                        Some(n.into_inner())
+                    }
+                },
+            };
+
+            let path_prefix = match r.path_prefix {
+                None => {
+                    self.err(header.clone(), format!("missing key `path_prefix` in [[route]]{label}"));
+                    None
+                }
+                Some(p) => match check_path_prefix(p.get_ref()) {
+                    Err(msg) => {
+                        self.err(p.span(), msg);
+                        None
+                    }
+                    Ok(()) => {
+                        if let Some((_, at, other)) = prefixes.iter().find(|(s, _, _)| s == p.get_ref()) {
+                            let msg = format!(
+                                "duplicate path_prefix {:?}: route {other:?} (line {}) already uses it",
+                                p.get_ref(),
+                                self.line_of(*at)
+                            );
+                            self.err(p.span(), msg);
+                        } else {
+                            let owner = name.clone().unwrap_or_default();
+                            prefixes.push((p.get_ref().clone(), p.span().start, owner));
+                        }
+                        Some(p.into_inner())
+                    }
+                },
+            };
+
+            let upstream = match r.upstream {
+                None => {
+                    self.err(header.clone(), format!("missing key `upstream` in [[route]]{label}"));
+                    None
+                }
+                Some(u) => match parse_upstream(u.get_ref()) {
+                    Err(msg) => {
+                        self.err(u.span(), msg);
+                        None
+                    }
+                    Ok(up) => Some(up),
+                },
+            };
+            let ca_file = match (&upstream, r.ca_file) {
+                (_, None) => None,
+                (Some(up), Some(ca)) if !up.tls => {
+                    self.err(ca.span(), "ca_file is only used with an https:// upstream");
+                    None
+                }
+                (_, Some(ca)) => self.readable_file("[[route]]", "ca_file", Some(ca), header.clone(), true),
+            };
+            let upstream = upstream.map(|mut u| {
+                u.ca_file = ca_file;
+                u
+            });
+
+            let format = match r.format {
+                None => Some(FormatChoice::Auto),
+                Some(f) => match parse_format(f.get_ref()) {
+                    Some(choice) => Some(choice),
+                    None => {
+                        self.err(
+                            f.span(),
+                            format!("unknown format {:?}; expected one of {FORMAT_NAMES}", f.get_ref()),
+                        );
+                        None
+                    }
+                },
+            };
+
+            let heartbeat_interval = self.optional_duration(
+                "heartbeat_interval",
+                r.heartbeat_interval,
+                Duration::from_secs(15),
+                Some(MIN_HEARTBEAT),
+            );
+
+            let event_field = match r.event_field {
+                None => None,
+                Some(ef) => {
+                    if ef.get_ref().is_empty() {
+                        self.err(ef.span(), "event_field must not be empty");
+                    } else if let Some(FormatChoice::Passthrough | FormatChoice::Fixed(_)) = format {
+                        let json = matches!(format, Some(FormatChoice::Fixed(f)) if f.is_json());
+                        if !json {
+                            let name = format.map_or("", format_choice_name);
+                            self.err(
+                                ef.span(),
+                                format!(
+                                    "event_field only applies to JSON formats (ndjson, json-stream, json-seq, \
+                                     json-array) or auto, not format {name:?}"
+                                ),
+                            );
+                        }
+                    }
+                    Some(ef.into_inner())
+                }
+            };
+
+            let done_event = r.done_event.and_then(|d| self.done_event(d));
+
+            let connect_timeout =
+                self.duration("connect_timeout", r.connect_timeout, Duration::from_secs(5), false);
+            let header_timeout =
+                self.duration("header_timeout", r.header_timeout, Duration::from_secs(300), false);
+            let idle_timeout = self.duration("idle_timeout", r.idle_timeout, Duration::from_secs(300), false);
+            let max_duration =
+                self.optional_duration("max_duration", r.max_duration, Duration::from_secs(3600), None);
+            let max_event_size =
+                self.size("max_event_size", r.max_event_size, MIB as usize, MIN_EVENT_SIZE, MAX_EVENT_SIZE);
+
+            let on_decode_error = match r.on_decode_error {
+                None => DecodeErrorPolicy::Skip,
+                Some(p) => match p.get_ref().as_str() {
+                    "skip" => DecodeErrorPolicy::Skip,
+                    "close" => DecodeErrorPolicy::Close,
+                    other => {
+                        self.err(
+                            p.span(),
+                            format!("unknown on_decode_error {other:?}; expected skip or close"),
+                        );
+                        DecodeErrorPolicy::Skip
+                    }
+                },
+            };
+
+            if let (Some(name), Some(path_prefix), Some(upstream), Some(format)) =
+                (name, path_prefix, upstream, format)
+            {
+                routes.push(Route {
+                    name,
+                    path_prefix,
+                    strip_prefix: r.strip_prefix.unwrap_or(true),
+                    upstream,
+                    format,
+                    heartbeat_interval,
+                    event_field,
+                    ids: r.ids.unwrap_or(false),
+                    done_event,
+                    forward_comments: r.forward_comments.unwrap_or(false),
+                    connect_timeout,
+                    header_timeout,
+                    idle_timeout,
+                    max_duration,
+                    max_event_size,
+                    on_decode_error,
+                });
+            }
+        }
+        routes
+    }
+
+    fn done_event(&mut self, raw: Spanned<RawDoneEvent>) -> Option<DoneEvent> {
+        let header = raw.span();
+        let raw = raw.into_inner();
+        let mut ok = true;
+        if let Some(ev) = &raw.event {
+            let s = ev.get_ref();
+            if s.is_empty() {
+                self.err(ev.span(), "done_event.event must not be empty (leave it out for a plain message)");
+                ok = false;
+            } else if s.contains(['\r', '\n', '\0']) {
+                self.err(ev.span(), "done_event.event must not contain CR, LF or NUL");
+                ok = false;
+            }
+        }
+        let data = match raw.data {
+            Some(d) => Some(d.into_inner()),
+            None => {
+                self.err(
+                    header,
+                    "missing key `data` in done_event (e.g. { event = \"end\", data = \"[DONE]\" })",
+                );
+                None
+            }
+        };
+        if !ok {
+            return None;
+        }
+        Some(DoneEvent { event: raw.event.map(Spanned::into_inner), data: data? })
+    }
+
+    // ---- values --------------------------------------------------------------------------------------
+
+    /// A duration that must be > 0 (or >= 0 when `zero_ok`).
+    fn duration(
+        &mut self,
+        key: &str,
+        raw: Option<Spanned<DurationStr>>,
+        default: Duration,
+        zero_ok: bool,
+    ) -> Duration {
+        let Some(raw) = raw else { return default };
+        match parse_duration(&raw.get_ref().0) {
+            Err(msg) => {
+                self.err(raw.span(), format!("{key}: {msg}"));
+                default
+            }
+            Ok(d) if d.is_zero() && !zero_ok => {
+                self.err(raw.span(), format!("{key} must be greater than 0"));
+                default
+            }
+            Ok(d) => d,
+        }
+    }
+
+    /// A duration where `"0s"` means disabled (`None`); non-zero values must be at least `min`.
+    fn optional_duration(
+        &mut self,
+        key: &str,
+        raw: Option<Spanned<DurationStr>>,
+        default: Duration,
+        min: Option<Duration>,
+    ) -> Option<Duration> {
+        let Some(raw) = raw else { return Some(default) };
+        match parse_duration(&raw.get_ref().0) {
+            Err(msg) => {
+                self.err(raw.span(), format!("{key}: {msg}"));
+                Some(default)
+            }
+            Ok(d) if d.is_zero() => None,
+            Ok(d) => match min {
+                Some(min) if d < min => {
+                    self.err(
+                        raw.span(),
+                        format!(
+                            "{key} must be \"0s\" (disabled) or at least {}, got {:?}",
+                            humantime::format_duration(min),
+                            raw.get_ref().0
+                        ),
+                    );
+                    Some(default)
+                }
+                _ => Some(d),
+            },
+        }
+    }
+
+    fn size(
+        &mut self,
+        key: &str,
+        raw: Option<Spanned<SizeValue>>,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> usize {
+        let Some(raw) = raw else { return default };
+        let span = raw.span();
+        let (parsed, shown) = match raw.into_inner() {
+            SizeValue::Int(i) => {
+                (u64::try_from(i).map_err(|_| format!("size must not be negative, got {i}")), i.to_string())
+            }
+            SizeValue::Str(s) => (parse_size(&s), format!("{s:?}")),
+        };
+        match parsed {
+            Err(msg) => {
+                self.err(span, format!("{key}: {msg}"));
+                default
+            }
+            Ok(v) if v < min as u64 || v > max as u64 => {
+                self.err(
+                    span,
+                    format!("{key} must be between {} and {}, got {shown}", show_size(min), show_size(max)),
+                );
+                default
+            }
+            Ok(v) => usize::try_from(v).unwrap_or(default),
+        }
+    }
+
+    /// A path that is only used later (pid file, socket): must be non-empty; relative paths are resolved
+    /// against the config file's directory.
+    fn file_path(&mut self, key: &str, raw: Option<Spanned<String>>, default: &str) -> PathBuf {
+        match raw {
+            None => PathBuf::from(default),
+            Some(p) if p.get_ref().is_empty() => {
+                self.err(p.span(), format!("{key} must not be empty"));
+                PathBuf::from(default)
+            }
+            Some(p) => self.resolve(p.get_ref()),
+        }
+    }
+
+    /// A file that must exist and be readable now (relative paths resolved against the config's
+    /// directory); `pem`: it must also contain a PEM block.
+    fn readable_file(
+        &mut self,
+        table: &str,
+        key: &str,
+        raw: Option<Spanned<String>>,
+        header: Range<usize>,
+        pem: bool,
+    ) -> Option<PathBuf> {
+        let Some(raw) = raw else {
+            self.err(header, format!("missing key `{key}` in {table}"));
+            return None;
+        };
+        if raw.get_ref().is_empty() {
+            self.err(raw.span(), format!("{key} must not be empty"));
+            return None;
+        }
+        let path = self.resolve(raw.get_ref());
+        let shown = if path.as_os_str() == raw.get_ref().as_str() {
+            format!("{:?}", raw.get_ref())
+        } else {
+            format!("{:?} ({})", raw.get_ref(), path.display())
+        };
+        match std::fs::metadata(&path) {
+            Err(e) => {
+                self.err(raw.span(), format!("cannot read {key} file {shown}: {e}"));
+                return None;
+            }
+            Ok(m) if !m.is_file() => {
+                self.err(raw.span(), format!("{key} {shown} is not a regular file"));
+                return None;
+            }
+            Ok(_) => {}
+        }
+        match std::fs::read(&path) {
+            Err(e) => {
+                self.err(raw.span(), format!("cannot read {key} file {shown}: {e}"));
+                None
+            }
+            Ok(bytes) if pem && !contains(&bytes, b"-----BEGIN ") => {
+                self.err(raw.span(), format!("{key} file {shown} is not PEM (no \"-----BEGIN\" line)"));
+                None
+            }
+            Ok(_) => Some(path),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Value parsers (pure; each returns a message without position)
+// ---------------------------------------------------------------------------------------------------------
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `ip:port`, `[v6]:port` or `localhost:port`.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(port) = s.strip_prefix("localhost:") {
+        return match parse_port(port) {
+            Some(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+            None => Err(format!("invalid port {port:?}: expected 0-65535")),
+        };
+    }
+    Err("expected ip:port such as \"127.0.0.1:8080\", \"0.0.0.0:8080\" or \"[::1]:8080\"".to_owned())
+}
+
+/// Decimal digits only (no sign), 0..=65535.
+fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Whether two listeners cannot both be bound: same port (not 0) and the same address, or a wildcard
+/// address of the same family.
+fn listen_conflict(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    a.ip() == b.ip() || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+}
+
+fn check_route_name(name: &str) -> Result<(), String> {
+    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if name.is_empty() || name.len() > 64 || !ok_chars {
+        return Err(format!(
+            "invalid route name {name:?}: use 1 to 64 characters from A-Z a-z 0-9 _ . - (it becomes a metrics label)"
+        ));
+    }
+    Ok(())
+}
+
+/// A character allowed in a URL path segment (RFC 3986 `pchar` minus `%`, which is checked separately).
+fn is_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@".contains(c)
+}
+
+/// Checks RFC 3986 path characters and percent escapes in `path` (which starts with `/`).
+fn check_path_chars(path: &str) -> Result<(), String> {
+    let bytes = path.as_bytes();
+    let mut i = 0;
+    for c in path.chars() {
+        // `i` tracks the byte index of `c`.
+        if c == '%' {
+            let hex = |j: usize| bytes.get(j).is_some_and(|b| b.is_ascii_hexdigit());
+            if !(hex(i + 1) && hex(i + 2)) {
+                return Err("`%` must start a percent escape such as %20".to_owned());
+            }
+        } else if c == '?' || c == '#' {
+            return Err(format!("must not contain `{c}` (no query or fragment)"));
+        } else if c != '/' && !is_path_char(c) {
+            return Err(format!("character {c:?} is not allowed in a URL path (percent-encode it)"));
+        }
+        i += c.len_utf8();
+    }
+    Ok(())
+}
+
+fn check_path_prefix(p: &str) -> Result<(), String> {
+    let fail = |why: String| Err(format!("invalid path_prefix {p:?}: {why}"));
+    if !p.starts_with('/') {
+        return fail("must start with `/`".to_owned());
+    }
+    if p.len() > 1 && p.ends_with('/') {
+        return fail(format!("must not end with `/` (write {:?})", p.trim_end_matches('/')));
+    }
+    if p.contains("//") {
+        return fail("must not contain an empty segment (`//`)".to_owned());
+    }
+    if p.split('/').any(|seg| seg == "." || seg == "..") {
+        return fail("must not contain `.` or `..` segments".to_owned());
+    }
+    if let Err(why) = check_path_chars(p) {
+        return fail(why);
+    }
+    Ok(())
+}
+
+/// `http(s)://host[:port][/path]`.
+fn parse_upstream(url: &str) -> Result<Upstream, String> {
+    let fail = |why: &str| Err(format!("invalid upstream {url:?}: {why}"));
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return fail("must not contain whitespace or control characters");
+    }
+    let (tls, rest) = if let Some(rest) = strip_prefix_ci(url, "http://") {
+        (false, rest)
+    } else if let Some(rest) = strip_prefix_ci(url, "https://") {
+        (true, rest)
+    } else {
+        return fail("must start with http:// or https://");
+    };
+    if rest.contains('?') {
+        return fail("must not contain a query (`?`); the client's query is forwarded");
+    }
+    if rest.contains('#') {
+        return fail("must not contain a fragment (`#`)");
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.contains('@') {
+        return fail("must not contain userinfo (`user@`); credentials belong in request headers");
+    }
+    if authority.is_empty() {
+        return fail("missing host");
+    }
+    let (host, port, v6) = if let Some(after) = authority.strip_prefix('[') {
+        let Some(end) = after.find(']') else { return fail("unterminated IPv6 literal (missing `]`)") };
+        let literal = &after[..end];
+        if literal.parse::<std::net::Ipv6Addr>().is_err() {
+            return fail(&format!("invalid IPv6 address {literal:?}"));
+        }
+        let tail = &after[end + 1..];
+        let port = if tail.is_empty() {
+            None
+        } else if let Some(p) = tail.strip_prefix(':') {
+            Some(p)
+        } else {
+            return fail("expected `:port` after the IPv6 literal");
+        };
+        (literal.to_ascii_lowercase(), port, true)
+    } else {
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        };
+        if host.is_empty() {
+            return fail("missing host");
+        }
+        if host.contains(':') {
+            return fail("IPv6 addresses must be in brackets, e.g. http://[::1]:8080");
+        }
+        let host_ok = host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            && !host.starts_with('.')
+            && !host.contains("..");
+        if !host_ok {
+            return fail(&format!("invalid host {host:?}"));
+        }
+        (host.to_ascii_lowercase(), port, false)
+    };
+    let default_port = if tls { 443 } else { 80 };
+    let port = match port {
+        None => default_port,
+        Some(p) => match parse_port(p) {
+            Some(p) if p != 0 => p,
+            _ => return fail(&format!("invalid port {p:?}: expected 1-65535")),
+        },
+    };
+    if !path.is_empty() {
+        if let Err(why) = check_path_chars(path) {
+            return fail(&format!("path {why}"));
+        }
+    }
+    let base_path = path.trim_end_matches('/').to_owned();
+    let bracketed = if v6 { format!("[{host}]") } else { host.clone() };
+    let host_header = if port == default_port { bracketed } else { format!("{bracketed}:{port}") };
+    Ok(Upstream { tls, host, port, base_path, host_header, ca_file: None })
+}
+
+fn strip_prefix_ci<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
+    let head = s.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        s.get(prefix.len()..)
+    } else {
+        None
+    }
+}
+
+fn parse_format(name: &str) -> Option<FormatChoice> {
+    match name {
+        "auto" => Some(FormatChoice::Auto),
+        "passthrough" => Some(FormatChoice::Passthrough),
+        other => Format::from_name(other).map(FormatChoice::Fixed),
+    }
+}
+
+fn format_choice_name(f: FormatChoice) -> &'static str {
+    match f {
+        FormatChoice::Auto => "auto",
+        FormatChoice::Passthrough => "passthrough",
+        FormatChoice::Fixed(f) => f.name(),
+    }
+}
+
+/// A humantime duration (`"15s"`, `"250ms"`, `"1h 30m"`), at most [`MAX_DURATION_VALUE`].
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty duration; expected e.g. \"15s\", \"250ms\" or \"1h\"".to_owned());
+    }
+    if t.chars().all(|c| c.is_ascii_digit()) && t != "0" {
+        return Err(format!("duration {s:?} has no unit; write e.g. \"{t}s\" or \"{t}ms\""));
+    }
+    match humantime::parse_duration(t) {
+        Ok(d) if d > MAX_DURATION_VALUE => Err(format!("duration {s:?} is too long (at most 365 days)")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("invalid duration {s:?} ({e}); expected e.g. \"15s\", \"250ms\" or \"1h\"")),
+    }
+}
+
+/// `"512"`, `"512B"`, `"64KiB"`, `"10MB"`, `"1 GiB"` (units case-insensitive: B, KB, KiB, MB, MiB, GB, GiB).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    let unit = unit.trim();
+    if num.is_empty() {
+        return Err(format!("invalid size {s:?}; expected bytes or e.g. \"64KiB\", \"1MiB\", \"10MB\""));
+    }
+    if unit.starts_with('.') || unit.starts_with(',') {
+        return Err(format!("invalid size {s:?}: use a whole number (e.g. \"1536KiB\" for 1.5 MiB)"));
+    }
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" => KIB,
+        "mb" => 1000 * 1000,
+        "mib" => MIB,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" => GIB,
+        _ => {
+            return Err(format!(
+                "invalid size unit {unit:?} in {s:?}; expected one of B, KB, KiB, MB, MiB, GB, GiB"
+            ))
+        }
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// `1048576` -> `"1MiB"`, `1500` -> `"1500B"`.
+fn show_size(n: usize) -> String {
+    let n = n as u64;
+    for (unit, name) in [(GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
+        if n >= unit && n.checked_rem(unit) == Some(0) {
+            return format!("{}{name}", n / unit);
+        }
+    }
+    format!("{n}B")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// A temp dir with a PEM-looking cert, key and CA, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            let dir = std::env::temp_dir().join(format!("ssegate-config-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in ["cert.pem", "key.pem", "ca.pem"] {
+                std::fs::write(dir.join(f), "-----BEGIN TEST-----\nAA==\n-----END TEST-----\n").unwrap();
+            }
+            std::fs::write(dir.join("not-pem.txt"), "hello").unwrap();
+            Dir(dir)
+        }
+        fn file(&self) -> PathBuf {
+            self.0.join("ssegate.toml")
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn load(src: &str) -> Result<Config, ConfigErrors> {
+        Config::from_str_at(Path::new("test.toml"), src)
+    }
+
+    fn errors(src: &str) -> Vec<String> {
+        match load(src) {
+            Ok(c) => panic!("expected errors, got {c:#?}"),
+            Err(e) => e.0,
+        }
+    }
+
+    /// The single error of `src`, which must start with `test.toml:{line}:{col}: ` and contain `needle`.
+    #[track_caller]
+    fn one_error(src: &str, line: usize, col: usize, needle: &str) {
+        let errs = errors(src);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        let prefix = format!("test.toml:{line}:{col}: ");
+        assert!(errs[0].starts_with(&prefix), "expected {prefix:?}, got {:?}", errs[0]);
+        assert!(errs[0].contains(needle), "expected {needle:?} in {:?}", errs[0]);
+    }
+
+    const MINIMAL: &str = "[server]\nlisten = [\"127.0.0.1:8080\"]\n\n[[route]]\nname = \"r\"\npath_prefix = \"/r\"\nupstream = \"http://127.0.0.1:9000\"\n";
+
+    /// `MINIMAL` with `extra` lines appended to the route (starting on line 8).
+    fn route_with(extra: &str) -> String {
+        format!("{MINIMAL}{extra}\n")
+    }
+
+    #[test]
+    fn full_config_with_every_key() {
+        let dir = Dir::new("full");
+        let src = r#"
+[server]
+listen = ["127.0.0.1:8080", "[::1]:8080"]
+threads = 4
+shutdown_drain = "20s"
+shutdown_retry = "2s"
+write_timeout = "45s"
+max_request_body = "2MiB"
+pid_file = "run/ssegate.pid"
+upgrade_sock = "/var/run/ssegate.sock"
+
+[server.tls]
+listen = "127.0.0.1:8443"
+cert = "cert.pem"
+key = "key.pem"
+
+[admin]
+listen = "localhost:9090"
+
+[[route]]
+name = "gemini"
+path_prefix = "/gemini"
+strip_prefix = false
+upstream = "https://Generativelanguage.googleapis.com/v1beta/"
+ca_file = "ca.pem"
+format = "json-array"
+heartbeat_interval = "250ms"
+event_field = "type"
+ids = true
+done_event = { event = "end", data = "[DONE]" }
+forward_comments = true
+connect_timeout = "2s"
+header_timeout = "1m"
+idle_timeout = "90s"
+max_duration = "0s"
+max_event_size = 65536
+on_decode_error = "close"
+
+[[route]]
+name = "local.v6"
+path_prefix = "/"
+upstream = "http://[::1]:11434"
+format = "passthrough"
+heartbeat_interval = "0s"
+max_event_size = "64KiB"
+"#;
+        let path = dir.file();
+        let c = Config::from_str_at(&path, src).unwrap();
+        assert_eq!(c.path, path);
+        let s = &c.server;
+        assert_eq!(s.listen, vec!["127.0.0.1:8080".parse().unwrap(), "[::1]:8080".parse().unwrap()]);
+        assert_eq!(s.threads, 4);
+        assert_eq!(s.shutdown_drain, Duration::from_secs(20));
+        assert_eq!(s.shutdown_retry, Duration::from_secs(2));
+        assert_eq!(s.write_timeout, Duration::from_secs(45));
+        assert_eq!(s.max_request_body, 2 * 1024 * 1024);
+        assert_eq!(s.pid_file, dir.0.join("run/ssegate.pid"));
+        assert_eq!(s.upgrade_sock, PathBuf::from("/var/run/ssegate.sock"));
+        let tls = s.tls.as_ref().unwrap();
+        assert_eq!(tls.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(tls.cert, dir.0.join("cert.pem"));
+        assert_eq!(tls.key, dir.0.join("key.pem"));
+        assert_eq!(c.admin.as_ref().unwrap().listen, "127.0.0.1:9090".parse().unwrap());
+
+        assert_eq!(c.routes.len(), 2);
+        let r = &c.routes[0];
+        assert_eq!(r.name, "gemini");
+        assert_eq!(r.path_prefix, "/gemini");
+        assert!(!r.strip_prefix);
+        assert_eq!(
+            r.upstream,
+            Upstream {
+                tls: true,
+                host: "generativelanguage.googleapis.com".into(),
+                port: 443,
+                base_path: "/v1beta".into(),
+                host_header: "generativelanguage.googleapis.com".into(),
+                ca_file: Some(dir.0.join("ca.pem")),
+            }
+        );
+        assert_eq!(r.format, FormatChoice::Fixed(Format::JsonArray));
+        assert_eq!(r.heartbeat_interval, Some(Duration::from_millis(250)));
+        assert_eq!(r.event_field.as_deref(), Some("type"));
+        assert!(r.ids);
+        assert_eq!(r.done_event, Some(DoneEvent { event: Some("end".into()), data: "[DONE]".into() }));
+        assert!(r.forward_comments);
+        assert_eq!(r.connect_timeout, Duration::from_secs(2));
+        assert_eq!(r.header_timeout, Duration::from_secs(60));
+        assert_eq!(r.idle_timeout, Duration::from_secs(90));
+        assert_eq!(r.max_duration, None);
+        assert_eq!(r.max_event_size, 65536);
+        assert_eq!(r.on_decode_error, DecodeErrorPolicy::Close);
+
+        let r = &c.routes[1];
+        assert_eq!(r.name, "local.v6");
+        assert_eq!(r.path_prefix, "/");
+        assert_eq!(r.upstream.host, "::1");
+        assert_eq!(r.upstream.port, 11434);
+        assert_eq!(r.upstream.host_header, "[::1]:11434");
+        assert_eq!(r.upstream.base_path, "");
+        assert!(!r.upstream.tls);
+        assert_eq!(r.format, FormatChoice::Passthrough);
+        assert_eq!(r.heartbeat_interval, None);
+        assert_eq!(r.max_event_size, 64 * 1024);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(MINIMAL).unwrap();
+        let s = &c.server;
+        assert_eq!(s.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS);
+        assert_eq!(s.threads, cpus);
+        assert!(s.tls.is_none());
+        assert_eq!(s.shutdown_drain, Duration::from_secs(10));
+        assert_eq!(s.shutdown_retry, Duration::from_secs(1));
+        assert_eq!(s.write_timeout, Duration::from_secs(30));
+        assert_eq!(s.max_request_body, 10 * 1024 * 1024);
+        assert_eq!(s.pid_file, PathBuf::from("/tmp/ssegate.pid"));
+        assert_eq!(s.upgrade_sock, PathBuf::from("/tmp/ssegate_upgrade.sock"));
+        assert!(c.admin.is_none());
+        let r = &c.routes[0];
+        assert!(r.strip_prefix);
+        assert_eq!(
+            r.upstream,
+            Upstream {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 9000,
+                base_path: String::new(),
+                host_header: "127.0.0.1:9000".into(),
+                ca_file: None,
+            }
+        );
+        assert_eq!(r.format, FormatChoice::Auto);
+        assert_eq!(r.heartbeat_interval, Some(Duration::from_secs(15)));
+        assert_eq!(r.event_field, None);
+        assert!(!r.ids);
+        assert_eq!(r.done_event, None);
+        assert!(!r.forward_comments);
+        assert_eq!(r.connect_timeout, Duration::from_secs(5));
+        assert_eq!(r.header_timeout, Duration::from_secs(300));
+        assert_eq!(r.idle_timeout, Duration::from_secs(300));
+        assert_eq!(r.max_duration, Some(Duration::from_secs(3600)));
+        assert_eq!(r.max_event_size, 1024 * 1024);
+        assert_eq!(r.on_decode_error, DecodeErrorPolicy::Skip);
+    }
+
+    #[test]
+    fn single_listen_string_and_tls_only() {
+        let dir = Dir::new("tlsonly");
+        let src = "[server]\nlisten = \"0.0.0.0:80\"\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n";
+        let c = Config::from_str_at(&dir.file(), src).unwrap();
+        assert_eq!(c.server.listen, vec!["0.0.0.0:80".parse().unwrap()]);
+        assert_eq!(c.routes[0].upstream.port, 80);
+        assert_eq!(c.routes[0].upstream.host_header, "h");
+
+        let src = "[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"cert.pem\"\nkey = \"key.pem\"\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n";
+        let c = Config::from_str_at(&dir.file(), src).unwrap();
+        assert!(c.server.listen.is_empty());
+        assert!(c.server.tls.is_some());
+    }
+
+    #[test]
+    fn syntax_and_serde_errors_have_positions() {
+        one_error("[server\nlisten = []\n", 1, 8, "unclosed table");
+        // Unknown key on line 7, column 1.
+        let src = "[server]\nlisten = [\"127.0.0.1:8080\"]\n\n[[route]]\nname = \"r\"\npath_prefix = \"/r\"\nbogus = 1\n";
+        one_error(src, 7, 1, "unknown field `bogus`");
+        one_error("[servr]\n", 1, 2, "unknown field `servr`");
+        one_error(&route_with("ids = \"yes\""), 8, 7, "invalid type: string \"yes\", expected a boolean");
+        one_error(&route_with("max_event_size = 1.5"), 8, 18, "expected a size");
+        one_error(&route_with("idle_timeout = 30"), 8, 16, "expected a duration string");
+        one_error("[server]\nlisten = [1]\n", 2, 11, "expected a string");
+        one_error("[server]\nlisten = 1\n", 2, 10, "address string");
+        one_error(&route_with("done_event = { data = \"x\", evnt = \"e\" }"), 8, 28, "unknown field `evnt`");
+        one_error(&route_with("name = \"again\""), 8, 1, "duplicate key");
+    }
+
+    #[test]
+    fn missing_things() {
+        one_error(
+            "[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n",
+            1,
+            1,
+            "missing [server] table",
+        );
+        one_error("[server]\nlisten = [\"127.0.0.1:1\"]\n", 1, 1, "no routes");
+        one_error(
+            "[server]\nlisten = []\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n",
+            1,
+            1,
+            "no listener",
+        );
+        let errs = errors("[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[route]]\nformat = \"sse\"\n");
+        assert_eq!(
+            errs,
+            vec![
+                "test.toml:4:1: missing key `name` in [[route]]",
+                "test.toml:4:1: missing key `path_prefix` in [[route]]",
+                "test.toml:4:1: missing key `upstream` in [[route]]",
+            ]
+        );
+        one_error("[server]\nlisten = [\"127.0.0.1:1\"]\n[admin]\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n", 3, 1, "missing key `listen` in [admin]");
+        one_error(&route_with("done_event = { event = \"end\" }"), 8, 14, "missing key `data` in done_event");
+    }
+
+    #[test]
+    fn listen_errors() {
+        one_error(
+            "[server]\nlisten = [\"127.0.0.1\"]\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n",
+            2,
+            11,
+            "invalid server.listen address \"127.0.0.1\": expected ip:port",
+        );
+        one_error(
+            "[server]\nlisten = [\"localhost:99999\"]\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n",
+            2,
+            11,
+            "invalid port \"99999\"",
+        );
+        let c = load("[server]\nlisten = [\"localhost:8080\"]\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n").unwrap();
+        assert_eq!(c.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        // Duplicates: within server.listen, and admin vs server.
+        one_error(
+            "[server]\nlisten = [\"127.0.0.1:8080\", \"127.0.0.1:8080\"]\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n",
+            2,
+            29,
+            "listen address 127.0.0.1:8080 is already used by server.listen 127.0.0.1:8080 (line 2)",
+        );
+        one_error(
+            "[server]\nlisten = [\"0.0.0.0:8080\"]\n[admin]\nlisten = \"127.0.0.1:8080\"\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n",
+            4,
+            10,
+            "overlaps server.listen 0.0.0.0:8080 (line 2)",
+        );
+        // Port 0 (OS-chosen) never conflicts; different families do not either.
+        load("[server]\nlisten = [\"127.0.0.1:0\", \"[::]:8080\", \"0.0.0.0:8081\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n").unwrap();
+    }
+
+    #[test]
+    fn tls_errors() {
+        let dir = Dir::new("tlserr");
+        let src = "[server]\n[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"missing.pem\"\nkey = \"not-pem.txt\"\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n";
+        let errs = Config::from_str_at(&dir.file(), src).unwrap_err().0;
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        let f = dir.file().display().to_string();
+        assert!(
+            errs[0].starts_with(&format!("{f}:4:8: cannot read cert file \"missing.pem\"")),
+            "{}",
+            errs[0]
+        );
+        assert!(errs[1].starts_with(&format!("{f}:5:7: key file \"not-pem.txt\"")), "{}", errs[1]);
+        assert!(errs[1].contains("is not PEM"), "{}", errs[1]);
+
+        let src = "[server]\n[server.tls]\nlisten = \"127.0.0.1:8443\"\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n";
+        let errs = Config::from_str_at(&dir.file(), src).unwrap_err().0;
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+        assert!(errs[0].ends_with(":2:1: missing key `cert` in [server.tls]"), "{}", errs[0]);
+        assert!(errs[1].ends_with(":2:1: missing key `key` in [server.tls]"), "{}", errs[1]);
+
+        // A directory is not a file.
+        let src = format!("[server]\n[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = {:?}\nkey = \"key.pem\"\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n", dir.0.display().to_string());
+        let errs = Config::from_str_at(&dir.file(), &src).unwrap_err().0;
+        assert!(errs[0].contains("is not a regular file"), "{errs:#?}");
+    }
+
+    #[test]
+    fn route_name_and_prefix_rules() {
+        one_error(
+            &route_with("").replace("name = \"r\"", "name = \"a b\""),
+            5,
+            8,
+            "invalid route name \"a b\"",
+        );
+        one_error(&route_with("").replace("name = \"r\"", "name = \"\""), 5, 8, "invalid route name");
+        let long = "x".repeat(65);
+        one_error(&route_with("").replace("name = \"r\"", &format!("name = \"{long}\"")), 5, 8, "1 to 64");
+        load(&route_with("").replace("name = \"r\"", &format!("name = \"{}\"", "A-z_0.9".repeat(9))))
+            .unwrap();
+
+        for (bad, why) in [
+            ("r", "must start with `/`"),
+            ("/r/", "must not end with `/` (write \"/r\")"),
+            ("/a//b", "empty segment"),
+            ("/a/../b", "`..`"),
+            ("/a?x", "no query"),
+            ("/a b", "not allowed"),
+            ("/a%2", "percent escape"),
+        ] {
+            let src = route_with("").replace("path_prefix = \"/r\"", &format!("path_prefix = {bad:?}"));
+            one_error(&src, 6, 15, why);
+        }
+        load(&route_with("").replace("path_prefix = \"/r\"", "path_prefix = \"/v1/chat%20x/@me:1\""))
+            .unwrap();
+
+        let src =
+            format!("{MINIMAL}\n[[route]]\nname = \"r\"\npath_prefix = \"/r\"\nupstream = \"http://h\"\n");
+        let errs = errors(&src);
+        assert_eq!(
+            errs,
+            vec![
+                "test.toml:10:8: duplicate route name \"r\" (first used on line 5)",
+                "test.toml:11:15: duplicate path_prefix \"/r\": route \"r\" (line 6) already uses it",
+            ]
+        );
+    }
+
+    #[test]
+    fn upstream_rules() {
+        let up = |u: &str| parse_upstream(u);
+        let ok = up("https://api.openai.com").unwrap();
+        assert_eq!(
+            (ok.tls, ok.host.as_str(), ok.port, ok.host_header.as_str()),
+            (true, "api.openai.com", 443, "api.openai.com")
+        );
+        let ok = up("https://h:8443/a/b/").unwrap();
+        assert_eq!((ok.port, ok.base_path.as_str(), ok.host_header.as_str()), (8443, "/a/b", "h:8443"));
+        let ok = up("http://h:80/").unwrap();
+        assert_eq!((ok.base_path.as_str(), ok.host_header.as_str()), ("", "h"));
+        let ok = up("HTTP://[::1]").unwrap();
+        assert_eq!((ok.host.as_str(), ok.port, ok.host_header.as_str()), ("::1", 80, "[::1]"));
+        let ok = up("http://[2001:DB8::1]:8080/x").unwrap();
+        assert_eq!((ok.host.as_str(), ok.host_header.as_str()), ("2001:db8::1", "[2001:db8::1]:8080"));
+
+        for (bad, why) in [
+            ("ftp://h", "must start with http:// or https://"),
+            ("h:80", "must start with http://"),
+            ("http://", "missing host"),
+            ("http:///x", "missing host"),
+            ("http://:80", "missing host"),
+            ("http://h?x=1", "query"),
+            ("http://h/#f", "fragment"),
+            ("http://u:p@h", "userinfo"),
+            ("http://h:0", "invalid port \"0\""),
+            ("http://h:65536", "invalid port"),
+            ("http://h:+80", "invalid port"),
+            ("http://h:", "invalid port \"\""),
+            ("http://[::1", "unterminated IPv6"),
+            ("http://[::g]:80", "invalid IPv6"),
+            ("http://[::1]x", "expected `:port`"),
+            ("http://::1:80", "brackets"),
+            ("http://h h", "whitespace"),
+            ("http://h_!x", "invalid host"),
+            ("http://h/a b", "whitespace"),
+            ("http://h/a\"b", "not allowed"),
+            ("http://ü.de", "invalid host"),
+        ] {
+            let err = up(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+
+        one_error(
+            &route_with("").replace("http://127.0.0.1:9000", "htp://x"),
+            7,
+            12,
+            "invalid upstream \"htp://x\"",
+        );
+        one_error(
+            &route_with("ca_file = \"ca.pem\""),
+            8,
+            11,
+            "ca_file is only used with an https:// upstream",
+        );
+        let dir = Dir::new("ca");
+        let src = route_with("ca_file = \"nope.pem\"").replace("http://", "https://");
+        let errs = Config::from_str_at(&dir.file(), &src).unwrap_err().0;
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].contains(":8:11: cannot read ca_file file \"nope.pem\""), "{errs:#?}");
+        let src = route_with("ca_file = \"ca.pem\"").replace("http://", "https://");
+        let c = Config::from_str_at(&dir.file(), &src).unwrap();
+        assert_eq!(c.routes[0].upstream.ca_file, Some(dir.0.join("ca.pem")));
+    }
+
+    #[test]
+    fn format_and_event_field() {
+        for name in [
+            "auto",
+            "passthrough",
+            "sse",
+            "ndjson",
+            "json-stream",
+            "json-seq",
+            "json-array",
+            "lines",
+            "chunks",
+        ] {
+            let c = load(&route_with(&format!("format = {name:?}"))).unwrap();
+            assert_eq!(format_choice_name(c.routes[0].format), name);
+        }
+        one_error(
+            &route_with("format = \"ndjsn\""),
+            8,
+            10,
+            "unknown format \"ndjsn\"; expected one of auto, passthrough, sse, ndjson, json-stream, json-seq, json-array, lines, chunks",
+        );
+        for ok in ["auto", "ndjson", "json-stream", "json-seq", "json-array"] {
+            load(&route_with(&format!("format = {ok:?}\nevent_field = \"type\""))).unwrap();
+        }
+        for bad in ["sse", "lines", "chunks", "passthrough"] {
+            one_error(
+                &route_with(&format!("format = {bad:?}\nevent_field = \"type\"")),
+                9,
+                15,
+                "event_field only applies to JSON formats",
+            );
+        }
+        one_error(&route_with("event_field = \"\""), 8, 15, "must not be empty");
+        one_error(
+            &route_with("on_decode_error = \"ignore\""),
+            8,
+            19,
+            "unknown on_decode_error \"ignore\"; expected skip or close",
+        );
+        one_error(&route_with("done_event = { event = \"a\\nb\", data = \"x\" }"), 8, 24, "CR, LF or NUL");
+        let c = load(&route_with("done_event = { data = \"[DONE]\" }")).unwrap();
+        assert_eq!(c.routes[0].done_event, Some(DoneEvent { event: None, data: "[DONE]".into() }));
+    }
+
+    #[test]
+    fn duration_rules() {
+        one_error(
+            &route_with("heartbeat_interval = \"5ms\""),
+            8,
+            22,
+            "heartbeat_interval must be \"0s\" (disabled) or at least 10ms, got \"5ms\"",
+        );
+        let c = load(&route_with("heartbeat_interval = \"10ms\"")).unwrap();
+        assert_eq!(c.routes[0].heartbeat_interval, Some(Duration::from_millis(10)));
+        one_error(&route_with("connect_timeout = \"0s\""), 8, 19, "connect_timeout must be greater than 0");
+        one_error(&route_with("header_timeout = \"0ms\""), 8, 18, "header_timeout must be greater than 0");
+        one_error(&route_with("idle_timeout = \"fast\""), 8, 16, "idle_timeout: invalid duration \"fast\"");
+        one_error(&route_with("idle_timeout = \"15\""), 8, 16, "has no unit; write e.g. \"15s\"");
+        one_error(&route_with("max_duration = \"400days\""), 8, 16, "too long");
+        let c = load(&route_with("max_duration = \"1h 30m\"")).unwrap();
+        assert_eq!(c.routes[0].max_duration, Some(Duration::from_secs(5400)));
+
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration(" 250ms "), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("365days"), Ok(MAX_DURATION_VALUE));
+        for bad in ["", "  ", "-1s", "1x", "s", "99999999999999999999999y", "1.5.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        let src = "[server]\nlisten = [\"127.0.0.1:1\"]\nshutdown_drain = \"0s\"\nshutdown_retry = \"0s\"\nwrite_timeout = \"0s\"\n[[route]]\nname = \"a\"\npath_prefix = \"/a\"\nupstream = \"http://h\"\n";
+        one_error(src, 5, 17, "write_timeout must be greater than 0");
+    }
+
+    #[test]
+    fn size_rules() {
+        assert_eq!(parse_size("512B"), Ok(512));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("64kib"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("2 KB"), Ok(2000));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("3GB"), Ok(3_000_000_000));
+        for bad in
+            ["", "KiB", "1.5MiB", "1 TiB", "-1", "10 M", "99999999999999999999", "18446744073709551615GiB"]
+        {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_size("1.5MiB").unwrap_err().contains("whole number"));
+        assert!(parse_size("18446744073709551615GiB").unwrap_err().contains("too large"));
+
+        load(&route_with("max_event_size = \"1KiB\"")).unwrap();
+        load(&route_with("max_event_size = \"256MiB\"")).unwrap();
+        one_error(
+            &route_with("max_event_size = 1023"),
+            8,
+            18,
+            "max_event_size must be between 1KiB and 256MiB, got 1023",
+        );
+        one_error(&route_with("max_event_size = \"257MiB\""), 8, 18, "got \"257MiB\"");
+        one_error(&route_with("max_event_size = -5"), 8, 18, "must not be negative");
+        one_error(&route_with("max_event_size = \"lots\""), 8, 18, "max_event_size: invalid size \"lots\"");
+        let src = MINIMAL.replace("]\n\n", "]\nmax_request_body = \"2GiB\"\n\n");
+        one_error(&src, 3, 20, "max_request_body must be between 0B and 1GiB");
+        assert_eq!(show_size(1500), "1500B");
+        assert_eq!(show_size(0), "0B");
+    }
+
+    #[test]
+    fn threads_rules() {
+        let src = |t: &str| MINIMAL.replace("]\n\n", &format!("]\nthreads = {t}\n\n"));
+        assert_eq!(load(&src("1")).unwrap().server.threads, 1);
+        assert_eq!(load(&src("1024")).unwrap().server.threads, 1024);
+        one_error(&src("0"), 3, 11, "threads must be between 1 and 1024, got 0");
+        one_error(&src("1025"), 3, 11, "got 1025");
+        one_error(&src("-3"), 3, 11, "got -3");
+    }
+
+    #[test]
+    fn collects_every_error_in_file_order() {
+        let src = r#"[server]
+listen = ["nope", "127.0.0.1:8080"]
+threads = 0
+
+[admin]
+listen = "127.0.0.1:8080"
+
+[[route]]
+name = "bad name"
+path_prefix = "x"
+upstream = "ftp://h"
+format = "sse"
+event_field = "type"
+heartbeat_interval = "1ms"
+max_event_size = "1B"
+on_decode_error = "maybe"
+"#;
+        let errs = errors(src);
+        let positions: Vec<&str> = errs.iter().map(|e| e.split(':').nth(1).unwrap_or("")).collect();
+        assert_eq!(positions, ["2", "3", "6", "9", "10", "11", "13", "14", "15", "16"], "{errs:#?}");
+        assert!(errs.iter().all(|e| e.starts_with("test.toml:")));
+        let display = ConfigErrors(errs.clone()).to_string();
+        assert_eq!(display.lines().count(), errs.len());
+    }
+
+    #[test]
+    fn columns_count_characters_and_crlf_works() {
+        // "ä" is two bytes; the column counts it once.
+        let src = "# ä\r\n[server]\r\nlisten = [\"127.0.0.1:8080\"]\r\n[[route]]\r\nname = \"r\"\r\npath_prefix = \"/r\"\r\nupstream = \"http://h\"\r\ndone_event = { data = \"ä\", event = \"\" }\r\n";
+        one_error(src, 8, 36, "done_event.event must not be empty");
+        let cx = Cx::new(Path::new("x"), "aä\nb");
+        assert_eq!(cx.line_col(0), (1, 1));
+        assert_eq!(cx.line_col(2), (1, 2)); // inside "ä": floored to its start
+        assert_eq!(cx.line_col(3), (1, 3));
+        assert_eq!(cx.line_col(4), (2, 1));
+        assert_eq!(cx.line_col(99), (2, 2));
+    }
+
+    #[test]
+    fn unreadable_config_file() {
+        let err = Config::load(Path::new("/nonexistent/ssegate.toml")).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert!(err.0[0].starts_with("/nonexistent/ssegate.toml: cannot read config file"), "{err}");
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        let inputs = [
+            "",
+            "\u{feff}",
+            "[[server]]",
+            "server = 1",
+            "route = 1",
+            "route = []",
+            "[[route]]\n[[route]]",
+            "[server]\nlisten = [[]]",
+            "[server]\nthreads = 99999999999999999999",
+            "[server]\nmax_request_body = 9223372036854775807",
+            "[server]\ntls = 5",
+            "[[route]]\ndone_event = 1",
+            "[[route]]\nupstream = \"http://[\"",
+            "[[route]]\nupstream = \"https://\u{1F600}\"",
+            "[[route]]\npath_prefix = \"/\u{1F600}\"",
+            "\u{0}\u{1}",
+            "a = \"\\uD800\"",
+        ];
+        for src in inputs {
+            let _ = load(src);
+        }
+        // Every prefix of a full config.
+        let full = route_with(
+            "format = \"ndjson\"\nevent_field = \"t\"\ndone_event = { event = \"e\", data = \"d\" }",
+        );
+        for i in 0..=full.len() {
+            if full.is_char_boundary(i) {
+                let _ = load(&full[..i]);
+            }
+        }
+    }
+
+    #[test]
+    fn every_shipped_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let mut count = 0;
+        let mut failures = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                count += 1;
+                if let Err(e) = Config::load(&path) {
+                    failures.push(e.to_string());
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        assert!(count >= 6, "expected at least 6 files in {}, found {count}", dir.display());
     }
 }
