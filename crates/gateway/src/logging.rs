@@ -1,7 +1,20 @@
 //! Logging: `tracing` everywhere, pingora's `log` output bridged in, one access line per finished stream.
-//! (Contract stub: to be implemented.)
+//!
+//! - Level and per-module filters from `RUST_LOG` (`tracing_subscriber::EnvFilter` syntax); default
+//!   [`DEFAULT_FILTER`].
+//! - `--log-format text` (human) or `json` (one JSON object per line), always to stderr.
+//! - pingora logs through the `log` crate; [`init`] installs `tracing_log::LogTracer` so those records
+//!   go through the same filter and formatter (their target is the pingora module path, e.g.
+//!   `pingora_core::server`).
+//! - [`access`] writes one line per finished stream with target `ssegate::access`, so it can be
+//!   filtered on its own (`RUST_LOG=info,ssegate::access=off`).
 
+use std::io::IsTerminal;
 use std::time::Duration;
+
+use tracing::Subscriber;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
 
 use crate::metrics::Outcome;
 
@@ -12,8 +25,62 @@ pub enum LogFormat {
     Json,
 }
 
+/// The filter used when `RUST_LOG` is unset. pingora's own `info` lines are start-up and shutdown
+/// milestones only ("Server starting", "Graceful shutdown: grace period 60s starts"), worth keeping;
+/// its per-connection noise is at `debug` and below.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// The target of the access log lines.
+pub const ACCESS_TARGET: &str = "ssegate::access";
+
 /// Installs the global subscriber (level from `RUST_LOG`, default `info`) and the `log` bridge.
-pub fn init(_format: LogFormat) {}
+/// A second call (or a subscriber installed by someone else) is left alone.
+pub fn init(format: LogFormat) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("ssegate: invalid RUST_LOG {spec:?} ({e}); using {DEFAULT_FILTER:?}");
+                EnvFilter::new(DEFAULT_FILTER)
+            }
+        },
+        _ => EnvFilter::new(DEFAULT_FILTER),
+    };
+    let ansi = format == LogFormat::Text && std::io::stderr().is_terminal();
+    let subscriber = build(format, filter, std::io::stderr, ansi);
+    if tracing::subscriber::set_global_default(subscriber).is_ok() {
+        // Forward `log` records (pingora) into tracing; `log`'s own max level follows the filter.
+        let max = tracing::level_filters::LevelFilter::current();
+        let _ = tracing_log::LogTracer::builder().with_max_level(level_to_log(max)).init();
+    }
+}
+
+fn level_to_log(level: tracing::level_filters::LevelFilter) -> tracing_log::log::LevelFilter {
+    use tracing::level_filters::LevelFilter as T;
+    use tracing_log::log::LevelFilter as L;
+    match level {
+        T::OFF => L::Off,
+        T::ERROR => L::Error,
+        T::WARN => L::Warn,
+        T::INFO => L::Info,
+        T::DEBUG => L::Debug,
+        _ => L::Trace,
+    }
+}
+
+/// The subscriber `init` installs, writing to `writer` (tests capture it).
+fn build<W>(format: LogFormat, filter: EnvFilter, writer: W, ansi: bool) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    match format {
+        LogFormat::Text => Box::new(builder.with_ansi(ansi).finish()),
+        LogFormat::Json => Box::new(
+            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).finish(),
+        ),
+    }
+}
 
 /// One finished stream (or non-streaming exchange).
 #[derive(Debug)]
@@ -35,5 +102,185 @@ pub struct AccessRecord<'a> {
     pub error: Option<&'static str>,
 }
 
+/// Milliseconds with microsecond precision.
+fn ms(d: Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
 /// Writes the access line for `rec` (target `ssegate::access`, level info).
-pub fn access(_rec: &AccessRecord<'_>) {}
+///
+/// Fields: `route method path upstream_status format outcome duration_ms first_event_ms events bytes
+/// heartbeats error`; `upstream_status`, `first_event_ms` and `error` are left out when unknown. The path
+/// is cut at `?` even if the caller forgot to.
+pub fn access(rec: &AccessRecord<'_>) {
+    let path = rec.path.split('?').next().unwrap_or(rec.path);
+    tracing::info!(
+        target: "ssegate::access",
+        route = rec.route,
+        method = rec.method,
+        path = path,
+        upstream_status = rec.upstream_status,
+        format = rec.format,
+        outcome = rec.outcome.as_str(),
+        duration_ms = ms(rec.duration),
+        first_event_ms = rec.first_event.map(ms),
+        events = rec.events,
+        bytes = rec.bytes_out,
+        heartbeats = rec.heartbeats,
+        error = rec.error,
+        "stream finished"
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A `MakeWriter` collecting everything into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
+    impl Capture {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    fn record() -> AccessRecord<'static> {
+        AccessRecord {
+            route: "openai",
+            method: "POST",
+            path: "/v1/chat/completions?key=secret",
+            upstream_status: Some(200),
+            format: "sse",
+            outcome: Outcome::Completed,
+            duration: Duration::from_micros(1_234_567),
+            first_event: Some(Duration::from_micros(250_500)),
+            events: 42,
+            bytes_out: 4096,
+            heartbeats: 3,
+            error: None,
+        }
+    }
+
+    fn capture(format: LogFormat, filter: &str, f: impl FnOnce()) -> String {
+        let cap = Capture::default();
+        let sub = build(format, EnvFilter::new(filter), cap.clone(), false);
+        tracing::subscriber::with_default(sub, f);
+        cap.text()
+    }
+
+    #[test]
+    fn access_line_json() {
+        let out = capture(LogFormat::Json, "info", || access(&record()));
+        let line = out.lines().next().unwrap();
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["target"], "ssegate::access");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["message"], "stream finished");
+        assert_eq!(v["route"], "openai");
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["path"], "/v1/chat/completions");
+        assert_eq!(v["upstream_status"], 200);
+        assert_eq!(v["format"], "sse");
+        assert_eq!(v["outcome"], "completed");
+        assert_eq!(v["duration_ms"], 1234.567);
+        assert_eq!(v["first_event_ms"], 250.5);
+        assert_eq!(v["events"], 42);
+        assert_eq!(v["bytes"], 4096);
+        assert_eq!(v["heartbeats"], 3);
+        assert!(v.get("error").is_none(), "{line}");
+        assert!(!line.contains("secret"));
+    }
+
+    #[test]
+    fn access_line_json_with_error_and_unknowns() {
+        let rec = AccessRecord {
+            upstream_status: None,
+            first_event: None,
+            outcome: Outcome::UpstreamError,
+            error: Some("upstream_reset"),
+            ..record()
+        };
+        let out = capture(LogFormat::Json, "info", || access(&rec));
+        let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+        assert_eq!(v["outcome"], "upstream_error");
+        assert_eq!(v["error"], "upstream_reset");
+        assert!(v.get("upstream_status").is_none());
+        assert!(v.get("first_event_ms").is_none());
+    }
+
+    #[test]
+    fn access_line_text() {
+        let out = capture(LogFormat::Text, "info", || access(&record()));
+        assert!(out.contains("INFO"), "{out}");
+        assert!(out.contains("ssegate::access"), "{out}");
+        assert!(out.contains("stream finished"), "{out}");
+        assert!(out.contains("route=\"openai\""), "{out}");
+        assert!(out.contains("outcome=\"completed\""), "{out}");
+        assert!(out.contains("duration_ms=1234.567"), "{out}");
+        assert!(out.contains("events=42"), "{out}");
+        assert!(!out.contains("secret"), "{out}");
+        assert!(!out.contains('\u{1b}'), "no colours when not a terminal: {out}");
+    }
+
+    #[test]
+    fn access_log_can_be_filtered_out() {
+        let out = capture(LogFormat::Json, "info,ssegate::access=off", || {
+            access(&record());
+            tracing::info!("other");
+        });
+        assert!(!out.contains("stream finished"), "{out}");
+        assert!(out.contains("other"), "{out}");
+    }
+
+    #[test]
+    fn log_crate_records_are_bridged() {
+        // The global `log` logger is process-wide: install the bridge (or find it installed).
+        let _ = tracing_log::LogTracer::init();
+        let out = capture(LogFormat::Json, "info,pingora_core=warn", || {
+            tracing_log::log::warn!(target: "pingora_core::server", "from log at warn");
+            tracing_log::log::info!(target: "pingora_core::server", "from log at info");
+            tracing_log::log::info!(target: "some_crate", "other crate at info");
+        });
+        assert!(out.contains("from log at warn"), "{out}");
+        assert!(!out.contains("from log at info"), "{out}");
+        assert!(out.contains("other crate at info"), "{out}");
+        assert!(out.contains("\"target\":\"pingora_core::server\""), "{out}");
+    }
+
+    #[test]
+    fn init_twice_does_not_panic() {
+        init(LogFormat::Text);
+        init(LogFormat::Json);
+        tracing::info!("after init");
+    }
+
+    #[test]
+    fn level_mapping() {
+        use tracing::level_filters::LevelFilter as T;
+        use tracing_log::log::LevelFilter as L;
+        assert_eq!(level_to_log(T::OFF), L::Off);
+        assert_eq!(level_to_log(T::INFO), L::Info);
+        assert_eq!(level_to_log(T::TRACE), L::Trace);
+    }
+}
