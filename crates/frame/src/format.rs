@@ -67,8 +67,11 @@ impl Format {
         let is = |s: &str| essence.eq_ignore_ascii_case(s);
         if is("text/event-stream") {
             Some(Format::Sse)
-        } else if is("application/x-ndjson") || is("application/jsonl") || is("application/x-jsonlines")
-            || is("application/ndjson") || is("application/jsonlines")
+        } else if is("application/x-ndjson")
+            || is("application/jsonl")
+            || is("application/x-jsonlines")
+            || is("application/ndjson")
+            || is("application/jsonlines")
         {
             Some(Format::Ndjson)
         } else if is("application/stream+json") || is("application/x-json-stream") {

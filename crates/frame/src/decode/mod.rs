@@ -1,10 +1,41 @@
 //! Incremental decoders: byte chunks in, complete [`Item`]s out.
 //!
 //! Each decoder keeps only the unfinished tail of the current message between calls, bounded by
-//! [`DecoderOptions::max_event_size`]. Splitting the same input differently never changes the output
-//! (chunk-boundary invariance, tested at every byte offset).
+//! [`DecoderOptions::max_event_size`] (plus, transiently, the chunk being processed). Splitting the same
+//! input differently never changes the output (chunk-boundary invariance, tested at every byte offset);
+//! the one exception is [`Format::Chunks`], whose contract is one event per upstream chunk.
+//!
+//! The modules separate *where a message ends* (`split` for lines, `scan` for JSON values, RS for
+//! json-seq) from *what is inside* (`json`: validation, compaction, `event_field`). Each format's rules and
+//! its outcome for bad input are documented on its module:
+//!
+//! | format | message ends at | bad message | resynchronises at |
+//! |---|---|---|---|
+//! | `sse` | blank line | `InvalidUtf8` / `TooLarge` for the block | next blank line |
+//! | `ndjson` | LF | `MalformedJson{recoverable}` / `InvalidUtf8` / `TooLarge` | next LF |
+//! | `json-stream` | closing bracket/quote, or delimiter after a scalar | content: `MalformedJson{recoverable}`, framing: same | after the value; framing errors: next LF |
+//! | `json-seq` | LF after a complete value, next RS, end | `MalformedJson{recoverable}` / `InvalidUtf8` / `TooLarge` | next RS |
+//! | `json-array` | end of each element | content: `MalformedJson{recoverable}`; structure: `MalformedJson{recoverable: false}` | next element; structural errors: never |
+//! | `lines` | LF, CRLF, CR | `InvalidUtf8` / `TooLarge` | next line |
+//! | `chunks` | each chunk | `InvalidUtf8` for invalid bytes (skipped) | next valid byte |
+//!
+//! A value still open at [`Decoder::finish`] in the JSON framings is
+//! `MalformedJson{reason: "truncated", recoverable: false}`.
+
+mod chunks;
+pub(crate) mod json;
+mod json_array;
+mod json_seq;
+mod json_stream;
+mod lines;
+mod ndjson;
+mod scan;
+mod split;
+mod sse;
 
 use bytes::Bytes;
+
+pub use json::MAX_DEPTH;
 
 use crate::{Format, Item};
 
@@ -15,9 +46,13 @@ pub const DEFAULT_MAX_EVENT_SIZE: usize = 1 << 20;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecoderOptions {
     /// The largest message, in bytes of input, that is delivered; larger ones become
-    /// [`DecodeError::TooLarge`](crate::DecodeError::TooLarge) and are skipped.
+    /// [`DecodeError::TooLarge`](crate::DecodeError::TooLarge) and are skipped. What counts: SSE, the
+    /// bytes of a block's lines without their line breaks; `ndjson` and `lines`, the line without its
+    /// break; the other JSON framings, the value from its first to its last byte; `chunks`, the text of one
+    /// event (longer chunks are split).
     pub max_event_size: usize,
-    /// JSON formats: a top-level string field whose value becomes the event name (e.g. `type`).
+    /// JSON formats: a top-level string field whose value becomes the event name (e.g. `type`). The value
+    /// is unescaped; CR and LF are removed; an empty value means no name.
     pub event_field: Option<String>,
     /// SSE: surface comment lines as [`Item::Comment`] instead of dropping them.
     pub comments: bool,
@@ -29,17 +64,47 @@ impl Default for DecoderOptions {
     }
 }
 
-/// A decoder for one stream in one [`Format`].
+/// A decoder for one stream in one [`Format`]: feed it the upstream body chunk by chunk with
+/// [`push`](Decoder::push), then call [`finish`](Decoder::finish) once at the end of the stream.
 #[derive(Debug)]
 pub struct Decoder {
     format: Format,
-    _opts: DecoderOptions,
+    opts: DecoderOptions,
+    inner: Inner,
+}
+
+/// The per-format decoders (static dispatch).
+#[derive(Debug)]
+enum Inner {
+    Sse(sse::SseDecoder),
+    Ndjson(ndjson::NdjsonDecoder),
+    JsonStream(json_stream::JsonStreamDecoder),
+    JsonSeq(json_seq::JsonSeqDecoder),
+    JsonArray(json_array::JsonArrayDecoder),
+    Lines(lines::LinesDecoder),
+    Chunks(chunks::ChunksDecoder),
+}
+
+impl Inner {
+    fn new(format: Format, opts: &DecoderOptions) -> Self {
+        let max = opts.max_event_size;
+        let field = || opts.event_field.as_deref().map(|f| Box::<[u8]>::from(f.as_bytes()));
+        match format {
+            Format::Sse => Inner::Sse(sse::SseDecoder::new(max, opts.comments)),
+            Format::Ndjson => Inner::Ndjson(ndjson::NdjsonDecoder::new(max, field())),
+            Format::JsonStream => Inner::JsonStream(json_stream::JsonStreamDecoder::new(max, field())),
+            Format::JsonSeq => Inner::JsonSeq(json_seq::JsonSeqDecoder::new(max, field())),
+            Format::JsonArray => Inner::JsonArray(json_array::JsonArrayDecoder::new(max, field())),
+            Format::Lines => Inner::Lines(lines::LinesDecoder::new(max)),
+            Format::Chunks => Inner::Chunks(chunks::ChunksDecoder::new(max)),
+        }
+    }
 }
 
 impl Decoder {
     /// A fresh decoder for `format`.
     pub fn new(format: Format, opts: DecoderOptions) -> Self {
-        Decoder { format, _opts: opts }
+        Decoder { format, inner: Inner::new(format, &opts), opts }
     }
 
     /// The format this decoder reads.
@@ -47,14 +112,39 @@ impl Decoder {
         self.format
     }
 
+    /// The options this decoder was made with.
+    pub fn options(&self) -> &DecoderOptions {
+        &self.opts
+    }
+
     /// Feeds the next chunk of upstream bytes; appends every item it completes to `out`, in order.
+    /// An empty chunk changes nothing.
+    #[inline]
     pub fn push(&mut self, chunk: &Bytes, out: &mut Vec<Item>) {
-        let _ = (chunk, out);
+        match &mut self.inner {
+            Inner::Sse(d) => d.push(chunk, out),
+            Inner::Ndjson(d) => d.push(chunk, out),
+            Inner::JsonStream(d) => d.push(chunk, out),
+            Inner::JsonSeq(d) => d.push(chunk, out),
+            Inner::JsonArray(d) => d.push(chunk, out),
+            Inner::Lines(d) => d.push(chunk, out),
+            Inner::Chunks(d) => d.push(chunk, out),
+        }
     }
 
     /// Ends the stream: appends what the format says an end of stream completes (e.g. NDJSON's unterminated
-    /// last line) and discards the rest (e.g. SSE's unfinished event).
+    /// last line) and discards the rest (e.g. SSE's unfinished event). The decoder is then fresh again and
+    /// can read a new stream.
     pub fn finish(&mut self, out: &mut Vec<Item>) {
-        let _ = out;
+        match &mut self.inner {
+            Inner::Sse(d) => d.finish(out),
+            Inner::Ndjson(d) => d.finish(out),
+            Inner::JsonStream(d) => d.finish(out),
+            Inner::JsonSeq(d) => d.finish(out),
+            Inner::JsonArray(d) => d.finish(out),
+            Inner::Lines(d) => d.finish(out),
+            Inner::Chunks(d) => d.finish(out),
+        }
+        self.inner = Inner::new(self.format, &self.opts);
     }
 }

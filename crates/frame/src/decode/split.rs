@@ -1,0 +1,150 @@
+//! Where a line ends: the line splitter shared by `sse`, `lines` and `ndjson`.
+//!
+//! Lines that lie inside one chunk are handed out as slices of it (zero-copy); only the unfinished last
+//! line of a chunk is buffered, and never beyond what the consumer's [`LineSink::budget`] allows: a longer
+//! line is reported once through [`LineSink::too_long`] and then discarded up to its end.
+//!
+//! In [`Breaks::Any`] mode CR, LF and CRLF all end a line, and a CR ending one chunk followed by an LF
+//! starting the next is one line break.
+
+use bytes::Bytes;
+use memchr::{memchr, memchr2};
+
+use super::scan::KEEP_CAPACITY;
+use crate::Item;
+
+/// Which bytes end a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Breaks {
+    /// Only LF (a CR before it stays in the line: NDJSON treats it as JSON whitespace).
+    Lf,
+    /// CR, LF or CRLF.
+    Any,
+}
+
+/// The consumer of complete lines.
+pub(crate) trait LineSink {
+    /// The longest line (without its break) the sink accepts right now.
+    fn budget(&self) -> usize;
+    /// A complete line without its break. `shared` is the chunk it lies in, if it does.
+    fn line(&mut self, line: &[u8], shared: Option<&Bytes>, out: &mut Vec<Item>);
+    /// The current line is longer than the budget; it will be discarded up to its end.
+    fn too_long(&mut self, out: &mut Vec<Item>);
+}
+
+/// Splits a byte stream into lines.
+#[derive(Debug)]
+pub(crate) struct LineSplitter {
+    breaks: Breaks,
+    /// The unfinished line.
+    buf: Vec<u8>,
+    /// The last chunk ended in CR: an LF starting the next chunk belongs to that break.
+    pending_cr: bool,
+    /// The current line is too long and is being discarded.
+    skipping: bool,
+}
+
+impl LineSplitter {
+    pub(crate) fn new(breaks: Breaks) -> Self {
+        LineSplitter { breaks, buf: Vec::new(), pending_cr: false, skipping: false }
+    }
+
+    /// Feeds a chunk; complete lines go to `sink`.
+    pub(crate) fn push<S: LineSink>(&mut self, sink: &mut S, chunk: &Bytes, out: &mut Vec<Item>) {
+        let d: &[u8] = chunk;
+        let mut pos = 0;
+        if self.pending_cr && !d.is_empty() {
+            self.pending_cr = false;
+            if d.first() == Some(&b'\n') {
+                pos = 1;
+            }
+        }
+        if !self.buf.is_empty() || self.skipping {
+            let Some((end, next)) = self.find(d, pos) else {
+                self.extend(sink, d.get(pos..).unwrap_or_default(), out);
+                return;
+            };
+            let tail = d.get(pos..end).unwrap_or_default();
+            if self.skipping {
+                self.skipping = false;
+            } else if self.buf.len() + tail.len() > sink.budget() {
+                sink.too_long(out);
+                self.clear();
+            } else {
+                self.buf.extend_from_slice(tail);
+                let line = std::mem::take(&mut self.buf);
+                sink.line(&line, None, out);
+                self.buf = line;
+                self.clear();
+            }
+            pos = next;
+        }
+        while let Some((end, next)) = self.find(d, pos) {
+            let line = d.get(pos..end).unwrap_or_default();
+            if line.len() > sink.budget() {
+                sink.too_long(out);
+            } else {
+                sink.line(line, Some(chunk), out);
+            }
+            pos = next;
+        }
+        self.extend(sink, d.get(pos..).unwrap_or_default(), out);
+    }
+
+    /// Ends the stream: returns the unfinished last line (empty if there is none or it was too long) and
+    /// resets the splitter.
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
+        let line = if self.skipping { Vec::new() } else { std::mem::take(&mut self.buf) };
+        self.buf = Vec::new();
+        self.pending_cr = false;
+        self.skipping = false;
+        line
+    }
+
+    /// The next line break in `d` at or after `from`: (end of line, start of the next line).
+    #[inline]
+    fn find(&mut self, d: &[u8], from: usize) -> Option<(usize, usize)> {
+        let rest = d.get(from..)?;
+        match self.breaks {
+            Breaks::Lf => memchr(b'\n', rest).map(|k| (from + k, from + k + 1)),
+            Breaks::Any => {
+                let end = from + memchr2(b'\r', b'\n', rest)?;
+                let next = if d.get(end) == Some(&b'\r') {
+                    match d.get(end + 1) {
+                        Some(b'\n') => end + 2,
+                        Some(_) => end + 1,
+                        None => {
+                            self.pending_cr = true;
+                            end + 1
+                        }
+                    }
+                } else {
+                    end + 1
+                };
+                Some((end, next))
+            }
+        }
+    }
+
+    /// Buffers the start of an unfinished line, within the budget.
+    fn extend<S: LineSink>(&mut self, sink: &mut S, rest: &[u8], out: &mut Vec<Item>) {
+        if self.skipping || rest.is_empty() {
+            return;
+        }
+        if self.buf.len() + rest.len() > sink.budget() {
+            sink.too_long(out);
+            self.skipping = true;
+            self.clear();
+        } else {
+            self.buf.extend_from_slice(rest);
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
+    }
+}
