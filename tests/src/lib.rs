@@ -1,1 +1,67 @@
+//! # ssegate-tests
+//!
+//! End-to-end tests for the real `ssegate` binary. The harness lives here; the tests are in `tests/*.rs`.
+//!
+//! - [`gateway`]: find the binary, write a config with free ports into a temp dir, start `ssegate run`,
+//!   wait for its traffic port, send signals, kill it on drop.
+//! - [`mock`]: a scripted raw HTTP/1.1 upstream on `127.0.0.1:0` (exact bytes, exact chunking, exact timing),
+//!   recording every request and noticing when the gateway closes its connection.
+//! - [`client`]: a raw HTTP/1.1 client (exact response bytes, incremental chunked decoding, arrival times),
+//!   and h2c / TLS+h2 clients built on hyper that feed the same [`client::Response`] reader.
+//! - [`sse`]: a small SSE parser for assertions that do not compare exact bytes (error events).
+//!
+//! Everything listens on and connects to 127.0.0.1 only; no fixed ports, no external hosts.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod client;
+pub mod gateway;
+pub mod mock;
+pub mod sse;
+pub mod tls;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+pub use client::{get, h2_tls_request, h2c_request, request, Response};
+pub use gateway::{config, config_with, route, Gateway, Signal, SIGTERM};
+pub use mock::{MockUpstream, RecordedRequest, Reply, Step};
+
+/// The bound every end-to-end test runs under.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs `f` under [`TEST_TIMEOUT`]; a hang becomes a clear panic instead of a stuck test run.
+pub async fn bounded<F: Future>(f: F) -> F::Output {
+    match tokio::time::timeout(TEST_TIMEOUT, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("test did not finish within {TEST_TIMEOUT:?}"),
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago: bind `127.0.0.1:0`, read the port, drop the listener.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// `127.0.0.1:<free port>`.
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Shows bytes readably in assertion messages (UTF-8 lossy, control characters escaped).
+pub fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).escape_debug().to_string()
+}
+
+/// Asserts two byte strings are equal, printing both readably.
+#[track_caller]
+pub fn assert_bytes(observed: &[u8], expected: &[u8]) {
+    assert!(
+        observed == expected,
+        "bytes differ\n observed: \"{}\"\n expected: \"{}\"",
+        show(observed),
+        show(expected)
+    );
+}
