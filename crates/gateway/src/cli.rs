@@ -30,6 +30,15 @@ pub enum Command {
         #[arg(short, long)]
         daemon: bool,
     },
+    /// Run the gateway in front of a built-in mock LLM and serve a demo page.
+    Demo {
+        /// Where the gateway listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where the admin endpoints (/metrics) listen.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: std::net::SocketAddr,
+    },
     /// Validate a configuration file: print every error as file:line:col: message; exit 1 on error.
     Check {
         /// The configuration file.

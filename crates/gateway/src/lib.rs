@@ -18,6 +18,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod logging;
 pub mod metrics;
 pub mod respond;

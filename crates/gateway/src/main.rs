@@ -19,22 +19,36 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config, upgrade, daemon } => {
+        Command::Demo { listen, admin } => {
             ssegate::logging::init(cli.log_format);
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(errors) => {
-                    eprintln!("{errors}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match server::run(config, RunOptions { upgrade, daemon }) {
-                Ok(()) => ExitCode::SUCCESS,
+            match ssegate::demo::prepare(&ssegate::demo::DemoOptions { listen, admin }) {
+                Ok(path) => start(&path, RunOptions::default()),
                 Err(e) => {
-                    eprintln!("ssegate: {e}");
+                    eprintln!("ssegate demo: cannot start the mock upstream: {e}");
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Run { config, upgrade, daemon } => {
+            ssegate::logging::init(cli.log_format);
+            start(&config, RunOptions { upgrade, daemon })
+        }
+    }
+}
+
+fn start(config: &std::path::Path, opts: RunOptions) -> ExitCode {
+    let config = match Config::load(config) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match server::run(config, opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ssegate: {e}");
+            ExitCode::FAILURE
         }
     }
 }
