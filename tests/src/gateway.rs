@@ -81,7 +81,8 @@ pub fn binary() -> PathBuf {
     );
 }
 
-/// The usual config template: `[server] listen = ["$LISTEN"]`, `[admin] listen = "$ADMIN"`, then `routes`.
+/// The usual config template: `[server] listen = ["$LISTEN"]` (pid file and upgrade socket in `$DIR`, so
+/// parallel gateways never share them), `[admin] listen = "$ADMIN"`, then `routes`.
 pub fn config(routes: &str) -> String {
     config_with("", routes)
 }
@@ -89,7 +90,10 @@ pub fn config(routes: &str) -> String {
 /// Like [`config`], with extra `[server]` keys (e.g. `shutdown_drain = "1s"`) or tables (e.g. a
 /// `[server.tls]` block) right after `listen`.
 pub fn config_with(server_extra: &str, routes: &str) -> String {
-    format!("[server]\nlisten = [\"$LISTEN\"]\n{server_extra}\n\n[admin]\nlisten = \"$ADMIN\"\n\n{routes}\n")
+    format!(
+        "[server]\nlisten = [\"$LISTEN\"]\npid_file = \"$DIR/ssegate.pid\"\nupgrade_sock = \"$DIR/upgrade.sock\"\n\
+         {server_extra}\n\n[admin]\nlisten = \"$ADMIN\"\n\n{routes}\n"
+    )
 }
 
 /// One `[[route]]` table: `name`, `path_prefix`, `upstream`, then `extra` lines verbatim.

@@ -65,3 +65,39 @@ pub fn assert_bytes(observed: &[u8], expected: &[u8]) {
         show(expected)
     );
 }
+
+/// Starts a gateway with one route `r` on `/r` to `upstream`, with `extra` route lines (e.g.
+/// `format = "lines"\nheartbeat_interval = "200ms"`).
+pub async fn gateway_for(upstream: &str, extra: &str) -> Gateway {
+    Gateway::start(&config(&route("r", "/r", upstream, extra))).await
+}
+
+/// Asserts the SSE response head: 200, `text/event-stream; charset=utf-8`, `no-cache, no-transform`,
+/// `X-Accel-Buffering: no`, no Content-Length, no Content-Encoding; chunked on HTTP/1.1, no `Connection`
+/// on h2.
+#[track_caller]
+pub fn assert_sse_head(resp: &Response) {
+    let head = || format!("{:?} {} {:?}", resp.version, resp.status, resp.headers);
+    assert_eq!(resp.status, 200, "status: {}", head());
+    let ct = resp.header("content-type").unwrap_or_default().to_ascii_lowercase().replace(' ', "");
+    assert_eq!(ct, "text/event-stream;charset=utf-8", "content-type: {}", head());
+    assert_eq!(resp.header("cache-control"), Some("no-cache, no-transform"), "cache-control: {}", head());
+    assert_eq!(
+        resp.header("x-accel-buffering").map(|v| v.to_ascii_lowercase()).as_deref(),
+        Some("no"),
+        "x-accel-buffering: {}",
+        head()
+    );
+    assert_eq!(resp.header("content-length"), None, "no content-length: {}", head());
+    assert_eq!(resp.header("content-encoding"), None, "no content-encoding: {}", head());
+    if resp.version == "HTTP/1.1" {
+        assert_eq!(
+            resp.header("transfer-encoding").map(|v| v.to_ascii_lowercase()).as_deref(),
+            Some("chunked"),
+            "chunked on HTTP/1.1: {}",
+            head()
+        );
+    } else {
+        assert_eq!(resp.header("connection"), None, "no connection header on h2: {}", head());
+    }
+}
