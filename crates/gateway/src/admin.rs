@@ -303,6 +303,9 @@ fn respond_with(method: &str, path: &str, health: &Health) -> (u16, &'static str
     }
     match path {
         "/metrics" => {
+            crate::metrics::set_ready(
+                health.ready.load(Ordering::SeqCst) && !health.draining.load(Ordering::SeqCst),
+            );
             let mut body = Vec::with_capacity(16 * 1024);
             match prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut body) {
                 Ok(()) => (200, METRICS_CONTENT_TYPE, body),
@@ -402,6 +405,7 @@ mod tests {
         assert_eq!(r.0, 200);
         assert_eq!(r.1, "text/plain; version=0.0.4");
         assert!(body(&r).contains("# TYPE ssegate_build_info gauge"), "{}", body(&r));
+        assert!(body(&r).contains("# TYPE ssegate_ready gauge"), "{}", body(&r));
     }
 
     #[test]

@@ -140,6 +140,7 @@ struct Families {
     decode_errors: IntCounterVec,
     upstream_errors: IntCounterVec,
     build_info: IntGaugeVec,
+    ready: IntGauge,
 }
 
 // The constructors below only fail on an invalid metric name, label name or bucket list: all of them
@@ -258,6 +259,10 @@ impl Families {
                 "Always 1; the version of the running binary.",
                 &["version"],
             ),
+            ready: gauge(
+                "ssegate_ready",
+                "1 while /readyz answers 200 (listeners accept, not draining), else 0.",
+            ),
         };
         register(&f.connections_open);
         register(&f.connections_total);
@@ -275,6 +280,7 @@ impl Families {
         register(&f.decode_errors);
         register(&f.upstream_errors);
         register(&f.build_info);
+        register(&f.ready);
         f.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         #[cfg(target_os = "linux")]
         {
@@ -387,6 +393,11 @@ pub fn connection_opened() -> OpenConnection {
     f.connections_total.inc();
     f.connections_open.inc();
     OpenConnection(f.connections_open.clone())
+}
+
+/// Sets `ssegate_ready`. The admin listener refreshes it from the `/readyz` state on every scrape.
+pub fn set_ready(ready: bool) {
+    families().ready.set(i64::from(ready));
 }
 
 impl RouteMetrics {
@@ -588,6 +599,7 @@ mod tests {
             "ssegate_decode_errors_total",
             "ssegate_upstream_errors_total",
             "ssegate_build_info",
+            "ssegate_ready",
         ] {
             assert!(t.contains(&format!("# TYPE {name} ")), "{name} missing from\n{t}");
         }
