@@ -33,6 +33,8 @@ pub mod encode;
 mod error;
 mod event;
 mod format;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use decode::{Decoder, DecoderOptions, DEFAULT_MAX_EVENT_SIZE};
 pub use error::DecodeError;

@@ -254,23 +254,19 @@ impl LineSink for Block {
                     self.name = Some(bytes_of(value, shared));
                 }
             }
-            b"id" => {
-                if !value.contains(&0) {
-                    if std::str::from_utf8(value).is_err() {
-                        self.bad_utf8 = true;
-                    } else {
-                        self.id = Some(bytes_of(value, shared));
-                    }
+            b"id" if !value.contains(&0) => {
+                if std::str::from_utf8(value).is_err() {
+                    self.bad_utf8 = true;
+                } else {
+                    self.id = Some(bytes_of(value, shared));
                 }
             }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    let ms = value.iter().try_fold(0u64, |acc, &c| {
-                        acc.checked_mul(10).and_then(|v| v.checked_add(u64::from(c - b'0')))
-                    });
-                    if ms.is_some() {
-                        self.retry = ms;
-                    }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                let ms = value.iter().try_fold(0u64, |acc, &c| {
+                    acc.checked_mul(10).and_then(|v| v.checked_add(u64::from(c - b'0')))
+                });
+                if ms.is_some() {
+                    self.retry = ms;
                 }
             }
             _ => {}

@@ -1,0 +1,609 @@
+//! Test support (feature `testing`): feeding helpers, the chunk-boundary invariance check, the fuzz
+//! oracles and a deterministic input generator.
+//!
+//! The cargo-fuzz targets in `fuzz/` and the stable test `tests/oracle.rs` call the same [`oracle`] and
+//! [`oracle_encode`] functions, so CI exercises every oracle without a nightly toolchain. An oracle returns
+//! `Err(description)` when a property is violated (a panic anywhere is of course also a failure).
+
+use bytes::{Bytes, BytesMut};
+
+use crate::{encode, Decoder, DecoderOptions, Event, Format, Item};
+
+/// Feeds `chunks` one after another, then finishes.
+pub fn feed_chunks<'a>(
+    format: Format,
+    opts: &DecoderOptions,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+) -> Vec<Item> {
+    let mut dec = Decoder::new(format, opts.clone());
+    let mut out = Vec::new();
+    for chunk in chunks {
+        dec.push(&Bytes::copy_from_slice(chunk), &mut out);
+    }
+    dec.finish(&mut out);
+    out
+}
+
+/// Feeds `input` as one chunk.
+pub fn feed_whole(format: Format, opts: &DecoderOptions, input: &[u8]) -> Vec<Item> {
+    feed_chunks(format, opts, [input])
+}
+
+/// Feeds `input` in two pieces split at `at` (clamped).
+pub fn feed_split(format: Format, opts: &DecoderOptions, input: &[u8], at: usize) -> Vec<Item> {
+    let (a, b) = input.split_at(at.min(input.len()));
+    feed_chunks(format, opts, [a, b])
+}
+
+/// Feeds `input` one byte at a time.
+pub fn feed_bytewise(format: Format, opts: &DecoderOptions, input: &[u8]) -> Vec<Item> {
+    feed_chunks(format, opts, input.chunks(1))
+}
+
+/// The data of every event, concatenated.
+pub fn concat_data(items: &[Item]) -> Vec<u8> {
+    let mut all = Vec::new();
+    for item in items {
+        if let Item::Event(ev) = item {
+            all.extend_from_slice(&ev.data);
+        }
+    }
+    all
+}
+
+/// Chunk-boundary invariance: `input` split at every byte offset into two pieces, and fed one byte at a
+/// time, yields exactly the items of the unsplit feed. For [`Format::Chunks`] (one event per chunk by
+/// contract) the concatenated data must be invariant instead and every event valid UTF-8.
+pub fn check_invariance(format: Format, opts: &DecoderOptions, input: &[u8]) -> Result<(), String> {
+    let whole = feed_whole(format, opts, input);
+    let same = |other: &[Item], how: &dyn Fn() -> String| -> Result<(), String> {
+        if format == Format::Chunks {
+            if concat_data(other) != concat_data(&whole) {
+                return Err(format!("{format}: concatenated data differs when {}", how()));
+            }
+            if let Some(bad) = events(other).find(|ev| std::str::from_utf8(&ev.data).is_err()) {
+                return Err(format!("{format}: event {bad:?} splits a character when {}", how()));
+            }
+        } else if other != whole.as_slice() {
+            return Err(format!(
+                "{format}: items differ when {}\n whole: {whole:?}\n split: {other:?}\n input: {:?}",
+                how(),
+                String::from_utf8_lossy(input)
+            ));
+        }
+        Ok(())
+    };
+    for at in 0..=input.len() {
+        same(&feed_split(format, opts, input, at), &|| format!("split at {at}"))?;
+    }
+    same(&feed_bytewise(format, opts, input), &|| "fed byte by byte".to_string())
+}
+
+fn events(items: &[Item]) -> impl Iterator<Item = &Event> {
+    items.iter().filter_map(|item| match item {
+        Item::Event(ev) => Some(ev),
+        _ => None,
+    })
+}
+
+/// Encodes the events, comments and retries of `items` as SSE (errors are skipped).
+pub fn encode_items(items: &[Item]) -> BytesMut {
+    let mut out = BytesMut::new();
+    for item in items {
+        match item {
+            Item::Event(ev) => encode::event(ev, &mut out),
+            Item::Comment(text) => encode::comment(text, &mut out),
+            Item::Retry(ms) => encode::retry(*ms, &mut out),
+            Item::Error(_) => {}
+        }
+    }
+    out
+}
+
+/// The fuzz oracle for one input. The first byte picks the format and options, the second the split
+/// point; the rest is the stream. Checks:
+/// - a split feed and a byte-by-byte feed give the items of the whole feed (`chunks`: same text);
+/// - every event's data, name and id are UTF-8; names and ids hold no CR/LF, names are not empty;
+/// - `sse`: re-encoding the items and parsing them again gives the same items (errors aside);
+/// - JSON formats: every data is one valid JSON value (serde_json) with no whitespace outside strings,
+///   and is a fixed point (read back as an NDJSON line it gives the same event);
+/// - `lines`: no data holds CR or LF.
+pub fn oracle(input: &[u8]) -> Result<(), String> {
+    let Some((&sel, rest)) = input.split_first() else { return Ok(()) };
+    let (split, stream) = match rest.split_first() {
+        Some((&s, stream)) => (s, stream),
+        None => (0, rest),
+    };
+    let format = Format::ALL[usize::from(sel) % Format::ALL.len()];
+    let opts = DecoderOptions {
+        max_event_size: if sel & 0x20 != 0 { 8 + usize::from(sel >> 6) * 24 } else { 1 << 20 },
+        event_field: (sel & 0x10 != 0).then(|| "type".to_string()),
+        comments: sel & 0x08 != 0,
+    };
+    let at = usize::from(split) * stream.len() / 255;
+    oracle_format(format, &opts, stream, at)
+}
+
+/// [`oracle`] with the format, options and split point given.
+pub fn oracle_format(format: Format, opts: &DecoderOptions, input: &[u8], at: usize) -> Result<(), String> {
+    let whole = feed_whole(format, opts, input);
+    let split = feed_split(format, opts, input, at);
+    let bytewise = feed_bytewise(format, opts, input);
+    if format == Format::Chunks {
+        for other in [&split, &bytewise] {
+            if concat_data(other) != concat_data(&whole) {
+                return Err(format!("chunks: text depends on chunking: {whole:?} vs {other:?}"));
+            }
+        }
+    } else {
+        if split != whole {
+            return Err(format!("{format}: split at {at} differs:\n whole: {whole:?}\n split: {split:?}"));
+        }
+        if bytewise != whole {
+            return Err(format!("{format}: byte-by-byte differs:\n whole: {whole:?}\n bytes: {bytewise:?}"));
+        }
+    }
+    for ev in events(&whole).chain(events(&split)) {
+        check_event_text(ev)?;
+        if format == Format::Lines && ev.data.iter().any(|&c| c == b'\r' || c == b'\n') {
+            return Err(format!("lines: data with a line break: {ev:?}"));
+        }
+    }
+    if format == Format::Sse {
+        let again = DecoderOptions { max_event_size: usize::MAX, ..opts.clone() };
+        let encoded = encode_items(&whole);
+        let reparsed = feed_split(Format::Sse, &again, &encoded, at);
+        let expected: Vec<&Item> = whole.iter().filter(|i| !matches!(i, Item::Error(_))).collect();
+        if reparsed.iter().collect::<Vec<_>>() != expected {
+            return Err(format!(
+                "sse: re-encode + re-parse differs:\n first: {expected:?}\n again: {reparsed:?}\n encoded: {:?}",
+                String::from_utf8_lossy(&encoded)
+            ));
+        }
+    }
+    if format.is_json() {
+        let again = DecoderOptions { max_event_size: usize::MAX, ..opts.clone() };
+        for ev in events(&whole) {
+            check_json(&ev.data)?;
+            let mut line = ev.data.to_vec();
+            line.push(b'\n');
+            let back = feed_whole(Format::Ndjson, &again, &line);
+            if back != [Item::Event(ev.clone())] {
+                return Err(format!("{format}: not a fixed point: {ev:?} -> {back:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_event_text(ev: &Event) -> Result<(), String> {
+    let utf8 = |b: &[u8]| std::str::from_utf8(b).is_ok();
+    let one_line = |b: &[u8]| !b.iter().any(|&c| c == b'\r' || c == b'\n');
+    if !utf8(&ev.data) {
+        return Err(format!("data is not UTF-8: {ev:?}"));
+    }
+    if let Some(name) = &ev.name {
+        if name.is_empty() || !utf8(name) || !one_line(name) {
+            return Err(format!("bad name: {ev:?}"));
+        }
+    }
+    if let Some(id) = &ev.id {
+        if !utf8(id) || !one_line(id) || id.contains(&0) {
+            return Err(format!("bad id: {ev:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// `data` is one valid JSON value (per serde_json) without whitespace outside its strings.
+pub fn check_json(data: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(data).map_err(|e| format!("JSON data is not UTF-8: {e}"))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| format!("invalid JSON {text:?}: {e}"))?;
+    if has_whitespace_outside_strings(data) {
+        return Err(format!("JSON not compact: {text:?}"));
+    }
+    Ok(())
+}
+
+/// A deliberately naive reference: whether `json` has a space, tab, CR or LF outside its strings.
+pub fn has_whitespace_outside_strings(json: &[u8]) -> bool {
+    let (mut in_string, mut escaped) = (false, false);
+    for &c in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
+            return true;
+        }
+    }
+    false
+}
+
+/// The encoder round-trip oracle: builds an event from `input` (lossy UTF-8; fields data, name, id and
+/// retry digits separated by U+001F, the last byte picks the split point), encodes it and parses it back:
+/// the result must be the one event with data line breaks normalised to LF, CR/LF removed from name and
+/// id, an empty name as `None` and an id with NUL dropped.
+pub fn oracle_encode(input: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(input);
+    let mut parts = text.split('\u{1f}');
+    let data = parts.next().unwrap_or_default().to_string();
+    let name = parts.next().map(str::to_string);
+    let id = parts.next().map(str::to_string);
+    let retry =
+        parts.next().map(|r| r.bytes().fold(0u64, |acc, c| acc.wrapping_mul(31).wrapping_add(u64::from(c))));
+    let ev = Event {
+        name: name.clone().map(Bytes::from),
+        data: Bytes::from(data.clone()),
+        id: id.clone().map(Bytes::from),
+        retry,
+    };
+    let strip = |s: String| s.replace(['\r', '\n'], "");
+    let expected = Event {
+        name: name.map(strip).filter(|n| !n.is_empty()).map(Bytes::from),
+        data: Bytes::from(data.replace("\r\n", "\n").replace('\r', "\n")),
+        id: id.filter(|i| !i.contains('\0')).map(strip).map(Bytes::from),
+        retry,
+    };
+    let mut encoded = Vec::new();
+    encode::event(&ev, &mut encoded);
+    if encoded.len() > encode::encoded_len_hint(&ev) {
+        return Err(format!("encoded_len_hint too small for {ev:?}"));
+    }
+    let at = usize::from(input.last().copied().unwrap_or(0)) * encoded.len() / 255;
+    let opts = DecoderOptions { max_event_size: usize::MAX, ..DecoderOptions::default() };
+    let parsed = feed_split(Format::Sse, &opts, &encoded, at);
+    if parsed != [Item::Event(expected.clone())] {
+        return Err(format!(
+            "encode round trip: {ev:?}\n encoded: {:?}\n expected: {expected:?}\n parsed: {parsed:?}",
+            String::from_utf8_lossy(&encoded)
+        ));
+    }
+    Ok(())
+}
+
+/// A small deterministic PRNG (xorshift64*) for reproducible corpora.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// Pieces the corpus generator strings together: syntax of every format, line breaks, UTF-8 edge cases.
+const TOKENS: &[&[u8]] = &[
+    b"data: ",
+    b"data:",
+    b"data",
+    b"event: ",
+    b"event:x",
+    b"id: ",
+    b"id:\0",
+    b"retry: ",
+    b"retry:12a",
+    b": ",
+    b":",
+    b"\n",
+    b"\r",
+    b"\r\n",
+    b"\n\n",
+    b" ",
+    b"\t",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b"\\",
+    b"\\\"",
+    b"\\u00e9",
+    b"\\ud83d\\ude00",
+    b"\\ud800",
+    b",",
+    b"0",
+    b"-1.5e3",
+    b"42",
+    b"true",
+    b"null",
+    b"fals",
+    b"\x1e",
+    b"\"type\"",
+    b"\"type\":\"t\"",
+    b"{\"a\":[1,{\"b\":\"c\"}]}",
+    b"\"x\"",
+    b"h\xc3\xa9",
+    b"\xf0\x9f\x98\x80",
+    b"\xe2\x82",
+    b"\xff",
+    b"\xc0\xaf",
+    b"\xef\xbb\xbf",
+    b"abc",
+    b"\x00",
+    b"1234567890",
+];
+
+/// Text pieces for values: ASCII, spaces, multibyte characters, now and then an invalid byte.
+const TEXT: &[&[u8]] = &[
+    b"a",
+    b"hello",
+    b" ",
+    b"  x",
+    b"\xc3\xa9",
+    b"\xe2\x9c\x93",
+    b"\xf0\x9f\x98\x80",
+    b"12",
+    b"{",
+    b"\"",
+    b":",
+    b"\\",
+    b"\t",
+    b"\xef\xbb\xbf",
+    b"\xff",
+    b"\xe2\x82",
+];
+
+const BREAKS: &[&[u8]] = &[b"\n", b"\r\n", b"\r"];
+const JSON_WS: &[&[u8]] = &[b"", b"", b"", b" ", b"\n", b"\r\n", b"\t", b"  \n  "];
+
+/// One pseudo-random fuzz input for [`oracle`]: a selector byte, a split byte, then a stream that is
+/// mostly well-formed for the selected format (sometimes mutated, sometimes random tokens or bytes).
+pub fn corpus_input(rng: &mut Rng) -> Vec<u8> {
+    let sel = rng.next_u64() as u8;
+    let mut input = vec![sel, rng.next_u64() as u8];
+    let format = Format::ALL[usize::from(sel) % Format::ALL.len()];
+    match rng.below(10) {
+        0 => {
+            let n = rng.below(64);
+            input.extend((0..n).map(|_| rng.next_u64() as u8));
+            return input;
+        }
+        1 => {
+            for _ in 0..rng.below(48) {
+                input.extend_from_slice(pick(rng, TOKENS));
+            }
+            return input;
+        }
+        _ => {}
+    }
+    let mut stream = Vec::new();
+    match format {
+        Format::Sse => gen_sse(rng, &mut stream),
+        Format::Lines | Format::Chunks => {
+            for _ in 0..rng.below(12) {
+                gen_text(rng, &mut stream, 6);
+                stream.extend_from_slice(pick(rng, BREAKS));
+            }
+            gen_text(rng, &mut stream, 3);
+        }
+        Format::Ndjson | Format::JsonStream | Format::JsonSeq | Format::JsonArray => {
+            gen_json_stream(rng, format, &mut stream)
+        }
+    }
+    if rng.below(3) == 0 {
+        for _ in 0..=rng.below(3) {
+            mutate(rng, &mut stream);
+        }
+    }
+    input.extend_from_slice(&stream);
+    input
+}
+
+fn pick<'a>(rng: &mut Rng, from: &[&'a [u8]]) -> &'a [u8] {
+    from.get(rng.below(from.len())).copied().unwrap_or_default()
+}
+
+fn gen_text(rng: &mut Rng, out: &mut Vec<u8>, max: usize) {
+    for _ in 0..rng.below(max + 1) {
+        // Invalid bytes (the last two pieces) are rare.
+        let n = if rng.below(20) == 0 { TEXT.len() } else { TEXT.len() - 2 };
+        out.extend_from_slice(TEXT.get(rng.below(n)).copied().unwrap_or_default());
+    }
+}
+
+fn gen_sse(rng: &mut Rng, out: &mut Vec<u8>) {
+    if rng.below(8) == 0 {
+        out.extend_from_slice(b"\xef\xbb\xbf");
+    }
+    for _ in 0..rng.below(6) {
+        for _ in 0..=rng.below(4) {
+            let field: &[u8] = match rng.below(12) {
+                0..=4 => b"data",
+                5 => b"event",
+                6 => b"id",
+                7 => b"retry",
+                8 => b"",
+                9 => b"dat",
+                10 => b"id\0",
+                _ => b"data ",
+            };
+            out.extend_from_slice(field);
+            match rng.below(4) {
+                0 => {}
+                1 => out.push(b':'),
+                _ => out.extend_from_slice(b": "),
+            }
+            if field == b"retry" && rng.below(3) > 0 {
+                out.extend_from_slice(rng.below(100_000).to_string().as_bytes());
+            } else {
+                gen_text(rng, out, 4);
+            }
+            out.extend_from_slice(pick(rng, BREAKS));
+        }
+        if rng.below(6) > 0 {
+            out.extend_from_slice(pick(rng, BREAKS));
+        }
+    }
+}
+
+fn gen_json_stream(rng: &mut Rng, format: Format, out: &mut Vec<u8>) {
+    let values = rng.below(6);
+    if format == Format::JsonArray {
+        out.extend_from_slice(pick(rng, JSON_WS));
+        out.push(b'[');
+    }
+    for n in 0..values {
+        let pretty = format != Format::Ndjson || rng.below(10) == 0;
+        match format {
+            Format::JsonSeq => out.push(0x1e),
+            Format::JsonArray if n > 0 => {
+                out.extend_from_slice(pick(rng, JSON_WS));
+                out.push(b',');
+            }
+            _ => {}
+        }
+        if pretty {
+            out.extend_from_slice(pick(rng, JSON_WS));
+        }
+        gen_json(rng, out, 3, pretty);
+        match format {
+            Format::Ndjson => out.extend_from_slice(if rng.below(2) == 0 { b"\n" } else { b"\r\n" }),
+            Format::JsonSeq => out.push(b'\n'),
+            Format::JsonStream => {
+                out.extend_from_slice(if rng.below(2) == 0 { b"\n" } else { pick(rng, JSON_WS) })
+            }
+            _ => out.extend_from_slice(pick(rng, JSON_WS)),
+        }
+    }
+    if format == Format::JsonArray && rng.below(6) > 0 {
+        out.push(b']');
+    }
+}
+
+fn gen_json(rng: &mut Rng, out: &mut Vec<u8>, depth: usize, pretty: bool) {
+    let ws = |rng: &mut Rng, out: &mut Vec<u8>| {
+        if pretty {
+            out.extend_from_slice(pick(rng, JSON_WS));
+        }
+    };
+    match rng.below(if depth == 0 { 5 } else { 7 }) {
+        0 => out.extend_from_slice(pick(
+            rng,
+            &[b"0", b"-12", b"3.25", b"1e-7", b"6.02E+23", b"123456789012345678901234567890"],
+        )),
+        1 => out.extend_from_slice(pick(rng, &[b"true", b"false", b"null"])),
+        2..=4 => gen_json_string(rng, out),
+        5 => {
+            out.push(b'[');
+            for i in 0..rng.below(4) {
+                if i > 0 {
+                    out.push(b',');
+                }
+                ws(rng, out);
+                gen_json(rng, out, depth - 1, pretty);
+                ws(rng, out);
+            }
+            out.push(b']');
+        }
+        _ => {
+            out.push(b'{');
+            for i in 0..rng.below(4) {
+                if i > 0 {
+                    out.push(b',');
+                }
+                ws(rng, out);
+                if rng.below(3) == 0 {
+                    out.extend_from_slice(b"\"type\"");
+                } else {
+                    gen_json_string(rng, out);
+                }
+                ws(rng, out);
+                out.push(b':');
+                ws(rng, out);
+                gen_json(rng, out, depth - 1, pretty);
+            }
+            ws(rng, out);
+            out.push(b'}');
+        }
+    }
+}
+
+fn gen_json_string(rng: &mut Rng, out: &mut Vec<u8>) {
+    const PIECES: &[&[u8]] = &[
+        b"a",
+        b"delta",
+        b" ",
+        b"\xc3\xa9",
+        b"\xf0\x9f\x98\x80",
+        b"\\\"",
+        b"\\\\",
+        b"\\n",
+        b"\\r\\n",
+        b"\\u00e9",
+        b"\\ud83d\\ude00",
+        b"\\ud800",
+        b"\\/",
+        b"[",
+        b"]",
+        b"{",
+        b",",
+        b":",
+        b"\x1e",
+        b"\xff",
+    ];
+    out.push(b'"');
+    for _ in 0..rng.below(5) {
+        let n = if rng.below(30) == 0 { PIECES.len() } else { PIECES.len() - 2 };
+        out.extend_from_slice(PIECES.get(rng.below(n)).copied().unwrap_or_default());
+    }
+    out.push(b'"');
+}
+
+fn mutate(rng: &mut Rng, stream: &mut Vec<u8>) {
+    let at = rng.below(stream.len() + 1);
+    match rng.below(3) {
+        0 => {
+            let token = pick(rng, TOKENS);
+            stream.splice(at..at, token.iter().copied());
+        }
+        1 => {
+            let end = (at + rng.below(4)).min(stream.len());
+            stream.drain(at..end);
+        }
+        _ => {
+            if let Some(b) = stream.get_mut(at) {
+                *b = rng.next_u64() as u8;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn naive_whitespace_reference() {
+        assert!(!has_whitespace_outside_strings(b"{\"a b\":\"\\\" \"}"));
+        assert!(has_whitespace_outside_strings(b"[1, 2]"));
+    }
+
+    #[test]
+    fn rng_is_deterministic() {
+        let (mut a, mut b) = (Rng::new(7), Rng::new(7));
+        assert_eq!(corpus_input(&mut a), corpus_input(&mut b));
+    }
+}

@@ -1,0 +1,35 @@
+//! The fuzz oracles (the same functions the cargo-fuzz targets in `fuzz/` call) over a deterministic
+//! pseudo-random corpus, so that CI exercises them on stable without a fuzzer.
+
+use ssegate_frame::testing::{corpus_input, oracle, oracle_encode, Rng};
+
+const INPUTS: usize = 20_000;
+
+#[test]
+fn decoder_oracle_on_seeded_corpus() {
+    let mut rng = Rng::new(0x55e_6a7e);
+    let mut failures = Vec::new();
+    for n in 0..INPUTS {
+        let input = corpus_input(&mut rng);
+        if let Err(e) = oracle(&input) {
+            failures.push(format!("input #{n} {input:?}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} failures, first:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn encoder_oracle_on_seeded_corpus() {
+    let mut rng = Rng::new(0xe4c0de);
+    for n in 0..INPUTS {
+        let mut input = corpus_input(&mut rng);
+        // Sprinkle field separators so names, ids and retries occur.
+        for _ in 0..rng.below(4) {
+            let at = rng.below(input.len() + 1);
+            input.insert(at, 0x1f);
+        }
+        if let Err(e) = oracle_encode(&input) {
+            panic!("input #{n} {input:?}: {e}");
+        }
+    }
+}
