@@ -1,0 +1,289 @@
+//! Errors before and after the response is committed: pass-through of upstream error statuses, JSON error
+//! responses (404, 502, 504), and typed `event: error` blocks after every complete event.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use ssegate_tests::client::End;
+use ssegate_tests::mock::{dead_upstream_url, Gate};
+use ssegate_tests::sse::{assert_error_event, assert_error_json};
+use ssegate_tests::{
+    assert_bytes, assert_sse_head, bounded, gateway_for, get, request, show, sse, MockUpstream, Reply, Step,
+};
+
+/// Reads the rest of a committed stream; asserts it is `expected_events` (exact bytes, heartbeats removed),
+/// then exactly one `event: error` of type `ty`, then a clean end of the body. Returns the error status.
+async fn expect_events_then_error(
+    resp: &mut ssegate_tests::Response,
+    expected_events: &[u8],
+    ty: &str,
+) -> u64 {
+    let rest = resp.body_to_end().await;
+    let text = String::from_utf8_lossy(&rest).to_string();
+    let without_heartbeats = text.replace(": keepalive\n\n", "");
+    let err_at = without_heartbeats
+        .find("event: error\n")
+        .unwrap_or_else(|| panic!("no `event: error` in \"{}\"", show(&rest)));
+    assert_bytes(without_heartbeats[..err_at].as_bytes(), expected_events);
+    let blocks = sse::parse(without_heartbeats[err_at..].as_bytes());
+    assert_eq!(blocks.len(), 1, "exactly one block after the events: \"{}\"", show(&rest));
+    assert!(
+        without_heartbeats.ends_with("\n\n"),
+        "the error event is complete and last: \"{}\"",
+        show(&rest)
+    );
+    let status = assert_error_event(&blocks[0], ty);
+    assert_eq!(resp.end(), Some(&End::Clean), "after the error event the chunked body ends cleanly");
+    status
+}
+
+/// Asserts a JSON error response with `status` and error `type`.
+async fn expect_json_error(resp: &mut ssegate_tests::Response, status: u16, ty: &str) {
+    assert_eq!(resp.status, status, "headers: {:?}", resp.headers);
+    let ct = resp.header("content-type").unwrap_or_default().to_ascii_lowercase();
+    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
+    let body = resp.body_to_end().await;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): \"{}\"", show(&body)));
+    assert_eq!(assert_error_json(&v, ty), u64::from(status));
+}
+
+#[tokio::test]
+async fn upstream_429_with_json_body_passes_through_unchanged() {
+    bounded(async {
+        let body = b"{\"error\": {\"message\": \"Rate limit reached\", \"type\": \"requests\"}}";
+        let mock = MockUpstream::serve(
+            Reply::full(429, "application/json; charset=utf-8", body).with_header("Retry-After", "20"),
+        )
+        .await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"200ms\"").await;
+        let mut resp =
+            request(gw.addr(), "POST", "/r/v1/chat", &[("Content-Type", "application/json")], b"{}").await;
+        assert_eq!(resp.status, 429);
+        assert_eq!(resp.header("content-type"), Some("application/json; charset=utf-8"));
+        assert_eq!(resp.header("retry-after"), Some("20"));
+        assert_bytes(&resp.body_to_end().await, body);
+        assert_eq!(resp.end(), Some(&End::Clean));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn upstream_500_on_a_streaming_content_type_passes_through() {
+    bounded(async {
+        let mock = MockUpstream::serve(
+            Reply::stream("application/x-ndjson", vec![Step::send("{\"error\":\"boom\"}\n"), Step::End])
+                .with_status(500),
+        )
+        .await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"200ms\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_eq!(resp.status, 500);
+        assert_eq!(resp.header("content-type"), Some("application/x-ndjson"));
+        assert_bytes(&resp.body_to_end().await, b"{\"error\":\"boom\"}\n");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn upstream_reset_mid_stream_gives_earlier_events_then_error() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n{\"b\":2}\n{\"c\""), Step::Sleep(50), Step::Reset],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        expect_events_then_error(&mut resp, b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\n", "upstream_reset")
+            .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn upstream_close_without_chunked_terminator_is_a_reset() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream(
+            "text/event-stream",
+            vec![Step::send("data: a\n\ndata: b\n\nda"), Step::Sleep(50), Step::Close],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        expect_events_then_error(&mut resp, b"data: a\n\ndata: b\n\n", "upstream_reset").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_timeout_gives_upstream_idle() {
+    bounded(async {
+        let gate = Gate::new(); // never opened
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n"), Step::Wait(gate)],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "idle_timeout = \"500ms\"\nheartbeat_interval = \"200ms\"").await;
+        let t0 = Instant::now();
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        expect_events_then_error(&mut resp, b"data: {\"a\":1}\n\n", "upstream_idle").await;
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "idle after {took:?}");
+        assert!(
+            mock.wait_peer_closed(1, Duration::from_secs(2)).await,
+            "the idle upstream connection is closed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn max_duration_ends_the_stream() {
+    bounded(async {
+        let mut steps = Vec::new();
+        for _ in 0..100 {
+            steps.push(Step::send("data: tick\n\n"));
+            steps.push(Step::Sleep(100));
+        }
+        steps.push(Step::End);
+        let mock = MockUpstream::serve(Reply::stream("text/event-stream", steps)).await;
+        let gw = gateway_for(&mock.url(), "max_duration = \"700ms\"").await;
+        let t0 = Instant::now();
+        let mut resp = get(gw.addr(), "/r").await;
+        let rest = resp.body_to_end().await;
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(5), "max_duration ended the stream after {took:?}");
+        let blocks = sse::parse(&rest);
+        let (last, events) = blocks.split_last().unwrap_or_else(|| panic!("no blocks: \"{}\"", show(&rest)));
+        assert!(events.len() >= 3, "ticks before the end: \"{}\"", show(&rest));
+        assert!(events.iter().all(|b| b.data.as_deref() == Some("tick")), "\"{}\"", show(&rest));
+        assert_error_event(last, "max_duration");
+        assert_eq!(resp.end(), Some(&End::Clean));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_json() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::full(200, "application/json", "{}")).await;
+        let gw = gateway_for(&mock.url(), "").await;
+        for path in ["/nope", "/rx", "/"] {
+            let mut resp = get(gw.addr(), path).await;
+            expect_json_error(&mut resp, 404, "not_found").await;
+        }
+        assert_eq!(mock.requests().len(), 0, "nothing reaches the upstream");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dead_upstream_is_502_json() {
+    bounded(async {
+        let gw = gateway_for(&dead_upstream_url(), "heartbeat_interval = \"5s\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        expect_json_error(&mut resp, 502, "upstream_connect").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn header_timeout_before_commit_is_504_json() {
+    bounded(async {
+        let mock = MockUpstream::serve(
+            Reply::stream("application/x-ndjson", vec![Step::End]).with_head_delay(Duration::from_secs(10)),
+        )
+        .await;
+        let gw = gateway_for(&mock.url(), "header_timeout = \"300ms\"\nheartbeat_interval = \"5s\"").await;
+        let t0 = Instant::now();
+        let mut resp = get(gw.addr(), "/r").await;
+        assert!(t0.elapsed() < Duration::from_secs(4), "504 after {:?}", t0.elapsed());
+        expect_json_error(&mut resp, 504, "upstream_timeout").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn header_timeout_after_commit_is_an_error_event() {
+    bounded(async {
+        let mock = MockUpstream::serve(
+            Reply::stream("application/x-ndjson", vec![Step::End]).with_head_delay(Duration::from_secs(10)),
+        )
+        .await;
+        let gw = gateway_for(&mock.url(), "header_timeout = \"600ms\"\nheartbeat_interval = \"100ms\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        expect_events_then_error(&mut resp, b"", "upstream_timeout").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn upstream_error_status_after_commit_is_an_error_event() {
+    bounded(async {
+        let mock = MockUpstream::serve(
+            Reply::full(500, "application/json", "{\"error\":\"overloaded\"}")
+                .with_head_delay(Duration::from_millis(600)),
+        )
+        .await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"100ms\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        let status = expect_events_then_error(&mut resp, b"", "upstream_status").await;
+        assert_eq!(status, 500, "the error event carries the upstream's status");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn decode_error_close_policy() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n{bad json\n{\"c\":3}\n"), Step::End],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "on_decode_error = \"close\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        expect_events_then_error(&mut resp, b"data: {\"a\":1}\n\n", "decode").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn decode_error_skip_policy() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n{bad json\n{\"c\":3}\n"), Step::End],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "on_decode_error = \"skip\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_bytes(&resp.body_to_end().await, b"data: {\"a\":1}\n\ndata: {\"c\":3}\n\n");
+        assert_eq!(resp.end(), Some(&End::Clean));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_event_is_skipped() {
+    bounded(async {
+        let big = format!("{{\"big\":\"{}\"}}\n", "x".repeat(3000));
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n"), Step::send(&big), Step::send("{\"c\":3}\n"), Step::End],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "max_event_size = \"1KiB\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_bytes(&resp.body_to_end().await, b"data: {\"a\":1}\n\ndata: {\"c\":3}\n\n");
+    })
+    .await;
+}
