@@ -25,8 +25,8 @@ async fn expect_events_then_error(
     let err_at = without_heartbeats
         .find("event: error\n")
         .unwrap_or_else(|| panic!("no `event: error` in \"{}\"", show(&rest)));
-    assert_bytes(without_heartbeats[..err_at].as_bytes(), expected_events);
-    let blocks = sse::parse(without_heartbeats[err_at..].as_bytes());
+    assert_bytes(&without_heartbeats.as_bytes()[..err_at], expected_events);
+    let blocks = sse::parse(&without_heartbeats.as_bytes()[err_at..]);
     assert_eq!(blocks.len(), 1, "exactly one block after the events: \"{}\"", show(&rest));
     assert!(
         without_heartbeats.ends_with("\n\n"),
