@@ -1,0 +1,191 @@
+//! Protocols and lifecycle: h2c with prior knowledge, TLS + h2 (ALPN) with an rcgen certificate, and
+//! graceful shutdown on SIGTERM (drain, `retry:` + `event: error` of type shutdown, `/readyz` 503).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use ssegate_tests::client::End;
+use ssegate_tests::mock::Gate;
+use ssegate_tests::tls::TestCert;
+use ssegate_tests::{
+    assert_bytes, assert_sse_head, bounded, config_with, gateway_for, get, h2_tls_request, h2c_request,
+    request, route, show, sse, Gateway, MockUpstream, Reply, Step, SIGTERM,
+};
+
+fn gated_ndjson(gate: &Gate) -> Reply {
+    Reply::stream(
+        "application/x-ndjson",
+        vec![
+            Step::send("{\"a\": 1}\n{\"b\""),
+            Step::Sleep(30),
+            Step::send(":2}\n"),
+            Step::Wait(gate.clone()),
+            Step::send("{\"c\":3}"),
+            Step::End,
+        ],
+    )
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_streaming() {
+    bounded(async {
+        let gate = Gate::new();
+        let mock = MockUpstream::serve(gated_ndjson(&gate)).await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"0s\"").await;
+        let mut resp = h2c_request(gw.addr(), "POST", "/r/v1/x?q=1", b"{\"p\": 1}").await;
+        assert_eq!(resp.version, "HTTP/2.0");
+        assert_sse_head(&resp);
+        assert_bytes(&resp.next_block().await.unwrap(), b"data: {\"a\":1}\n\n");
+        assert_bytes(&resp.next_block().await.unwrap(), b"data: {\"b\":2}\n\n");
+        gate.open();
+        assert_bytes(&resp.body_to_end().await, b"data: {\"c\":3}\n\n");
+        assert_eq!(resp.end(), Some(&End::Clean));
+        let req = &mock.requests()[0];
+        assert_eq!((req.method.as_str(), req.target.as_str()), ("POST", "/v1/x?q=1"));
+        assert_bytes(&req.body, b"{\"p\": 1}");
+        assert_eq!(req.header("host"), Some(mock.addr().to_string().as_str()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn h2c_client_disconnect_closes_the_upstream() {
+    bounded(async {
+        let gate = Gate::new(); // never opened
+        let mock = MockUpstream::serve(gated_ndjson(&gate)).await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"200ms\"").await;
+        let mut resp = h2c_request(gw.addr(), "GET", "/r", b"").await;
+        assert_bytes(&resp.next_event().await.unwrap(), b"data: {\"a\":1}\n\n");
+        drop(resp);
+        assert!(
+            mock.wait_peer_closed(1, Duration::from_secs(2)).await,
+            "the gateway did not close its upstream connection within 2 s of the h2 stream being reset"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tls_h2_streaming_with_a_generated_certificate() {
+    bounded(async {
+        let cert = TestCert::generate();
+        let gate = Gate::new();
+        let mock = MockUpstream::serve(gated_ndjson(&gate)).await;
+        let tls =
+            "\n[server.tls]\nlisten = \"$TLS_LISTEN\"\ncert = \"$DIR/cert.pem\"\nkey = \"$DIR/key.pem\"\n";
+        let cfg = config_with(tls, &route("r", "/r", &mock.url(), "heartbeat_interval = \"0s\""));
+        let gw = Gateway::start_with(
+            &cfg,
+            &[("cert.pem", cert.cert_pem.as_bytes()), ("key.pem", cert.key_pem.as_bytes())],
+        )
+        .await;
+        let mut resp = h2_tls_request(gw.tls_addr().unwrap(), &cert.cert_der, "GET", "/r/s", b"").await;
+        assert_eq!(resp.version, "HTTP/2.0");
+        assert_sse_head(&resp);
+        assert_bytes(&resp.next_block().await.unwrap(), b"data: {\"a\":1}\n\n");
+        assert_bytes(&resp.next_block().await.unwrap(), b"data: {\"b\":2}\n\n");
+        gate.open();
+        assert_bytes(&resp.body_to_end().await, b"data: {\"c\":3}\n\n");
+        assert_eq!(resp.end(), Some(&End::Clean));
+        assert_eq!(mock.requests()[0].target, "/s");
+        // The plaintext listener keeps working next to the TLS one.
+        gate.open();
+        let mut plain = get(gw.addr(), "/r").await;
+        assert_sse_head(&plain);
+        assert_bytes(
+            &plain.body_to_end().await,
+            b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: {\"c\":3}\n\n",
+        );
+    })
+    .await;
+}
+
+async fn readyz(gw: &Gateway) -> u16 {
+    let mut resp = request(gw.admin_addr(), "GET", "/readyz", &[], b"").await;
+    resp.body_to_end().await;
+    resp.status
+}
+
+#[tokio::test]
+async fn sigterm_drains_then_closes_open_streams_with_retry_and_shutdown_error() {
+    bounded(async {
+        let finish_gate = Gate::new();
+        let never = Gate::new();
+        let (fg, ng) = (finish_gate.clone(), never.clone());
+        let mock = MockUpstream::start(move |req| {
+            if req.target.starts_with("/finish") {
+                Reply::stream(
+                    "text/event-stream",
+                    vec![
+                        Step::send("data: a1\n\n"),
+                        Step::Wait(fg.clone()),
+                        Step::send("data: a2\n\n"),
+                        Step::End,
+                    ],
+                )
+            } else {
+                Reply::stream("text/event-stream", vec![Step::send("data: b1\n\n"), Step::Wait(ng.clone())])
+            }
+        })
+        .await;
+        let cfg = config_with(
+            "shutdown_drain = \"1s\"\nshutdown_retry = \"1500ms\"",
+            &route("r", "/r", &mock.url(), "heartbeat_interval = \"200ms\""),
+        );
+        let mut gw = Gateway::start(&cfg).await;
+
+        // Ready before the shutdown (it may take a moment for the self-probe).
+        let t = Instant::now();
+        while readyz(&gw).await != 200 {
+            assert!(t.elapsed() < Duration::from_secs(5), "/readyz never answered 200");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let mut finishing = get(gw.addr(), "/r/finish").await;
+        let mut forever = get(gw.addr(), "/r/forever").await;
+        assert_bytes(&finishing.next_event().await.unwrap(), b"data: a1\n\n");
+        assert_bytes(&forever.next_event().await.unwrap(), b"data: b1\n\n");
+
+        let t0 = Instant::now();
+        gw.signal(SIGTERM);
+        let mut saw_503 = false;
+        while t0.elapsed() < Duration::from_millis(900) {
+            if readyz(&gw).await == 503 {
+                saw_503 = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(saw_503, "/readyz did not answer 503 while draining");
+
+        // A stream that finishes within the drain period ends normally.
+        finish_gate.open();
+        let rest = finishing.body_to_end().await;
+        let rest = String::from_utf8_lossy(&rest).replace(": keepalive\n\n", "");
+        assert_eq!(rest, "data: a2\n\n", "the draining stream finishes normally");
+        assert_eq!(finishing.end(), Some(&End::Clean));
+
+        // A stream still open after the drain gets retry + error(shutdown), then a clean end.
+        let rest = forever.body_to_end().await;
+        let took = t0.elapsed();
+        let text = String::from_utf8_lossy(&rest).replace(": keepalive\n\n", "");
+        assert!(
+            text.starts_with("retry: 1500\n\n") || text.starts_with("retry: 1500\n"),
+            "retry first: \"{}\"",
+            show(&rest)
+        );
+        let blocks: Vec<_> = sse::parse(text.as_bytes()).into_iter().filter(|b| !b.is_heartbeat()).collect();
+        let err = blocks.last().unwrap_or_else(|| panic!("no blocks: \"{}\"", show(&rest)));
+        sse::assert_error_event(err, "shutdown");
+        assert_eq!(forever.end(), Some(&End::Clean));
+        assert!(
+            took >= Duration::from_millis(800) && took < Duration::from_secs(5),
+            "closed {took:?} after SIGTERM with a 1 s drain"
+        );
+        let status = gw.wait_exit(Duration::from_secs(10)).await;
+        assert!(status.is_some(), "the gateway did not exit after the drain");
+        assert!(mock.wait_peer_closed(2, Duration::from_secs(2)).await, "both upstream connections closed");
+    })
+    .await;
+}
