@@ -80,6 +80,10 @@ impl ChunksDecoder {
         }
     }
 
+    pub(crate) fn buffered(&self) -> usize {
+        self.held_len
+    }
+
     pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {
         if self.held_len > 0 {
             out.push(Item::Error(DecodeError::InvalidUtf8));

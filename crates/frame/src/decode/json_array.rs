@@ -106,6 +106,10 @@ impl JsonArrayDecoder {
         }
     }
 
+    pub(crate) fn buffered(&self) -> usize {
+        self.framer.buffered()
+    }
+
     pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {
         match self.state {
             State::Start | State::End | State::Dead => {}

@@ -156,6 +156,14 @@ impl JsonSeqDecoder {
         self.state = State::Lead;
     }
 
+    pub(crate) fn buffered(&self) -> usize {
+        let pending = match &self.pending {
+            Some(Item::Event(ev)) => ev.data.len(),
+            _ => 0,
+        };
+        self.framer.buffered() + pending
+    }
+
     pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {
         match self.state {
             State::Value => out.push(malformed("truncated", false)),

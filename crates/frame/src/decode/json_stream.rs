@@ -82,6 +82,10 @@ impl JsonStreamDecoder {
         }
     }
 
+    pub(crate) fn buffered(&self) -> usize {
+        self.framer.buffered()
+    }
+
     pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {
         if self.in_value && !self.resync {
             if self.framer.is_scalar() {

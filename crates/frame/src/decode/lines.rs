@@ -34,6 +34,10 @@ impl LinesDecoder {
         self.lines.push(&mut self.sink, chunk, out);
     }
 
+    pub(crate) fn buffered(&self) -> usize {
+        self.lines.buffered()
+    }
+
     pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {
         let last = self.lines.finish();
         if !last.is_empty() {

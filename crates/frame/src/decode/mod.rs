@@ -48,7 +48,7 @@ pub struct DecoderOptions {
     /// The largest message, in bytes of input, that is delivered; larger ones become
     /// [`DecodeError::TooLarge`](crate::DecodeError::TooLarge) and are skipped. What counts: SSE, the
     /// bytes of a block's lines without their line breaks; `ndjson` and `lines`, the line without its
-    /// break; the other JSON framings, the value from its first to its last byte; `chunks`, the text of one
+    /// line break (LF/CRLF, or CR for `lines`); the other JSON framings, the value from its first to its last byte; `chunks`, the text of one
     /// event (longer chunks are split).
     pub max_event_size: usize,
     /// JSON formats: a top-level string field whose value becomes the event name (e.g. `type`). The value
@@ -129,6 +129,20 @@ impl Decoder {
             Inner::JsonArray(d) => d.push(chunk, out),
             Inner::Lines(d) => d.push(chunk, out),
             Inner::Chunks(d) => d.push(chunk, out),
+        }
+    }
+
+    /// How many bytes of unfinished messages the decoder holds right now (bounded by about
+    /// `max_event_size`; for per-stream memory accounting).
+    pub fn buffered_len(&self) -> usize {
+        match &self.inner {
+            Inner::Sse(d) => d.buffered(),
+            Inner::Ndjson(d) => d.buffered(),
+            Inner::JsonStream(d) => d.buffered(),
+            Inner::JsonSeq(d) => d.buffered(),
+            Inner::JsonArray(d) => d.buffered(),
+            Inner::Lines(d) => d.buffered(),
+            Inner::Chunks(d) => d.buffered(),
         }
     }
 

@@ -1,13 +1,14 @@
 //! NDJSON / JSON Lines (`application/x-ndjson`, `application/jsonl`, `application/x-jsonlines`): one JSON
 //! value per line.
 //!
-//! - A line ends at LF; a CR before the LF is JSON whitespace and disappears with the rest of it.
+//! - A line ends at LF or CRLF; a lone CR elsewhere is JSON whitespace (and compacted away).
 //! - Blank and whitespace-only lines are skipped.
 //! - The unterminated last line is emitted at [`finish`](crate::Decoder::finish).
 //! - Each line must be exactly one JSON value; it is validated and compacted (see the `json` module). A
 //!   malformed line yields [`DecodeError::MalformedJson`](crate::DecodeError::MalformedJson) with
 //!   `recoverable: true`, invalid UTF-8 in a string yields `InvalidUtf8`; decoding resumes at the next line.
-//! - A line longer than `max_event_size` yields one `TooLarge` and is skipped up to its LF.
+//! - A line longer than `max_event_size` (without its LF or CRLF) yields one `TooLarge` and is skipped up
+//!   to its LF.
 
 use bytes::Bytes;
 
@@ -35,6 +36,10 @@ impl NdjsonDecoder {
 
     pub(crate) fn push(&mut self, chunk: &Bytes, out: &mut Vec<Item>) {
         self.lines.push(&mut self.sink, chunk, out);
+    }
+
+    pub(crate) fn buffered(&self) -> usize {
+        self.lines.buffered()
     }
 
     pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {

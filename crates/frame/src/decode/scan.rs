@@ -275,6 +275,11 @@ impl Framer {
         self.clear();
     }
 
+    /// Bytes of the current value held.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Drops the buffered bytes of the current value.
     pub(crate) fn clear(&mut self) {
         if self.buf.capacity() > KEEP_CAPACITY {

@@ -16,7 +16,7 @@ use crate::Item;
 /// Which bytes end a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Breaks {
-    /// Only LF (a CR before it stays in the line: NDJSON treats it as JSON whitespace).
+    /// LF or CRLF; a lone CR is not a break (NDJSON: it is JSON whitespace).
     Lf,
     /// CR, LF or CRLF.
     Any,
@@ -67,12 +67,15 @@ impl LineSplitter {
             let tail = d.get(pos..end).unwrap_or_default();
             if self.skipping {
                 self.skipping = false;
-            } else if self.buf.len() + tail.len() > sink.budget() {
+            } else if self.line_len(&self.buf, tail) > sink.budget() {
                 sink.too_long(out);
                 self.clear();
             } else {
                 self.buf.extend_from_slice(tail);
-                let line = std::mem::take(&mut self.buf);
+                let mut line = std::mem::take(&mut self.buf);
+                if self.breaks == Breaks::Lf && line.last() == Some(&b'\r') {
+                    line.pop();
+                }
                 sink.line(&line, None, out);
                 self.buf = line;
                 self.clear();
@@ -80,7 +83,12 @@ impl LineSplitter {
             pos = next;
         }
         while let Some((end, next)) = self.find(d, pos) {
-            let line = d.get(pos..end).unwrap_or_default();
+            let mut line = d.get(pos..end).unwrap_or_default();
+            if self.breaks == Breaks::Lf {
+                if let Some((b'\r', rest)) = line.split_last() {
+                    line = rest;
+                }
+            }
             if line.len() > sink.budget() {
                 sink.too_long(out);
             } else {
@@ -89,6 +97,11 @@ impl LineSplitter {
             pos = next;
         }
         self.extend(sink, d.get(pos..).unwrap_or_default(), out);
+    }
+
+    /// Bytes of the unfinished line held.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// Ends the stream: returns the unfinished last line (empty if there is none or it was too long) and
@@ -131,12 +144,24 @@ impl LineSplitter {
         if self.skipping || rest.is_empty() {
             return;
         }
-        if self.buf.len() + rest.len() > sink.budget() {
+        if self.line_len(&self.buf, rest) > sink.budget() {
             sink.too_long(out);
             self.skipping = true;
             self.clear();
         } else {
             self.buf.extend_from_slice(rest);
+        }
+    }
+
+    /// The length of the line `head` + `tail` without its break. In LF mode a final CR may be the start
+    /// of a CRLF break, so it is not counted (if the line goes on instead, the next byte counts for it).
+    fn line_len(&self, head: &[u8], tail: &[u8]) -> usize {
+        let len = head.len() + tail.len();
+        let last = tail.last().or(head.last());
+        if self.breaks == Breaks::Lf && last == Some(&b'\r') {
+            len - 1
+        } else {
+            len
         }
     }
 

@@ -116,6 +116,17 @@ impl SseDecoder {
         }
     }
 
+    pub(crate) fn buffered(&self) -> usize {
+        let s = &self.state;
+        let data = match &s.data {
+            Data::None => 0,
+            Data::One(b) => b.len(),
+            Data::Many(m) => m.len(),
+        };
+        let len = |f: &Option<Bytes>| f.as_ref().map_or(0, Bytes::len);
+        self.lines.buffered() + data + len(&s.name) + len(&s.id) + len(&s.pending_id)
+    }
+
     /// Drops the unfinished block (and line), as the spec says for the end of the stream.
     pub(crate) fn finish(&mut self, _out: &mut Vec<Item>) {
         let _ = self.lines.finish();
