@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod metrics;
 pub mod mock;
 pub mod sse;
 pub mod tls;

@@ -1,0 +1,348 @@
+//! Metrics and admin endpoints (issue 4): scrape `/metrics` during and after real streams through the binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ssegate_tests::client::End;
+use ssegate_tests::gateway::workspace_root;
+use ssegate_tests::metrics::Scrape;
+use ssegate_tests::mock::Gate;
+use ssegate_tests::{bounded, gateway_for, get, request, show, sse, Gateway, MockUpstream, Reply, Step};
+
+const R: (&str, &str) = ("route", "r");
+
+/// Scrapes until `pred` holds (up to 3 s); returns the last scrape either way.
+async fn scrape_until(gw: &Gateway, pred: impl Fn(&Scrape) -> bool) -> Scrape {
+    let t = Instant::now();
+    loop {
+        let s = Scrape::fetch(gw.admin_addr()).await;
+        if pred(&s) || t.elapsed() > Duration::from_secs(3) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn count_events(body: &[u8]) -> usize {
+    sse::parse(body).iter().filter(|b| !b.is_heartbeat()).count()
+}
+
+fn count_heartbeats(body: &[u8]) -> usize {
+    sse::parse(body).iter().filter(|b| b.is_heartbeat()).count()
+}
+
+#[tokio::test]
+async fn admin_endpoints_answer() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::full(200, "application/json", "{}")).await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let mut h = request(gw.admin_addr(), "GET", "/healthz", &[], b"").await;
+        h.body_to_end().await;
+        assert_eq!(h.status, 200);
+        let s = scrape_until(&gw, |_| true).await;
+        assert_eq!(s.status, 200);
+        assert!(
+            s.content_type.as_deref().is_some_and(|c| c.starts_with("text/plain")),
+            "content-type {:?}",
+            s.content_type
+        );
+        for name in [
+            "ssegate_build_info",
+            "ssegate_downstream_connections_open",
+            "ssegate_downstream_connections_total",
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+        ] {
+            assert!(s.names().contains(name), "{name} missing from the scrape:\n{}", s.text);
+        }
+        assert!(
+            s.has("ssegate_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+            "build_info{{version}}:\n{}",
+            s.text
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stream_gauges_counters_and_histograms_follow_a_completed_stream() {
+    bounded(async {
+        let gate = Gate::new();
+        let upstream_body = ["{\"a\":1}\n", "{\"b\":2}\n{\"c\":3}\n", "{\"d\":4}\n", "{\"e\":5}\n"];
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![
+                Step::send(upstream_body[0]),
+                Step::send(upstream_body[1]),
+                Step::Wait(gate.clone()),
+                Step::send(upstream_body[2]),
+                Step::Sleep(20),
+                Step::send(upstream_body[3]),
+                Step::End,
+            ],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"0s\"").await;
+        let before = scrape_until(&gw, |_| true).await;
+        assert_eq!(before.value("ssegate_streams_active", &[R]), 0.0);
+
+        let mut resp = get(gw.addr(), "/r").await;
+        for _ in 0..3 {
+            resp.next_event().await.unwrap();
+        }
+        let during = scrape_until(&gw, |s| s.value("ssegate_streams_active", &[R]) == 1.0).await;
+        assert_eq!(during.value("ssegate_streams_active", &[R]), 1.0, "one active stream:\n{}", during.text);
+        assert!(during.value("ssegate_downstream_connections_open", &[]) >= 1.0, "{}", during.text);
+        assert_eq!(during.value("ssegate_first_event_seconds_count", &[R]), 1.0, "{}", during.text);
+
+        gate.open();
+        resp.body_to_end().await;
+        assert_eq!(resp.end(), Some(&End::Clean));
+        let received = count_events(resp.body());
+        assert_eq!(received, 5);
+        let fmt = ("format", "ndjson");
+        let after = scrape_until(&gw, |s| {
+            s.value("ssegate_streams_active", &[R]) == 0.0
+                && s.value("ssegate_streams_total", &[R, ("outcome", "completed")]) == 1.0
+        })
+        .await;
+        let v = |name: &str, labels: &[(&str, &str)]| after.value(name, labels);
+        let report = || {
+            after
+                .text
+                .lines()
+                .filter(|l| l.starts_with("ssegate_") && !l.contains("_bucket"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(v("ssegate_streams_active", &[R]), 0.0, "gauge back down:\n{}", report());
+        assert_eq!(v("ssegate_streams_total", &[R, fmt, ("outcome", "completed")]), 1.0, "{}", report());
+        assert_eq!(
+            v("ssegate_events_total", &[R, fmt]),
+            received as f64,
+            "events_total = events received:\n{}",
+            report()
+        );
+        assert_eq!(v("ssegate_upstream_header_seconds_count", &[R]), 1.0, "{}", report());
+        assert_eq!(v("ssegate_first_event_seconds_count", &[R]), 1.0, "{}", report());
+        assert_eq!(v("ssegate_event_latency_seconds_count", &[R]), received as f64, "{}", report());
+        assert_eq!(v("ssegate_event_gap_seconds_count", &[R]), (received - 1) as f64, "{}", report());
+        assert_eq!(
+            v("ssegate_stream_duration_seconds_count", &[R, ("outcome", "completed")]),
+            1.0,
+            "{}",
+            report()
+        );
+        assert!(v("ssegate_event_gap_seconds_sum", &[R]) > 0.0, "{}", report());
+        let gap_inf = after.value("ssegate_event_gap_seconds_bucket", &[R, ("le", "+Inf")]);
+        assert_eq!(gap_inf, (received - 1) as f64, "+Inf bucket = count");
+        // Downstream bytes: what the client received (the SSE body); upstream bytes: what the mock sent.
+        assert_eq!(
+            v("ssegate_bytes_total", &[R, ("direction", "downstream_out")]),
+            resp.body().len() as f64,
+            "downstream_out bytes = SSE body bytes received:\n{}",
+            report()
+        );
+        assert_eq!(
+            v("ssegate_bytes_total", &[R, ("direction", "upstream_in")]),
+            upstream_body.concat().len() as f64,
+            "upstream_in bytes = upstream body bytes:\n{}",
+            report()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn heartbeat_counter_matches_heartbeats_received() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream(
+            "text/event-stream",
+            vec![Step::send("data: a\n\n"), Step::Sleep(700), Step::send("data: b\n\n"), Step::End],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"150ms\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        let body = resp.body_to_end().await;
+        let beats = count_heartbeats(&body);
+        assert!(beats >= 2, "heartbeats during the pause: \"{}\"", show(&body));
+        let s = scrape_until(&gw, |s| s.value("ssegate_heartbeats_total", &[R]) == beats as f64).await;
+        assert_eq!(s.value("ssegate_heartbeats_total", &[R]), beats as f64, "{}", s.text);
+        assert_eq!(s.value("ssegate_events_total", &[R, ("format", "sse")]), 2.0, "{}", s.text);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_disconnect_is_counted() {
+    bounded(async {
+        let never = Gate::new();
+        let mock = MockUpstream::serve(Reply::stream(
+            "text/event-stream",
+            vec![Step::send("data: a\n\n"), Step::Wait(never)],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        resp.next_event().await.unwrap();
+        let during = scrape_until(&gw, |s| s.value("ssegate_streams_active", &[R]) == 1.0).await;
+        assert_eq!(during.value("ssegate_streams_active", &[R]), 1.0, "{}", during.text);
+        drop(resp);
+        let s = scrape_until(&gw, |s| {
+            s.value("ssegate_client_disconnects_total", &[R]) == 1.0
+                && s.value("ssegate_streams_active", &[R]) == 0.0
+        })
+        .await;
+        assert_eq!(s.value("ssegate_client_disconnects_total", &[R]), 1.0, "{}", s.text);
+        assert_eq!(s.value("ssegate_streams_active", &[R]), 0.0, "{}", s.text);
+        assert_eq!(s.value("ssegate_streams_total", &[R, ("outcome", "client_closed")]), 1.0, "{}", s.text);
+        assert_eq!(s.value("ssegate_stream_duration_seconds_count", &[R, ("outcome", "client_closed")]), 1.0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn upstream_errors_timeouts_and_decode_errors_are_counted() {
+    bounded(async {
+        let never = Gate::new();
+        let mock = MockUpstream::start(move |req| match req.target.as_str() {
+            "/reset" => Reply::stream("application/x-ndjson", vec![Step::send("{\"a\":1}\n"), Step::Reset]),
+            "/idle" => Reply::stream(
+                "application/x-ndjson",
+                vec![Step::send("{\"a\":1}\n"), Step::Wait(never.clone())],
+            ),
+            _ => Reply::stream(
+                "application/x-ndjson",
+                vec![Step::send("{\"a\":1}\n{bad\n{\"c\":3}\n"), Step::End],
+            ),
+        })
+        .await;
+        let gw = gateway_for(&mock.url(), "idle_timeout = \"300ms\"").await;
+        for path in ["/r/reset", "/r/idle", "/r/bad"] {
+            let mut resp = get(gw.addr(), path).await;
+            resp.body_to_end().await;
+        }
+        let s = scrape_until(&gw, |s| s.value("ssegate_streams_total", &[R]) == 3.0).await;
+        assert_eq!(s.value("ssegate_streams_total", &[R, ("outcome", "upstream_error")]), 1.0, "{}", s.text);
+        assert_eq!(s.value("ssegate_streams_total", &[R, ("outcome", "timeout")]), 1.0, "{}", s.text);
+        assert_eq!(s.value("ssegate_streams_total", &[R, ("outcome", "completed")]), 1.0, "{}", s.text);
+        assert_eq!(s.value("ssegate_upstream_errors_total", &[R]), 2.0, "reset + idle:\n{}", s.text);
+        assert_eq!(
+            s.value("ssegate_decode_errors_total", &[R, ("kind", "malformed_json")]),
+            1.0,
+            "{}",
+            s.text
+        );
+        assert_eq!(s.value("ssegate_events_total", &[R]), 4.0, "1 + 1 + 2 events:\n{}", s.text);
+    })
+    .await;
+}
+
+/// The metric names a PromQL expression mentions (`ssegate_*`, `process_*`).
+fn metric_names(expr: &str) -> Vec<String> {
+    let bytes = expr.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts_word = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        if starts_word && (expr[i..].starts_with("ssegate_") || expr[i..].starts_with("process_")) {
+            let end = expr[i..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(expr.len(), |e| i + e);
+            out.push(expr[i..end].to_string());
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr" | "query" | "definition", serde_json::Value::String(s)) => out.push(s.clone()),
+                    ("query", serde_json::Value::Object(q)) => {
+                        if let Some(serde_json::Value::String(s)) = q.get("query") {
+                            out.push(s.clone());
+                        }
+                    }
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
+}
+
+/// Runs a few streams of every outcome so that labelled series exist.
+async fn busy_gateway() -> (Gateway, MockUpstream) {
+    let mock = MockUpstream::start(|req| match req.target.as_str() {
+        "/reset" => Reply::stream("application/x-ndjson", vec![Step::send("{\"a\":1}\n"), Step::Reset]),
+        _ => Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n{bad\n"), Step::Sleep(250), Step::send("{\"b\":1}\n"), Step::End],
+        ),
+    })
+    .await;
+    let gw = gateway_for(&mock.url(), "heartbeat_interval = \"100ms\"").await;
+    for path in ["/r/ok", "/r/reset", "/r/ok"] {
+        let mut resp = get(gw.addr(), path).await;
+        resp.body_to_end().await;
+    }
+    (gw, mock)
+}
+
+#[tokio::test]
+async fn dashboard_queries_only_metrics_that_exist() {
+    bounded(async {
+        let path = workspace_root().join("deploy/grafana/ssegate.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let dash: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("dashboard JSON: {e}"));
+        let mut exprs = Vec::new();
+        collect_exprs(&dash, &mut exprs);
+        let names: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+        assert!(!names.is_empty(), "the dashboard queries no ssegate metrics");
+        let (gw, _mock) = busy_gateway().await;
+        let scrape = scrape_until(&gw, |_| true).await;
+        let have = scrape.names();
+        let missing: Vec<_> = names.iter().filter(|n| !have.contains(*n)).collect();
+        assert!(missing.is_empty(), "dashboard metrics missing from a real scrape: {missing:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn promtool_accepts_a_real_scrape() {
+    bounded(async {
+        let (gw, _mock) = busy_gateway().await;
+        let scrape = scrape_until(&gw, |_| true).await;
+        let child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = child.unwrap_or_else(|e| {
+            panic!("promtool is needed for this test ({e}); install it (Debian package `prometheus`, scripts/setup.sh)")
+        });
+        child.stdin.take().unwrap().write_all(scrape.text.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+    .await;
+}
