@@ -282,13 +282,10 @@ impl Families {
         register(&f.build_info);
         register(&f.ready);
         f.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        #[cfg(target_os = "linux")]
-        {
-            let pc = prometheus::process_collector::ProcessCollector::for_self();
-            if let Err(e) = prometheus::register(Box::new(pc)) {
-                tracing::warn!(error = %e, "process metrics not registered");
-            }
-        }
+        // Process metrics (process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds,
+        // ...): the `process` feature of the prometheus crate registers
+        // `ProcessCollector::for_self()` in the default registry when it is created (Linux only);
+        // registering it again would be a duplicate.
         f
     }
 }
@@ -351,7 +348,8 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Registers every metric (idempotent), the process collector and `ssegate_build_info`.
+/// Registers every metric (idempotent) and `ssegate_build_info`; the default registry brings the process
+/// collector.
 ///
 /// Every other function here calls it implicitly; calling it early makes `/metrics` complete from the
 /// first scrape.
@@ -606,7 +604,9 @@ mod tests {
         let version = env!("CARGO_PKG_VERSION");
         assert!(t.contains(&format!("ssegate_build_info{{version=\"{version}\"}} 1")), "{t}");
         #[cfg(target_os = "linux")]
-        assert!(t.contains("process_resident_memory_bytes"), "{t}");
+        for name in ["process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"] {
+            assert_eq!(t.matches(&format!("# TYPE {name} ")).count(), 1, "{name} in\n{t}");
+        }
         // Registering a second time would fail loudly in prometheus; `families()` guarantees once.
         assert_eq!(t.matches("# TYPE ssegate_build_info ").count(), 1);
     }
@@ -772,6 +772,84 @@ mod tests {
         let c = m.clone();
         c.finished(Some(Format::Sse), Outcome::Completed, Duration::from_secs(1));
         assert_eq!(value(st, &[r, ("format", "sse"), ("outcome", "completed")]), Some(3.0));
+    }
+
+    /// Every `ssegate_*` / `process_*` name in `text`, histogram suffixes removed.
+    fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        let bytes = text.as_bytes();
+        let is_name = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_';
+        let mut i = 0;
+        while i < bytes.len() {
+            let rest = &text[i..];
+            let boundary = i == 0 || !is_name(bytes[i - 1]);
+            if boundary && (rest.starts_with("ssegate_") || rest.starts_with("process_")) {
+                let len = rest.bytes().take_while(|b| is_name(*b)).count();
+                let name = &rest[..len];
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(name);
+                names.insert(base.to_owned());
+                i += len;
+            } else {
+                i += rest.chars().next().map_or(1, char::len_utf8);
+            }
+        }
+        names
+    }
+
+    fn repo_file(path: &str) -> String {
+        let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
+        std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")] // process_* metrics
+    fn dashboard_and_alerts_query_only_exported_metrics() {
+        let m = route("t_deploy");
+        m.finished(Some(Format::Sse), Outcome::Completed, Duration::from_secs(1));
+        let exported: std::collections::BTreeSet<String> =
+            prometheus::gather().iter().map(|f| f.name().to_owned()).collect();
+
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&repo_file("deploy/grafana/ssegate.json")).unwrap();
+        let mut exprs = Vec::new();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            if panel["type"] == "row" {
+                continue;
+            }
+            assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{}", panel["title"]);
+            for t in targets {
+                exprs.push(t["expr"].as_str().unwrap().to_owned());
+            }
+        }
+        let vars = dashboard["templating"]["list"].as_array().unwrap();
+        let route_var = vars.iter().find(|v| v["name"] == "route").unwrap();
+        assert_eq!(route_var["definition"], "label_values(ssegate_streams_active, route)");
+        assert!(vars.iter().any(|v| v["name"] == "datasource" && v["type"] == "datasource"));
+        let dashboard_names = metric_names(&exprs.join("\n"));
+        for name in ["ssegate_first_event_seconds", "ssegate_event_latency_seconds", "ssegate_streams_total"]
+        {
+            assert!(dashboard_names.contains(name), "dashboard does not query {name}");
+        }
+
+        let alert_names = metric_names(&repo_file("deploy/prometheus/alerts.yml"));
+        assert!(alert_names.contains("ssegate_streams_total"));
+        for name in dashboard_names.iter().chain(&alert_names) {
+            assert!(exported.contains(name), "{name} is queried but not exported; exported: {exported:?}");
+        }
+    }
+
+    #[test]
+    fn metric_name_scanner() {
+        let names = metric_names(
+            "rate(ssegate_first_event_seconds_bucket{x=\"y\"}[5m]) / process_open_fds + my_ssegate_x ssegate_streams_total",
+        );
+        let names: Vec<_> = names.iter().map(String::as_str).collect();
+        assert_eq!(names, ["process_open_fds", "ssegate_first_event_seconds", "ssegate_streams_total"]);
     }
 
     #[test]
