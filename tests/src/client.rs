@@ -432,53 +432,81 @@ async fn read_response(mut stream: TcpStream, mut raw: Vec<u8>, head_request: bo
     resp
 }
 
-/// A request over HTTP/2 on an already connected IO (h2c or TLS).
-async fn h2_over<IO>(io: IO, authority: &str, scheme: &str, method: &str, path: &str, body: &[u8]) -> Response
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-        .await
-        .expect("h2 handshake");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("{scheme}://{authority}{path}"))
-        .header("accept", "text/event-stream")
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .unwrap();
-    let resp = sender.send_request(req).await.expect("h2 request");
-    let (parts, body) = resp.into_parts();
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).to_string()))
-        .collect();
-    Response {
-        version: format!("{:?}", parts.version),
-        status: parts.status.as_u16(),
-        headers,
-        raw_head: Vec::new(),
-        body: Vec::new(),
-        cursor: 0,
-        arrivals: Vec::new(),
-        end: None,
-        source: Source::H2 { body, _sender: Box::new(sender) },
-        leftover_conn: None,
+/// An HTTP/2 connection (h2c with prior knowledge, or TLS with ALPN h2) that can carry several requests.
+#[derive(Debug, Clone)]
+pub struct H2Conn {
+    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    authority: String,
+    scheme: &'static str,
+}
+
+impl H2Conn {
+    async fn over<IO>(io: IO, authority: String, scheme: &'static str) -> H2Conn
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .expect("h2 handshake");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        H2Conn { sender, authority, scheme }
+    }
+
+    /// h2c with prior knowledge (no upgrade).
+    pub async fn h2c(addr: SocketAddr) -> H2Conn {
+        let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_nodelay(true).unwrap();
+        H2Conn::over(stream, addr.to_string(), "http").await
+    }
+
+    /// TLS with ALPN `h2`, trusting only `cert_der`, SNI `localhost`. Panics unless h2 was negotiated.
+    pub async fn tls(addr: SocketAddr, cert_der: &[u8]) -> H2Conn {
+        let tls = crate::tls::connect(addr, cert_der, &[b"h2"]).await;
+        let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+        assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "ALPN did not negotiate h2");
+        H2Conn::over(tls, format!("localhost:{}", addr.port()), "https").await
+    }
+
+    /// Sends a request (with `accept: text/event-stream`) and reads the response head.
+    pub async fn request(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        let mut sender = self.sender.clone();
+        sender.ready().await.expect("h2 connection ready");
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}://{}{path}", self.scheme, self.authority))
+            .header("accept", "text/event-stream")
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .unwrap();
+        let resp = sender.send_request(req).await.expect("h2 request");
+        let (parts, body) = resp.into_parts();
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).to_string()))
+            .collect();
+        Response {
+            version: format!("{:?}", parts.version),
+            status: parts.status.as_u16(),
+            headers,
+            raw_head: Vec::new(),
+            body: Vec::new(),
+            cursor: 0,
+            arrivals: Vec::new(),
+            end: None,
+            source: Source::H2 { body, _sender: Box::new(sender) },
+            leftover_conn: None,
+        }
     }
 }
 
-/// A request over h2c with prior knowledge (no upgrade).
+/// A request over a new h2c (prior knowledge) connection.
 pub async fn h2c_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Response {
-    let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_nodelay(true).unwrap();
-    h2_over(stream, &addr.to_string(), "http", method, path, body).await
+    H2Conn::h2c(addr).await.request(method, path, body).await
 }
 
-/// A request over TLS with ALPN `h2`, trusting only `cert_der`, with SNI `localhost`. Panics unless h2 was
-/// negotiated.
+/// A request over a new TLS + h2 connection trusting only `cert_der`.
 pub async fn h2_tls_request(
     addr: SocketAddr,
     cert_der: &[u8],
@@ -486,8 +514,5 @@ pub async fn h2_tls_request(
     path: &str,
     body: &[u8],
 ) -> Response {
-    let tls = crate::tls::connect(addr, cert_der, &[b"h2"]).await;
-    let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
-    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]), "ALPN did not negotiate h2");
-    h2_over(tls, &format!("localhost:{}", addr.port()), "https", method, path, body).await
+    H2Conn::tls(addr, cert_der).await.request(method, path, body).await
 }

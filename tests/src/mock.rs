@@ -93,6 +93,9 @@ pub struct Reply {
     pub framing: Framing,
     /// Delay before the response head is written (a slow upstream).
     pub head_delay: Duration,
+    /// Whether the mock writes the response head; when false, the steps write raw bytes from the start
+    /// (e.g. a garbage head, or a reset before any head).
+    pub head: bool,
     pub steps: Vec<Step>,
 }
 
@@ -105,6 +108,7 @@ impl Reply {
             headers: vec![("Content-Type".into(), content_type.into())],
             framing: Framing::Chunked,
             head_delay: Duration::ZERO,
+            head: true,
             steps,
         }
     }
@@ -116,6 +120,7 @@ impl Reply {
             headers: vec![("Content-Type".into(), content_type.into())],
             framing: Framing::ContentLength,
             head_delay: Duration::ZERO,
+            head: true,
             steps: vec![Step::send(body), Step::End],
         }
     }
@@ -138,6 +143,18 @@ impl Reply {
     pub fn with_head_delay(mut self, delay: Duration) -> Reply {
         self.head_delay = delay;
         self
+    }
+
+    /// Raw steps with no response head written by the mock (close-delimited framing for `Send`s).
+    pub fn raw(steps: Vec<Step>) -> Reply {
+        Reply {
+            status: 0,
+            headers: Vec::new(),
+            framing: Framing::CloseDelimited,
+            head_delay: Duration::ZERO,
+            head: false,
+            steps,
+        }
     }
 }
 
@@ -348,6 +365,13 @@ async fn run_reply(
             _ = closed(&mut peer_closed) => return Ok(After::Closed),
         }
     }
+    if reply.head {
+        write_head(stream, reply).await?;
+    }
+    run_steps(stream, reply, shared, peer_closed).await
+}
+
+async fn write_head(stream: &TcpStream, reply: &Reply) -> io::Result<()> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
     for (k, v) in &reply.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -362,8 +386,21 @@ async fn run_reply(
         Framing::CloseDelimited => head.push_str("Connection: close\r\n"),
     }
     head.push_str("\r\n");
-    write_all(stream, head.as_bytes()).await?;
+    write_all(stream, head.as_bytes()).await
+}
 
+async fn run_steps(
+    stream: &Arc<TcpStream>,
+    reply: &Reply,
+    shared: &Shared,
+    mut peer_closed: watch::Receiver<bool>,
+) -> io::Result<After> {
+    let closed = |rx: &mut watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    };
     for step in &reply.steps {
         if *peer_closed.borrow() {
             // The gateway went away: an upstream whose client left stops producing.

@@ -1,0 +1,342 @@
+//! Harder cases: slow clients, many concurrent streams, large events, request limits, chunked request
+//! bodies, upstream base paths, passthrough routes, h2 multiplexing, and broken upstream heads.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ssegate_tests::client::{Conn, End, H2Conn};
+use ssegate_tests::gateway::config_with;
+use ssegate_tests::mock::Gate;
+use ssegate_tests::{
+    assert_bytes, assert_sse_head, bounded, gateway_for, get, request, route, show, sse, Gateway,
+    MockUpstream, Reply, Step,
+};
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn slow_client_is_dropped_and_memory_stays_bounded() {
+    bounded(async {
+        // ~96 MiB of NDJSON in 64 KiB writes, as fast as the gateway takes it; the client never reads.
+        let line = format!("{{\"t\":\"{}\"}}\n", "x".repeat(118));
+        let piece = Bytes::from(line.repeat(64 * 1024 / line.len()));
+        let total = 1536;
+        let steps: Vec<Step> = (0..total).map(|_| Step::Send(piece.clone())).chain([Step::End]).collect();
+        let mock = MockUpstream::serve(Reply::stream("application/x-ndjson", steps)).await;
+        let cfg = config_with("write_timeout = \"1s\"", &route("r", "/r", &mock.url(), ""));
+        let gw = Gateway::start(&cfg).await;
+        let rss_before = rss_kib(gw.pid()).unwrap_or(0);
+        let resp = get(gw.addr(), "/r").await; // head read; the body is never read
+        assert_sse_head(&resp);
+        let t0 = Instant::now();
+        let mut peak = 0;
+        while t0.elapsed() < Duration::from_secs(12) && mock.peer_closed() == 0 {
+            peak = peak.max(rss_kib(gw.pid()).unwrap_or(0));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            mock.peer_closed() >= 1,
+            "the gateway still holds the upstream {:?} after the client stopped reading (write_timeout 1s)",
+            t0.elapsed()
+        );
+        let sent = mock.send_times().len();
+        assert!(sent < total, "the upstream could send everything ({sent} x 64 KiB): nothing pushed back");
+        assert!(
+            peak < rss_before + 64 * 1024,
+            "gateway RSS grew from {rss_before} KiB to {peak} KiB for one stalled stream"
+        );
+        drop(resp);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_streams_each_get_their_exact_bytes() {
+    bounded(async {
+        let mock = MockUpstream::start(|req| {
+            let n: usize = req.target.trim_start_matches('/').parse().unwrap_or(0);
+            let mut steps = Vec::new();
+            for k in 0..20 {
+                steps.push(Step::send(format!("{{\"s\":{n},\"k\":{k}}}\n")));
+                steps.push(Step::Sleep(10));
+            }
+            steps.push(Step::End);
+            Reply::stream("application/x-ndjson", steps)
+        })
+        .await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"50ms\"").await;
+        let addr = gw.addr();
+        let mut set = tokio::task::JoinSet::new();
+        for n in 0..50 {
+            set.spawn(async move {
+                let mut resp = get(addr, &format!("/r/{n}")).await;
+                assert_sse_head(&resp);
+                let body = resp.body_to_end().await;
+                let body = String::from_utf8(body).unwrap().replace(": keepalive\n\n", "");
+                let expected: String =
+                    (0..20).map(|k| format!("data: {{\"s\":{n},\"k\":{k}}}\n\n")).collect();
+                assert_eq!(body, expected, "stream {n}");
+                assert_eq!(resp.end(), Some(&End::Clean), "stream {n}");
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn large_event_split_over_many_writes_arrives_whole() {
+    bounded(async {
+        let text = "\u{20ac}abc ".repeat(100_000); // 700 KB, multibyte everywhere
+        let json = format!("{{\"big\":\"{text}\"}}\n");
+        let bytes = json.as_bytes();
+        let mut steps: Vec<Step> = bytes.chunks(65_537).map(Step::send).collect();
+        steps.push(Step::send("{\"after\":1}\n"));
+        steps.push(Step::End);
+        let mock = MockUpstream::serve(Reply::stream("application/x-ndjson", steps)).await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        let body = resp.body_to_end().await;
+        let expected = format!("data: {}\n\ndata: {{\"after\":1}}\n\n", json.trim_end());
+        assert!(
+            body == expected.as_bytes(),
+            "large event differs (got {} bytes, want {})",
+            body.len(),
+            expected.len()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn request_body_over_the_limit_is_413() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::full(200, "application/json", "{}")).await;
+        let cfg = config_with("max_request_body = \"1KiB\"", &route("r", "/r", &mock.url(), ""));
+        let gw = Gateway::start(&cfg).await;
+        let body = vec![b'x'; 2048];
+        let mut resp = request(gw.addr(), "POST", "/r", &[("Content-Type", "text/plain")], &body).await;
+        assert_eq!(resp.status, 413);
+        let v: serde_json::Value = serde_json::from_slice(&resp.body_to_end().await).unwrap();
+        assert_eq!(sse::assert_error_json(&v, "payload_too_large"), 413);
+        assert_eq!(mock.requests().len(), 0);
+        // At the limit it passes.
+        let mut resp = request(gw.addr(), "POST", "/r", &[], &body[..1024]).await;
+        assert_eq!(resp.status, 200);
+        resp.body_to_end().await;
+        assert_eq!(mock.requests()[0].body.len(), 1024);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chunked_request_body_reaches_the_upstream_byte_identical() {
+    bounded(async {
+        let mock =
+            MockUpstream::serve(Reply::stream("application/x-ndjson", vec![Step::send("{}\n"), Step::End]))
+                .await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let raw = b"{\"a\": \xE2\x82\xAC, \r\n \"b\": [1,2]}";
+        let mut chunked = Vec::new();
+        for part in raw.chunks(7) {
+            chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+            chunked.extend_from_slice(part);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let conn = Conn::connect(gw.addr()).await;
+        let mut resp = conn
+            .send(
+                "POST",
+                "/r/x",
+                &[("Transfer-Encoding", "chunked"), ("Content-Type", "application/json")],
+                &chunked,
+            )
+            .await;
+        assert_bytes(&resp.body_to_end().await, b"data: {}\n\n");
+        assert_bytes(&mock.requests()[0].body, raw);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn upstream_base_path_and_query() {
+    bounded(async {
+        let mock =
+            MockUpstream::serve(Reply::stream("application/x-ndjson", vec![Step::send("{}\n"), Step::End]))
+                .await;
+        let gw = gateway_for(&format!("{}/base/v1", mock.url()), "").await;
+        for path in ["/r/x/y?q=1&r=%2F", "/r/z"] {
+            let mut resp = get(gw.addr(), path).await;
+            resp.body_to_end().await;
+        }
+        let targets: Vec<_> = mock.requests().into_iter().map(|r| r.target).collect();
+        assert_eq!(targets, vec!["/base/v1/x/y?q=1&r=%2F", "/base/v1/z"]);
+
+        let mock2 =
+            MockUpstream::serve(Reply::stream("application/x-ndjson", vec![Step::send("{}\n"), Step::End]))
+                .await;
+        let gw2 = gateway_for(&mock2.url(), "").await;
+        let mut resp = get(gw2.addr(), "/r?x=1").await;
+        resp.body_to_end().await;
+        assert_eq!(mock2.requests()[0].target, "/?x=1");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn passthrough_route_leaves_sse_untouched() {
+    bounded(async {
+        let chunks: [&[u8]; 3] = [b"data:x\r\n\r\n: ping\n", b"\ndata: y", b"\n\n"];
+        let steps: Vec<Step> = chunks.iter().map(Step::send).chain([Step::End]).collect();
+        let mock = MockUpstream::serve(Reply::stream("text/event-stream", steps)).await;
+        let gw = gateway_for(&mock.url(), "format = \"passthrough\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("content-type"), Some("text/event-stream"));
+        assert_bytes(&resp.body_to_end().await, &chunks.concat());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn json_array_route_passes_error_statuses_through() {
+    bounded(async {
+        let body = b"[{\"error\": {\"code\": 400, \"message\": \"bad\"}}]";
+        let mock = MockUpstream::serve(Reply::full(400, "application/json", body)).await;
+        let gw = gateway_for(&mock.url(), "format = \"json-array\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_eq!(resp.status, 400);
+        assert_eq!(resp.header("content-type"), Some("application/json"));
+        assert_bytes(&resp.body_to_end().await, body);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn h2c_upstream_reset_gives_error_event_and_clean_end() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n{\"b\""), Step::Sleep(50), Step::Reset],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let mut resp = H2Conn::h2c(gw.addr()).await.request("GET", "/r", b"").await;
+        assert_sse_head(&resp);
+        let body = resp.body_to_end().await;
+        let blocks = sse::parse(&body);
+        assert_eq!(blocks.len(), 2, "\"{}\"", show(&body));
+        assert!(body.starts_with(b"data: {\"a\":1}\n\nevent: error\n"), "\"{}\"", show(&body));
+        sse::assert_error_event(&blocks[1], "upstream_reset");
+        assert_eq!(resp.end(), Some(&End::Clean), "the h2 stream ends with END_STREAM, not a reset");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn h2_streams_on_one_connection_are_independent() {
+    bounded(async {
+        let gate_b = Gate::new();
+        let g = gate_b.clone();
+        let mock = MockUpstream::start(move |req| {
+            if req.target == "/a" {
+                Reply::stream("text/event-stream", vec![Step::send("data: a\n\n"), Step::Wait(Gate::new())])
+            } else {
+                Reply::stream(
+                    "text/event-stream",
+                    vec![
+                        Step::send("data: b1\n\n"),
+                        Step::Wait(g.clone()),
+                        Step::send("data: b2\n\n"),
+                        Step::End,
+                    ],
+                )
+            }
+        })
+        .await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"100ms\"").await;
+        let conn = H2Conn::h2c(gw.addr()).await;
+        let mut a = conn.request("GET", "/r/a", b"").await;
+        let mut b = conn.request("GET", "/r/b", b"").await;
+        assert_bytes(&a.next_event().await.unwrap(), b"data: a\n\n");
+        assert_bytes(&b.next_event().await.unwrap(), b"data: b1\n\n");
+        drop(a); // RST_STREAM for a only
+        assert!(mock.wait_peer_closed(1, Duration::from_secs(2)).await, "a's upstream is closed");
+        gate_b.open();
+        let rest = String::from_utf8(b.body_to_end().await).unwrap().replace(": keepalive\n\n", "");
+        assert_eq!(rest, "data: b2\n\n");
+        assert_eq!(b.end(), Some(&End::Clean));
+        // The connection still serves new streams.
+        let mut c = conn.request("GET", "/r/a", b"").await;
+        assert_bytes(&c.next_event().await.unwrap(), b"data: a\n\n");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn after_a_client_disconnect_the_next_stream_is_clean() {
+    bounded(async {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let mock = MockUpstream::start(move |_| {
+            if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                // Half a message, then silence: the connection must not be reused.
+                Reply::stream(
+                    "application/x-ndjson",
+                    vec![Step::send("{\"first\":1}\n{\"fir"), Step::Wait(Gate::new())],
+                )
+            } else {
+                Reply::stream("application/x-ndjson", vec![Step::send("{\"second\":2}\n"), Step::End])
+            }
+        })
+        .await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let mut first = get(gw.addr(), "/r").await;
+        assert_bytes(&first.next_event().await.unwrap(), b"data: {\"first\":1}\n\n");
+        drop(first);
+        assert!(mock.wait_peer_closed(1, Duration::from_secs(2)).await);
+        let mut second = get(gw.addr(), "/r").await;
+        assert_bytes(&second.body_to_end().await, b"data: {\"second\":2}\n\n");
+        assert_eq!(mock.connections(), 2, "a new upstream connection for the second stream");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn broken_upstream_heads_are_502_json() {
+    bounded(async {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let mock = MockUpstream::start(move |_| match c.fetch_add(1, Ordering::SeqCst) {
+            0 => Reply::raw(vec![Step::Reset]),
+            1 => Reply::raw(vec![Step::Close]),
+            _ => Reply::raw(vec![Step::send("NOT HTTP AT ALL\r\n\r\n"), Step::Close]),
+        })
+        .await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"5s\"").await;
+        for case in ["reset before head", "close before head", "garbage head"] {
+            let mut resp = get(gw.addr(), "/r").await;
+            assert_eq!(resp.status, 502, "{case}: {:?}", resp.headers);
+            let body = resp.body_to_end().await;
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .unwrap_or_else(|e| panic!("{case}: not JSON ({e}): {}", show(&body)));
+            let ty = v["error"]["type"].as_str().unwrap_or_default().to_string();
+            assert!(ty.starts_with("upstream_"), "{case}: error type {ty:?}");
+            assert_eq!(v["error"]["status"], 502, "{case}");
+        }
+    })
+    .await;
+}
