@@ -81,12 +81,16 @@ pub fn is_ready() -> bool {
 #[async_trait]
 impl BackgroundService for AdminService {
     async fn start(&self, shutdown: ShutdownWatch) {
+        let mut warned = false;
         let listener = loop {
             match TcpListener::bind(self.listen).await {
                 Ok(l) => break l,
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                     // During a graceful upgrade the old process keeps its admin socket until it exits.
-                    tracing::warn!(listen = %self.listen, "admin address in use; retrying");
+                    if !warned {
+                        tracing::warn!(listen = %self.listen, "admin address in use; retrying until it is free");
+                        warned = true;
+                    }
                     tokio::time::sleep(BIND_RETRY).await;
                 }
                 Err(e) => {

@@ -12,8 +12,16 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use tracing::Subscriber;
-use tracing_subscriber::fmt::MakeWriter;
+use std::fmt::{self, Write as _};
+
+use serde_json::Value;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use crate::metrics::Outcome;
@@ -76,9 +84,92 @@ where
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     match format {
         LogFormat::Text => Box::new(builder.with_ansi(ansi).finish()),
-        LogFormat::Json => Box::new(
-            builder.json().flatten_event(true).with_current_span(false).with_span_list(false).finish(),
-        ),
+        LogFormat::Json => Box::new(builder.event_format(JsonLine).finish()),
+    }
+}
+
+/// One JSON object per event: `timestamp`, `level`, `message`, the event's fields, `target`.
+///
+/// Like `tracing_subscriber`'s flattened JSON format, except that records bridged from the `log` crate
+/// get their real target and lose the `log.file` / `log.line` / `log.module_path` / `log.target`
+/// bookkeeping fields (which would otherwise put build paths into every pingora line).
+#[derive(Debug, Clone, Copy)]
+struct JsonLine;
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let mut timestamp = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        let mut fields = JsonFields(Vec::with_capacity(16));
+        event.record(&mut fields);
+
+        let mut line = String::with_capacity(256);
+        line.push('{');
+        push_entry(&mut line, "timestamp", &Value::String(timestamp))?;
+        line.push(',');
+        push_entry(&mut line, "level", &Value::String(meta.level().as_str().to_owned()))?;
+        for (name, value) in &fields.0 {
+            line.push(',');
+            push_entry(&mut line, name, value)?;
+        }
+        line.push(',');
+        push_entry(&mut line, "target", &Value::String(meta.target().to_owned()))?;
+        line.push('}');
+        writeln!(writer, "{line}")
+    }
+}
+
+fn push_entry(line: &mut String, key: &str, value: &Value) -> fmt::Result {
+    let key = serde_json::to_string(key).map_err(|_| fmt::Error)?;
+    let value = serde_json::to_string(value).map_err(|_| fmt::Error)?;
+    write!(line, "{key}:{value}")
+}
+
+/// Collects an event's fields as JSON values, in order, without the `log.*` bridge fields.
+struct JsonFields(Vec<(&'static str, Value)>);
+
+impl JsonFields {
+    fn push(&mut self, field: &Field, value: Value) {
+        if !field.name().starts_with("log.") {
+            self.0.push((field.name(), value));
+        }
+    }
+}
+
+impl Visit for JsonFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        let v = serde_json::Number::from_f64(value)
+            .map_or_else(|| Value::String(value.to_string()), Value::Number);
+        self.push(field, v);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, Value::Bool(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field, Value::String(value.to_owned()));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.push(field, Value::String(value.to_string()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.push(field, Value::String(format!("{value:?}")));
     }
 }
 
@@ -266,6 +357,41 @@ mod tests {
         assert!(!out.contains("from log at info"), "{out}");
         assert!(out.contains("other crate at info"), "{out}");
         assert!(out.contains("\"target\":\"pingora_core::server\""), "{out}");
+        for line in out.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            assert!(keys.iter().all(|k| !k.starts_with("log.")), "{line}");
+            assert!(
+                v["message"].is_string() && v["level"].is_string() && v["timestamp"].is_string(),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_lines_keep_field_order_and_types() {
+        let out = capture(LogFormat::Json, "info", || {
+            let err = std::io::Error::other("boom \"quoted\"\nnext");
+            tracing::warn!(a = 1u64, b = -2i64, c = 0.5f64, d = true, e = "s", f = ?vec![1, 2], g = f64::NAN,
+                err = &err as &(dyn std::error::Error + 'static), "hello {}", "world");
+        });
+        assert_eq!(out.lines().count(), 1, "{out}");
+        let line = out.lines().next().unwrap();
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["message"], "hello world");
+        assert_eq!((v["a"].clone(), v["b"].clone(), v["c"].clone()), (1.into(), (-2).into(), 0.5.into()));
+        assert_eq!(
+            (v["d"].clone(), v["e"].clone(), v["f"].clone()),
+            (true.into(), "s".into(), "[1, 2]".into())
+        );
+        assert_eq!(v["g"], "NaN");
+        assert_eq!(v["err"], "boom \"quoted\"\nnext");
+        assert_eq!(v["target"], "ssegate::logging::tests");
+        let ts = line.find("\"timestamp\"").unwrap();
+        let msg = line.find("\"message\"").unwrap();
+        let target = line.find("\"target\"").unwrap();
+        assert!(ts < msg && msg < target, "{line}");
     }
 
     #[test]
