@@ -20,4 +20,5 @@ done
 if [ -f deploy/prometheus/alerts.yml ]; then
   promtool check rules deploy/prometheus/alerts.yml
   promtool check config deploy/prometheus/prometheus.yml
+  [ ! -f deploy/prometheus/alerts_test.yml ] || promtool test rules deploy/prometheus/alerts_test.yml
 fi

@@ -12,7 +12,7 @@ pub struct Router<T> {
 impl<T> Router<T> {
     /// Builds a router over `(prefix, value)` pairs.
     pub fn new(mut entries: Vec<(String, T)>) -> Self {
-        entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.0.len()));
         Router { entries }
     }
 

@@ -224,10 +224,7 @@ impl<'a> Exchange<'a> {
             settings,
             started,
             shutdown,
-            deadlines: Deadlines {
-                max: route.cfg.max_duration.map(|d| started + d),
-                ..Deadlines::default()
-            },
+            deadlines: Deadlines { max: route.cfg.max_duration.map(|d| started + d), ..Deadlines::default() },
             committed: Committed::No,
             format: None,
             upstream_status: None,
@@ -375,7 +372,8 @@ impl<'a> Exchange<'a> {
             (Committed::No, true, Some(f)) => f,
             (Committed::No, _, _) => {
                 // Pass the upstream's answer through: non-streaming JSON, errors for SDKs, unknown types.
-                let bodyless = session.req_header().method.as_str() == "HEAD" || status == 204 || status == 304;
+                let bodyless =
+                    session.req_header().method.as_str() == "HEAD" || status == 204 || status == 304;
                 let mut head = passthrough_header(resp);
                 if !session.is_http2() && !bodyless && head.headers.get("content-length").is_none() {
                     let _ = head.insert_header("transfer-encoding", "chunked");
@@ -385,7 +383,13 @@ impl<'a> Exchange<'a> {
                 }
                 self.committed = Committed::Passthrough;
                 self.deadlines.heartbeat = None;
-                return self.pump(session, up, &peer, None, None).await;
+                let end = self.pump(session, up, &peer, None, None).await;
+                if status >= 400 && matches!(end, End::Completed) {
+                    // The upstream's own error reached the client unchanged; it is still an upstream error.
+                    self.metrics.upstream_error(ErrorType::UpstreamStatus.as_str());
+                    return End::Failed { ty: ErrorType::UpstreamStatus, reusable: true };
+                }
+                return end;
             }
             (_, false, _) => {
                 let message = read_error_body(&mut up, status).await;
@@ -617,7 +621,13 @@ impl<'a> Exchange<'a> {
                 Ok(())
             }
             Err(e) => {
-                tracing::debug!(route = %self.route.cfg.name, error = %e, "client write failed");
+                if e.etype() == &pingora::ErrorType::WriteTimedout {
+                    // A client that stopped reading: dropped so it cannot hold the upstream or memory.
+                    self.metrics.upstream_error("slow_client");
+                    tracing::info!(route = %self.route.cfg.name, "client stopped reading; stream dropped");
+                } else {
+                    tracing::debug!(route = %self.route.cfg.name, error = %e, "client write failed");
+                }
                 Err(())
             }
         }
@@ -643,7 +653,10 @@ impl<'a> Exchange<'a> {
         } else if passed(self.deadlines.max) {
             Due::Fail(ErrorType::MaxDuration, "the stream reached the route's max_duration")
         } else if passed(self.deadlines.header) {
-            Due::Fail(ErrorType::UpstreamTimeout, "the upstream sent no response headers within header_timeout")
+            Due::Fail(
+                ErrorType::UpstreamTimeout,
+                "the upstream sent no response headers within header_timeout",
+            )
         } else if passed(self.deadlines.idle) {
             Due::Fail(ErrorType::UpstreamIdle, "the upstream sent nothing within idle_timeout")
         } else if passed(self.deadlines.heartbeat) {
@@ -679,7 +692,13 @@ impl<'a> Exchange<'a> {
     }
 
     /// Reports a failure the only way the committed state allows, then ends the response.
-    async fn fail(&mut self, session: &mut ServerSession, ty: ErrorType, msg: &str, status: Option<u16>) -> End {
+    async fn fail(
+        &mut self,
+        session: &mut ServerSession,
+        ty: ErrorType,
+        msg: &str,
+        status: Option<u16>,
+    ) -> End {
         let status = status.unwrap_or_else(|| ty.status());
         match self.committed {
             Committed::No => {
