@@ -122,8 +122,10 @@ fn read_head(conn: &mut TcpStream) -> std::io::Result<Option<(String, String, us
 }
 
 fn respond(conn: &mut TcpStream, status: &str, content_type: &str, body: &[u8]) -> std::io::Result<()> {
-    let head =
-        format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
     conn.write_all(head.as_bytes())?;
     conn.write_all(body)
 }

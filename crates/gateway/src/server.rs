@@ -176,7 +176,8 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     }
     server.add_service(service);
     if let Some(admin) = &config.admin {
-        server.add_service(background_service("admin", AdminService { listen: admin.listen, probe: traffic }));
+        server
+            .add_service(background_service("admin", AdminService { listen: admin.listen, probe: traffic }));
     }
     tracing::info!(listen = ?server_cfg.listen, tls = ?server_cfg.tls.as_ref().map(|t| t.listen),
         admin = ?config.admin.as_ref().map(|a| a.listen), routes = config.routes.len(), "ssegate starting");
