@@ -9,7 +9,7 @@
 //! arrays indexed by format / kind; the rare per-stream-end series (`streams_total`, `stream_duration`)
 //! are resolved on first use and cached.
 //!
-//! See `docs/metrics.md` for the reference table, the dashboard and the alerts.
+//! See the README (Observability) for the reference table, the dashboard and the alerts.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
