@@ -306,18 +306,7 @@ impl<'a> Exchange<'a> {
         self.deadlines.header = Some(request_sent + self.cfg().header_timeout);
         self.deadlines.heartbeat = self.cfg().heartbeat_interval.map(|i| self.started + i);
         loop {
-            let wake = {
-                let timer = sleep_until(self.deadlines.next());
-                tokio::select! {
-                    r = up.read_response_header() => Wake::Upstream(r),
-                    _ = timer => Wake::Timer,
-                    _ = session.read_body_or_idle(true) => Wake::ClientGone,
-                    r = self.shutdown.changed(), if self.deadlines.drain.is_none() => {
-                        if r.is_err() { std::future::pending::<()>().await }
-                        Wake::ShutdownChanged
-                    }
-                }
-            };
+            let wake = self.wake(session, up.read_response_header()).await;
             match wake {
                 Wake::Upstream(Ok(())) => break,
                 Wake::Upstream(Err(e)) => {
@@ -327,26 +316,11 @@ impl<'a> Exchange<'a> {
                 }
                 Wake::ClientGone => return self.client_gone(&mut up).await,
                 Wake::ShutdownChanged => self.check_shutdown(),
-                Wake::Timer => match self.due() {
-                    Due::Fail(ty, msg) => {
-                        up.shutdown().await;
-                        self.metrics.upstream_error(ty.as_str());
-                        return self.fail(session, ty, msg, None).await;
+                Wake::Timer => {
+                    if let Err(end) = self.on_timer(session, &mut up).await {
+                        return end;
                     }
-                    Due::Heartbeat => {
-                        if self.committed == Committed::No {
-                            if let Err(end) = self.commit_sse(session).await {
-                                up.shutdown().await;
-                                return end;
-                            }
-                        }
-                        if let Err(end) = self.heartbeat(session).await {
-                            up.shutdown().await;
-                            return end;
-                        }
-                    }
-                    Due::Nothing => {}
-                },
+                }
             }
         }
         self.deadlines.header = None;
@@ -441,18 +415,7 @@ impl<'a> Exchange<'a> {
         let idle = self.cfg().idle_timeout;
         self.deadlines.idle = Some(Instant::now() + idle);
         loop {
-            let wake = {
-                let timer = sleep_until(self.deadlines.next());
-                tokio::select! {
-                    r = up.read_response_body() => Wake::Upstream(r),
-                    _ = timer => Wake::Timer,
-                    _ = session.read_body_or_idle(true) => Wake::ClientGone,
-                    r = self.shutdown.changed(), if self.deadlines.drain.is_none() => {
-                        if r.is_err() { std::future::pending::<()>().await }
-                        Wake::ShutdownChanged
-                    }
-                }
-            };
+            let wake = self.wake(session, up.read_response_body()).await;
             match wake {
                 Wake::Upstream(Ok(Some(chunk))) => {
                     let read_at = Instant::now();
@@ -519,23 +482,62 @@ impl<'a> Exchange<'a> {
                 }
                 Wake::ClientGone => return self.client_gone(&mut up).await,
                 Wake::ShutdownChanged => self.check_shutdown(),
-                Wake::Timer => match self.due() {
-                    Due::Fail(ty, msg) => {
-                        up.shutdown().await;
-                        if ty != ErrorType::Shutdown {
-                            self.metrics.upstream_error(ty.as_str());
-                        }
-                        return self.fail(session, ty, msg, None).await;
+                Wake::Timer => {
+                    if let Err(end) = self.on_timer(session, &mut up).await {
+                        return end;
                     }
-                    Due::Heartbeat => {
-                        if let Err(end) = self.heartbeat(session).await {
-                            up.shutdown().await;
-                            return end;
-                        }
-                    }
-                    Due::Nothing => {}
-                },
+                }
             }
+        }
+    }
+
+    /// Waits for whichever comes first: `upstream`, the earliest deadline, the client going away, or a change
+    /// of the shutdown watch.
+    async fn wake<T>(
+        &mut self,
+        session: &mut ServerSession,
+        upstream: impl std::future::Future<Output = T>,
+    ) -> Wake<T> {
+        let timer = sleep_until(self.deadlines.next());
+        tokio::select! {
+            r = upstream => Wake::Upstream(r),
+            _ = timer => Wake::Timer,
+            _ = session.read_body_or_idle(true) => Wake::ClientGone,
+            r = self.shutdown.changed(), if self.deadlines.drain.is_none() => {
+                if r.is_err() {
+                    // The server is gone without a shutdown broadcast: nothing more to wait for here.
+                    std::future::pending::<()>().await
+                }
+                Wake::ShutdownChanged
+            }
+        }
+    }
+
+    /// Acts on the deadline that passed: a heartbeat (committing `200 text/event-stream` first if nothing was
+    /// committed yet) or the end of the stream with a typed error.
+    async fn on_timer(&mut self, session: &mut ServerSession, up: &mut HttpSession) -> Result<(), End> {
+        match self.due() {
+            Due::Fail(ty, msg) => {
+                up.shutdown().await;
+                if ty != ErrorType::Shutdown {
+                    self.metrics.upstream_error(ty.as_str());
+                }
+                Err(self.fail(session, ty, msg, None).await)
+            }
+            Due::Heartbeat => {
+                let sent = match self.committed {
+                    Committed::No => match self.commit_sse(session).await {
+                        Ok(()) => self.heartbeat(session).await,
+                        Err(end) => Err(end),
+                    },
+                    _ => self.heartbeat(session).await,
+                };
+                if sent.is_err() {
+                    up.shutdown().await;
+                }
+                sent
+            }
+            Due::Nothing => Ok(()),
         }
     }
 
