@@ -326,7 +326,7 @@ async fn serve_conn(stream: TcpStream, shared: Arc<Shared>, signals: Arc<Signals
     let stream = Arc::new(stream);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (closed_tx, closed_rx) = watch::channel(false);
-    let reader = tokio::spawn(read_loop(stream.clone(), tx, shared.clone(), signals.clone(), closed_tx));
+    let mut reader = tokio::spawn(read_loop(stream.clone(), tx, shared.clone(), signals.clone(), closed_tx));
     while let Some(req) = rx.recv().await {
         let reply = handler(&req);
         shared.requests.lock().unwrap().push(req);
@@ -334,7 +334,15 @@ async fn serve_conn(stream: TcpStream, shared: Arc<Shared>, signals: Arc<Signals
         match run_reply(&stream, &reply, &shared, closed_rx.clone()).await {
             Ok(After::KeepAlive) => continue,
             Ok(After::Closed) => break,
-            Err(_) => break,
+            Err(_) => {
+                // A failed write means the peer closed or reset the connection; the reader may not have
+                // noticed yet (it must not be aborted before it records that).
+                match tokio::time::timeout(Duration::from_secs(2), &mut reader).await {
+                    Ok(_) => return,
+                    Err(_) => eprintln!("mock upstream: a write failed but the reader saw no close"),
+                }
+                break;
+            }
         }
     }
     // Close for real: the reader holds the other reference.

@@ -44,10 +44,15 @@ async fn slow_client_is_dropped_and_memory_stays_bounded() {
             peak = peak.max(rss_kib(gw.pid()).unwrap_or(0));
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let sends = mock.send_times();
         assert!(
             mock.peer_closed() >= 1,
-            "the gateway still holds the upstream {:?} after the client stopped reading (write_timeout 1s)",
-            t0.elapsed()
+            "the gateway still holds the upstream {:?} after the client stopped reading (write_timeout 1s); \
+             the upstream wrote {} x 64 KiB, the last {:?} ago; gateway log:\n{}",
+            t0.elapsed(),
+            sends.len(),
+            sends.last().map(|t| t.elapsed()),
+            gw.stderr()
         );
         let sent = mock.send_times().len();
         assert!(sent < total, "the upstream could send everything ({sent} x 64 KiB): nothing pushed back");
