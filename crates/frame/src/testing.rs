@@ -205,6 +205,32 @@ pub fn check_json(data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// The differential oracle of the JSON validator: `input` with its LFs removed is one NDJSON line, which
+/// must yield an event exactly when serde_json accepts it as one JSON value (and then the event's data is
+/// its compacted form). Two documented differences are allowed: a whitespace-only line yields nothing, and
+/// nesting deeper than [`MAX_DEPTH`](crate::decode::MAX_DEPTH) is rejected only by ssegate.
+pub fn oracle_json_differential(input: &[u8]) -> Result<(), String> {
+    let line: Vec<u8> = input.iter().copied().filter(|&c| c != b'\n').collect();
+    let opts = DecoderOptions { max_event_size: usize::MAX, ..DecoderOptions::default() };
+    let items = feed_whole(Format::Ndjson, &opts, &line);
+    let serde_ok = std::str::from_utf8(&line)
+        .is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
+    let shown = || String::from_utf8_lossy(&line).into_owned();
+    match items.as_slice() {
+        [] if line.iter().all(|c| matches!(c, b' ' | b'\t' | b'\r')) => Ok(()),
+        [Item::Event(ev)] if serde_ok => check_json(&ev.data),
+        [Item::Error(crate::DecodeError::MalformedJson { reason: "nesting too deep", .. })] => Ok(()),
+        [Item::Error(e)] if !serde_ok => {
+            if e.recoverable() {
+                Ok(())
+            } else {
+                Err(format!("ndjson error not recoverable: {e:?}"))
+            }
+        }
+        other => Err(format!("ssegate {other:?} but serde_json ok={serde_ok} for {:?}", shown())),
+    }
+}
+
 /// A deliberately naive reference: whether `json` has a space, tab, CR or LF outside its strings.
 pub fn has_whitespace_outside_strings(json: &[u8]) -> bool {
     let (mut in_string, mut escaped) = (false, false);
@@ -410,6 +436,25 @@ pub fn corpus_input(rng: &mut Rng) -> Vec<u8> {
     }
     input.extend_from_slice(&stream);
     input
+}
+
+/// One pseudo-random input for [`oracle_json_differential`]: a JSON value, pretty or not, often mutated.
+pub fn json_corpus_input(rng: &mut Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    let pretty = rng.below(2) == 0;
+    if pretty {
+        out.extend_from_slice(pick(rng, JSON_WS));
+    }
+    gen_json(rng, &mut out, 4, pretty);
+    if pretty {
+        out.extend_from_slice(pick(rng, JSON_WS));
+    }
+    if rng.below(2) == 0 {
+        for _ in 0..=rng.below(2) {
+            mutate(rng, &mut out);
+        }
+    }
+    out
 }
 
 fn pick<'a>(rng: &mut Rng, from: &[&'a [u8]]) -> &'a [u8] {

@@ -1,7 +1,9 @@
 //! The fuzz oracles (the same functions the cargo-fuzz targets in `fuzz/` call) over a deterministic
 //! pseudo-random corpus, so that CI exercises them on stable without a fuzzer.
 
-use ssegate_frame::testing::{corpus_input, oracle, oracle_encode, Rng};
+use ssegate_frame::testing::{
+    corpus_input, json_corpus_input, oracle, oracle_encode, oracle_json_differential, Rng,
+};
 
 const INPUTS: usize = 20_000;
 
@@ -31,5 +33,39 @@ fn encoder_oracle_on_seeded_corpus() {
         if let Err(e) = oracle_encode(&input) {
             panic!("input #{n} {input:?}: {e}");
         }
+    }
+}
+
+#[test]
+fn json_validator_agrees_with_serde_json() {
+    let mut rng = Rng::new(0x1503);
+    for n in 0..INPUTS {
+        let input = json_corpus_input(&mut rng);
+        if let Err(e) = oracle_json_differential(&input) {
+            panic!("input #{n} {:?}: {e}", String::from_utf8_lossy(&input));
+        }
+    }
+    // Hand-picked corner cases.
+    for input in [
+        &b"\"\\ud800\""[..],
+        b"1e99999",
+        b"-0.0e-0",
+        b"[\"\x7f\"]",
+        b"\"\xc3\xa9\"",
+        b"01",
+        b"1.",
+        b"[1,]",
+        b"{\"a\":1,}",
+        b"\xef\xbb\xbf1",
+        b"\"\\u00\"",
+        b"tru",
+        b"nulll",
+        b"[\"a\"\t,\r1]",
+        b"\x00",
+        b"\"\x00\"",
+        b" ",
+        b"",
+    ] {
+        oracle_json_differential(input).unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -230,7 +230,7 @@ impl Parser<'_> {
     }
 
     /// Skips whitespace between tokens (which makes the value non-compact).
-    #[inline]
+    #[inline(always)]
     fn inner_ws(&mut self) {
         if let Some(&c) = self.b.get(self.i) {
             if is_ws(c) {
@@ -241,6 +241,7 @@ impl Parser<'_> {
     }
 
     /// An object key and its colon. Returns whether the key is `field` (only asked for top-level keys).
+    #[inline(always)]
     fn key(&mut self, top: bool, field: Option<&[u8]>) -> Result<bool, Invalid> {
         if self.peek() != b'"' {
             return Err(Invalid::Json("expected a string key"));
@@ -259,21 +260,37 @@ impl Parser<'_> {
     }
 
     /// A string starting at the opening quote; leaves `i` after the closing quote.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Result<Span, Invalid> {
+        const UNTERMINATED: Invalid = Invalid::Json("unterminated string");
         let b = self.b;
         let start = self.i + 1;
         let mut i = start;
         let mut high = 0u64;
         let mut escaped = false;
         loop {
-            i = match find_special(b, i, &mut high) {
-                Some(i) => i,
-                None => return Err(Invalid::Json("unterminated string")),
-            };
-            match b.get(i) {
-                Some(b'"') => break,
-                Some(b'\\') => {
+            let (w, avail) = load8(b, i);
+            let m = special_mask(w);
+            if m == 0 {
+                if avail < 8 {
+                    return Err(UNTERMINATED);
+                }
+                high |= w;
+                i += 8;
+                continue;
+            }
+            let bit = m.trailing_zeros();
+            let k = (bit / 8) as usize;
+            if k >= avail {
+                return Err(UNTERMINATED);
+            }
+            // `bit - 7` is the first bit of the special byte: keep the bytes before it, then read it.
+            high |= w & ((1u64 << (bit - 7)) - 1);
+            let c = (w >> (bit - 7)) as u8;
+            i += k;
+            match c {
+                b'"' => break,
+                b'\\' => {
                     escaped = true;
                     i = escape(b, i)?;
                 }
@@ -354,52 +371,33 @@ fn escape(b: &[u8], i: usize) -> Result<usize, Invalid> {
     }
 }
 
-const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 const ONES: u64 = 0x0101_0101_0101_0101;
 
-/// High bit of every byte of `w` that is `"`, `\` or below 0x20 (exact, no false positives).
-#[inline]
+/// A mask whose *lowest* set bit is the high bit of the first byte of `w` (little endian) that is `"`, `\`
+/// or below 0x20, and which is zero when there is none. (The borrow-based test can flag bytes above a true
+/// match, never below one and never without one, so only `trailing_zeros` of the result is meaningful.)
+#[inline(always)]
 fn special_mask(w: u64) -> u64 {
     let q = w ^ (ONES * u64::from(b'"'));
     let s = w ^ (ONES * u64::from(b'\\'));
-    let zero_q = !(((q & LOW7) + LOW7) | q);
-    let zero_s = !(((s & LOW7) + LOW7) | s);
-    // (c & 0x7f) + 0x60 keeps the high bit clear exactly when (c & 0x7f) < 0x20; `| w` excludes c >= 0x80.
-    let ctrl = !(((w & LOW7) + ONES * 0x60) | w);
-    (zero_q | zero_s | ctrl) & HIGH
+    (q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s | w.wrapping_sub(ONES * 0x20) & !w) & HIGH
 }
 
-/// The index of the first `"`, `\` or control byte of `b` at or after `i`. ORs the bytes it skips into
-/// `high` (so the caller knows whether any was non-ASCII).
-#[inline]
-fn find_special(b: &[u8], mut i: usize, high: &mut u64) -> Option<usize> {
-    loop {
-        let rest = b.get(i..)?;
-        let (w, len) = match rest.first_chunk::<8>() {
-            Some(word) => (u64::from_le_bytes(*word), 8),
-            None => {
-                // Pad the tail with a byte that is not special.
-                let mut word = [b'a'; 8];
-                let n = rest.len();
-                word.get_mut(..n)?.copy_from_slice(rest);
-                (u64::from_le_bytes(word), n)
+/// The 8 bytes of `b` at `i` as a little-endian word, and how many of them are real: past the end the
+/// word is padded with `a` (not special).
+#[inline(always)]
+fn load8(b: &[u8], i: usize) -> (u64, usize) {
+    match b.get(i..i + 8).and_then(|s| <[u8; 8]>::try_from(s).ok()) {
+        Some(word) => (u64::from_le_bytes(word), 8),
+        None => {
+            let rest = b.get(i..).unwrap_or_default();
+            let mut word = [b'a'; 8];
+            for (dst, &src) in word.iter_mut().zip(rest) {
+                *dst = src;
             }
-        };
-        let m = special_mask(w);
-        if m != 0 {
-            let k = (m.trailing_zeros() / 8) as usize;
-            if k < len {
-                *high |= w & ((1u64 << (8 * k)) - 1);
-                return Some(i + k);
-            }
+            (u64::from_le_bytes(word), rest.len().min(8))
         }
-        if len < 8 {
-            *high |= w;
-            return None;
-        }
-        *high |= w;
-        i += 8;
     }
 }
 
@@ -635,13 +633,46 @@ mod tests {
     }
 
     #[test]
-    fn special_mask_is_exact() {
+    fn special_mask_finds_the_first_special_byte() {
+        let special = |c: u8| c == b'"' || c == b'\\' || c < 0x20;
         for c in 0..=255u8 {
-            let w = u64::from_le_bytes([b'a', c, b'a', b'a', b'a', b'a', b'a', c]);
-            let expect = c == b'"' || c == b'\\' || c < 0x20;
-            assert_eq!(special_mask(w) != 0, expect, "{c:#x}");
-            if expect {
-                assert_eq!(special_mask(w).trailing_zeros() / 8, 1);
+            for d in [0u8, b'"', b'\\', 0x1f, 0x20, b'a', 0x80, 0xff] {
+                for pos in 0..8 {
+                    let mut bytes = [b'a'; 8];
+                    bytes[pos] = c;
+                    if pos < 7 {
+                        bytes[pos + 1] = d;
+                    }
+                    let first = bytes.iter().position(|&b| special(b));
+                    let m = special_mask(u64::from_le_bytes(bytes));
+                    let found = (m != 0).then(|| (m.trailing_zeros() / 8) as usize);
+                    assert_eq!(found, first, "{bytes:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_at_every_length_and_offset() {
+        for len in 0..40 {
+            for special in [None, Some(b'"'), Some(b'\\'), Some(0x01), Some(0xff)] {
+                let mut s = vec![b'"'];
+                s.extend(std::iter::repeat_n(b'x', len));
+                if let Some(c) = special {
+                    s.push(c);
+                }
+                s.push(b'"');
+                let r = check(&s, None);
+                match special {
+                    None => assert!(r.is_ok(), "{s:?}"),
+                    Some(b'"') => assert_eq!(r, Err(Invalid::Json("content after the value"))),
+                    Some(b'\\') => assert_eq!(r, Err(Invalid::Json("unterminated string"))),
+                    Some(0x01) => assert_eq!(r, Err(Invalid::Json("control character in string"))),
+                    _ => assert_eq!(r, Err(Invalid::Utf8)),
+                }
+                let mut open = vec![b'"'];
+                open.extend(std::iter::repeat_n(b'x', len));
+                assert_eq!(check(&open, None), Err(Invalid::Json("unterminated string")), "{open:?}");
             }
         }
     }
