@@ -89,22 +89,26 @@ pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
 pub(crate) fn item(raw: &[u8], shared: Option<&Bytes>, field: Option<&[u8]>) -> Item {
     match check(raw, field) {
         Err(e) => Item::Error(e.into_error()),
-        Ok(c) => {
-            let value = raw.get(c.start..c.end).unwrap_or_default();
-            let data = if c.compact {
-                match shared {
-                    Some(chunk) => chunk.slice_ref(value),
-                    None => Bytes::copy_from_slice(value),
-                }
-            } else {
-                let mut out = Vec::with_capacity(value.len());
-                compact_into(value, &mut out);
-                Bytes::from(out)
-            };
-            let name = c.name.and_then(|span| event_name(raw, span, shared));
-            Item::Event(Event { name, data, id: None, retry: None })
-        }
+        Ok(c) => event(raw, &c, shared),
     }
+}
+
+/// The event of the validated value `c` of `raw`.
+#[inline]
+pub(crate) fn event(raw: &[u8], c: &Checked, shared: Option<&Bytes>) -> Item {
+    let value = raw.get(c.start..c.end).unwrap_or_default();
+    let data = if c.compact {
+        match shared {
+            Some(chunk) => chunk.slice_ref(value),
+            None => Bytes::copy_from_slice(value),
+        }
+    } else {
+        let mut out = Vec::with_capacity(value.len());
+        compact_into(value, &mut out);
+        Bytes::from(out)
+    };
+    let name = c.name.and_then(|span| event_name(raw, span, shared));
+    Item::Event(Event { name, data, id: None, retry: None })
 }
 
 /// The event name from the `event_field` string: unescaped, CR and LF removed, empty means none.
@@ -127,11 +131,35 @@ fn event_name(raw: &[u8], span: Span, shared: Option<&Bytes>) -> Option<Bytes> {
 
 /// Validates that `b` is exactly one JSON value with optional surrounding whitespace.
 pub(crate) fn check(b: &[u8], field: Option<&[u8]>) -> Result<Checked, Invalid> {
+    // Valid JSON is UTF-8 as a whole, so one fast check over the message usually settles UTF-8 for every
+    // string. Only a message that fails it is parsed checking string by string, which decides whether
+    // the bad bytes are inside a string (`Utf8`) or a grammar error.
+    let c = if b.is_ascii() || std::str::from_utf8(b).is_ok() {
+        parse::<false>(b, field)
+    } else {
+        parse::<true>(b, field)
+    }?;
+    if skip_ws(b, c.end) != b.len() {
+        return Err(Invalid::Json("content after the value"));
+    }
+    Ok(c)
+}
+
+/// Validates the JSON value at the start of `b` (which must not start with whitespace) and returns it;
+/// `end` tells where it stops, whatever follows. Used to frame and validate a value in one pass.
+pub(crate) fn check_prefix(b: &[u8], field: Option<&[u8]>) -> Result<Checked, Invalid> {
+    parse::<true>(b, field)
+}
+
+/// The validator; `UTF8` checks the UTF-8 of every string with non-ASCII bytes.
+#[inline(always)]
+fn parse<const UTF8: bool>(b: &[u8], field: Option<&[u8]>) -> Result<Checked, Invalid> {
     let start = skip_ws(b, 0);
-    let mut p = Parser { b, i: start, compact: true };
+    let mut p = Parser::<UTF8> { b, i: start, compact: true };
     let mut depth = 0usize;
-    // Bit `d - 1` is set when the container at depth `d` is an object.
+    // Bit `d - 1` is set when the container at depth `d` is an object; `in_object` caches the innermost.
     let mut objects: u128 = 0;
+    let mut in_object = false;
     let mut name = None;
     let mut next_is_name = false;
     'value: loop {
@@ -144,10 +172,12 @@ pub(crate) fn check(b: &[u8], field: Option<&[u8]>) -> Result<Checked, Invalid> 
                     return Err(Invalid::Json("nesting too deep"));
                 }
                 objects |= 1 << (depth - 1);
+                in_object = true;
                 p.inner_ws();
                 if p.peek() == b'}' {
                     p.i += 1;
                     depth -= 1;
+                    in_object = depth > 0 && (objects >> (depth - 1)) & 1 == 1;
                 } else {
                     next_is_name = p.key(depth == 1, field)?;
                     continue 'value;
@@ -160,10 +190,12 @@ pub(crate) fn check(b: &[u8], field: Option<&[u8]>) -> Result<Checked, Invalid> 
                     return Err(Invalid::Json("nesting too deep"));
                 }
                 objects &= !(1 << (depth - 1));
+                in_object = false;
                 p.inner_ws();
                 if p.peek() == b']' {
                     p.i += 1;
                     depth -= 1;
+                    in_object = depth > 0 && (objects >> (depth - 1)) & 1 == 1;
                 } else {
                     continue 'value;
                 }
@@ -184,7 +216,6 @@ pub(crate) fn check(b: &[u8], field: Option<&[u8]>) -> Result<Checked, Invalid> 
         // After a value: close containers until a separator starts the next value.
         while depth > 0 {
             p.inner_ws();
-            let in_object = (objects >> (depth - 1)) & 1 == 1;
             match p.peek() {
                 b',' => {
                     p.i += 1;
@@ -197,10 +228,12 @@ pub(crate) fn check(b: &[u8], field: Option<&[u8]>) -> Result<Checked, Invalid> 
                 b'}' if in_object => {
                     p.i += 1;
                     depth -= 1;
+                    in_object = depth > 0 && (objects >> (depth - 1)) & 1 == 1;
                 }
                 b']' if !in_object => {
                     p.i += 1;
                     depth -= 1;
+                    in_object = depth > 0 && (objects >> (depth - 1)) & 1 == 1;
                 }
                 _ if p.i >= b.len() => return Err(Invalid::Json("unexpected end of value")),
                 _ if in_object => return Err(Invalid::Json("expected ',' or '}'")),
@@ -209,20 +242,16 @@ pub(crate) fn check(b: &[u8], field: Option<&[u8]>) -> Result<Checked, Invalid> 
         }
         break;
     }
-    let end = p.i;
-    if skip_ws(b, end) != b.len() {
-        return Err(Invalid::Json("content after the value"));
-    }
-    Ok(Checked { start, end, compact: p.compact, name })
+    Ok(Checked { start, end: p.i, compact: p.compact, name })
 }
 
-struct Parser<'a> {
+struct Parser<'a, const UTF8: bool> {
     b: &'a [u8],
     i: usize,
     compact: bool,
 }
 
-impl Parser<'_> {
+impl<const UTF8: bool> Parser<'_, UTF8> {
     /// The current byte, or 0 at the end (0 is never valid where `peek` is used, so it reads as an error).
     #[inline]
     fn peek(&self) -> u8 {
@@ -275,7 +304,9 @@ impl Parser<'_> {
                 if avail < 8 {
                     return Err(UNTERMINATED);
                 }
-                high |= w;
+                if UTF8 {
+                    high |= w;
+                }
                 i += 8;
                 continue;
             }
@@ -285,7 +316,9 @@ impl Parser<'_> {
                 return Err(UNTERMINATED);
             }
             // `bit - 7` is the first bit of the special byte: keep the bytes before it, then read it.
-            high |= w & ((1u64 << (bit - 7)) - 1);
+            if UTF8 {
+                high |= w & ((1u64 << (bit - 7)) - 1);
+            }
             let c = (w >> (bit - 7)) as u8;
             i += k;
             match c {
@@ -297,7 +330,7 @@ impl Parser<'_> {
                 _ => return Err(Invalid::Json("control character in string")),
             }
         }
-        if high & HIGH != 0 && std::str::from_utf8(b.get(start..i).unwrap_or_default()).is_err() {
+        if UTF8 && high & HIGH != 0 && std::str::from_utf8(b.get(start..i).unwrap_or_default()).is_err() {
             return Err(Invalid::Utf8);
         }
         self.i = i + 1;

@@ -16,7 +16,7 @@
 
 use bytes::Bytes;
 
-use super::json::{self, skip_ws};
+use super::json::skip_ws;
 use super::json_stream::malformed;
 use super::scan::{Fed, Framer};
 use crate::Item;
@@ -44,12 +44,11 @@ enum State {
 pub(crate) struct JsonArrayDecoder {
     framer: Framer,
     state: State,
-    field: Option<Box<[u8]>>,
 }
 
 impl JsonArrayDecoder {
     pub(crate) fn new(max: usize, field: Option<Box<[u8]>>) -> Self {
-        JsonArrayDecoder { framer: Framer::new(max), state: State::Start, field }
+        JsonArrayDecoder { framer: Framer::new(max, field), state: State::Start }
     }
 
     fn die(&mut self, reason: &'static str, out: &mut Vec<Item>) {
@@ -63,11 +62,7 @@ impl JsonArrayDecoder {
         let mut pos = 0;
         while pos < d.len() {
             if self.state == State::Element {
-                let field = self.field.as_deref();
-                match self
-                    .framer
-                    .feed(chunk, pos..d.len(), out, |v, s, out| out.push(json::item(v, s, field)))
-                {
+                match self.framer.feed(chunk, pos..d.len(), out, |item, out| out.push(item)) {
                     Fed::More => return,
                     Fed::TooLarge(next) => pos = next,
                     Fed::Done(next) => {
@@ -114,8 +109,7 @@ impl JsonArrayDecoder {
         match self.state {
             State::Start | State::End | State::Dead => {}
             State::Element if self.framer.is_scalar() => {
-                let field = self.field.as_deref();
-                self.framer.finish_scalar(out, |v, s, out| out.push(json::item(v, s, field)));
+                self.framer.finish_scalar(out, |item, out| out.push(item));
                 out.push(malformed("truncated", false));
             }
             State::First | State::Next | State::Element | State::After => {

@@ -17,7 +17,7 @@
 use bytes::Bytes;
 use memchr::memchr;
 
-use super::json::{self, skip_ws};
+use super::json::skip_ws;
 use super::json_stream::malformed;
 use super::scan::{Fed, Framer};
 use crate::Item;
@@ -45,12 +45,11 @@ pub(crate) struct JsonSeqDecoder {
     state: State,
     /// The complete value waiting for its LF (or RS / end of stream).
     pending: Option<Item>,
-    field: Option<Box<[u8]>>,
 }
 
 impl JsonSeqDecoder {
     pub(crate) fn new(max: usize, field: Option<Box<[u8]>>) -> Self {
-        JsonSeqDecoder { framer: Framer::new(max), state: State::Between, pending: None, field }
+        JsonSeqDecoder { framer: Framer::new(max, field), state: State::Between, pending: None }
     }
 
     pub(crate) fn push(&mut self, chunk: &Bytes, out: &mut Vec<Item>) {
@@ -88,11 +87,8 @@ impl JsonSeqDecoder {
                     }
                 }
                 State::Value => {
-                    let field = self.field.as_deref();
                     let mut value = None;
-                    let fed = self
-                        .framer
-                        .feed(chunk, pos..end, out, |v, s, _| value = Some(json::item(v, s, field)));
+                    let fed = self.framer.feed(chunk, pos..end, out, |item, _| value = Some(item));
                     match fed {
                         Fed::More => return,
                         Fed::TooLarge(next) => {

@@ -18,7 +18,7 @@
 use bytes::Bytes;
 use memchr::memchr;
 
-use super::json::{self, skip_ws};
+use super::json::skip_ws;
 use super::scan::{Fed, Framer};
 use crate::{DecodeError, Item};
 
@@ -29,7 +29,6 @@ pub(crate) struct JsonStreamDecoder {
     in_value: bool,
     /// After a framing error: skip to the next LF.
     resync: bool,
-    field: Option<Box<[u8]>>,
 }
 
 pub(crate) fn malformed(reason: &'static str, recoverable: bool) -> Item {
@@ -38,7 +37,7 @@ pub(crate) fn malformed(reason: &'static str, recoverable: bool) -> Item {
 
 impl JsonStreamDecoder {
     pub(crate) fn new(max: usize, field: Option<Box<[u8]>>) -> Self {
-        JsonStreamDecoder { framer: Framer::new(max), in_value: false, resync: false, field }
+        JsonStreamDecoder { framer: Framer::new(max, field), in_value: false, resync: false }
     }
 
     pub(crate) fn push(&mut self, chunk: &Bytes, out: &mut Vec<Item>) {
@@ -64,8 +63,7 @@ impl JsonStreamDecoder {
                 }
                 self.in_value = true;
             }
-            let field = self.field.as_deref();
-            match self.framer.feed(chunk, pos..d.len(), out, |v, s, out| out.push(json::item(v, s, field))) {
+            match self.framer.feed(chunk, pos..d.len(), out, |item, out| out.push(item)) {
                 Fed::More => return,
                 Fed::TooLarge(next) => pos = next,
                 Fed::Done(next) => {
@@ -89,8 +87,7 @@ impl JsonStreamDecoder {
     pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {
         if self.in_value && !self.resync {
             if self.framer.is_scalar() {
-                let field = self.field.as_deref();
-                self.framer.finish_scalar(out, |v, s, out| out.push(json::item(v, s, field)));
+                self.framer.finish_scalar(out, |item, out| out.push(item));
             } else {
                 out.push(malformed("truncated", false));
             }

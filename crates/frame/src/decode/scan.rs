@@ -10,7 +10,7 @@ use std::ops::Range;
 use bytes::Bytes;
 use memchr::memchr2;
 
-use super::json::MAX_DEPTH;
+use super::json::{self, MAX_DEPTH};
 use crate::{DecodeError, Item};
 
 /// What a [`ValueScanner::feed`] found.
@@ -45,7 +45,7 @@ static CLASS: [u8; 256] = {
 };
 
 /// Bytes that end a top-level scalar: JSON whitespace and structural characters.
-static DELIMITER: [bool; 256] = {
+pub(crate) static DELIMITER: [bool; 256] = {
     let mut t = [false; 256];
     let delims = b" \t\r\n{}[],:\"";
     let mut i = 0;
@@ -162,7 +162,7 @@ impl ValueScanner {
 pub(crate) enum Fed {
     /// The whole range was consumed; the value goes on.
     More,
-    /// The value ended; continue at this index. It was handed to the callback unless it was too large.
+    /// The value ended; continue at this index. Its item was handed to the callback unless it was too large.
     Done(usize),
     /// The value just crossed the size limit at this index ([`DecodeError::TooLarge`] is pushed). Feeding
     /// on from there tracks the rest of the value without buffering it, to find its end.
@@ -185,6 +185,7 @@ pub(crate) struct Framer {
     spans: bool,
     too_large: bool,
     max: usize,
+    field: Option<Box<[u8]>>,
 }
 
 /// A buffer keeps at most this much capacity between messages (a stream that once carried a huge message
@@ -192,7 +193,7 @@ pub(crate) struct Framer {
 pub(crate) const KEEP_CAPACITY: usize = 64 * 1024;
 
 impl Framer {
-    pub(crate) fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize, field: Option<Box<[u8]>>) -> Self {
         Framer {
             scanner: ValueScanner::default(),
             buf: Vec::new(),
@@ -200,6 +201,7 @@ impl Framer {
             spans: false,
             too_large: false,
             max,
+            field,
         }
     }
 
@@ -216,17 +218,24 @@ impl Framer {
         self.scanner.is_scalar()
     }
 
-    /// Feeds `chunk[range]`; a complete value that is not too large goes to `emit` with the chunk it lies in
-    /// (if it does) for zero-copy slicing.
+    /// Feeds `chunk[range]`; the item of a complete value that is not too large (its event, zero-copy when
+    /// it lies in this chunk, or the error describing it) goes to `emit`.
     pub(crate) fn feed(
         &mut self,
         chunk: &Bytes,
         range: Range<usize>,
         out: &mut Vec<Item>,
-        emit: impl FnOnce(&[u8], Option<&Bytes>, &mut Vec<Item>),
+        emit: impl FnOnce(Item, &mut Vec<Item>),
     ) -> Fed {
         let start = range.start;
         let d = chunk.get(range).unwrap_or_default();
+        if self.len == 0 && !self.spans && !self.too_large {
+            if let Some((n, item)) = self.whole_value(d, chunk) {
+                self.len = n;
+                emit(item, out);
+                return Fed::Done(start + n);
+            }
+        }
         // Scan no further than the byte that would cross the limit.
         let room = if self.too_large { d.len() } else { self.max.saturating_sub(self.len).saturating_add(1) };
         let head = d.get(..room).unwrap_or(d);
@@ -246,12 +255,14 @@ impl Framer {
                 self.len += n;
                 if !self.over_limit(out) && !self.too_large {
                     let value = head.get(..n).unwrap_or_default();
-                    if self.spans {
+                    let field = self.field.as_deref();
+                    let item = if self.spans {
                         self.buf.extend_from_slice(value);
-                        emit(&self.buf, None, out);
+                        json::item(&self.buf, None, field)
                     } else {
-                        emit(value, Some(chunk), out);
-                    }
+                        json::item(value, Some(chunk), field)
+                    };
+                    emit(item, out);
                 }
                 self.clear();
                 Fed::Done(start + n)
@@ -263,16 +274,30 @@ impl Framer {
         }
     }
 
-    /// The end of stream completes a scalar: hands it to `emit` as [`Framer::feed`] would.
-    pub(crate) fn finish_scalar(
-        &mut self,
-        out: &mut Vec<Item>,
-        emit: impl FnOnce(&[u8], Option<&Bytes>, &mut Vec<Item>),
-    ) {
+    /// The end of stream completes a scalar: hands its item to `emit` as [`Framer::feed`] would.
+    pub(crate) fn finish_scalar(&mut self, out: &mut Vec<Item>, emit: impl FnOnce(Item, &mut Vec<Item>)) {
         if !self.too_large {
-            emit(&self.buf, None, out);
+            let item = json::item(&self.buf, None, self.field.as_deref());
+            emit(item, out);
         }
         self.clear();
+    }
+
+    /// The fast path for a value that starts at `d[0]`: validate it as a prefix of `d`, which also finds
+    /// where it ends, in one pass. Taken only when that is certainly the framing the scanner would find and
+    /// the item it would produce: the value is valid, complete inside `d` (a number or literal must be
+    /// followed by a delimiter in `d`) and within the size limit. Anything else (incomplete, invalid, too
+    /// large, too deep) goes the general way.
+    #[inline]
+    fn whole_value(&self, d: &[u8], chunk: &Bytes) -> Option<(usize, Item)> {
+        let c = json::check_prefix(d, self.field.as_deref()).ok()?;
+        if c.end > self.max {
+            return None;
+        }
+        if self.scanner.is_scalar() && !DELIMITER[usize::from(*d.get(c.end)?)] {
+            return None;
+        }
+        Some((c.end, json::event(d, &c, Some(chunk))))
     }
 
     /// Bytes of the current value held.
