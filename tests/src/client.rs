@@ -14,6 +14,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// A byte stream an HTTP/1.1 exchange runs over (plain TCP or TLS).
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug> Io for T {}
+
+type BoxIo = Box<dyn Io>;
+
 use crate::show;
 
 /// How a response body ended.
@@ -44,7 +50,7 @@ enum H1Framing {
 
 #[derive(Debug)]
 struct H1Body {
-    stream: TcpStream,
+    stream: BoxIo,
     raw: Vec<u8>,
     framing: H1Framing,
 }
@@ -83,7 +89,8 @@ pub struct Response {
     end: Option<End>,
     source: Source,
     /// For a reused h1 connection: the stream after a cleanly ended body.
-    leftover_conn: Option<(TcpStream, Vec<u8>)>,
+    leftover_conn: Option<(BoxIo, Vec<u8>, SocketAddr)>,
+    peer: Option<SocketAddr>,
 }
 
 impl Response {
@@ -144,7 +151,7 @@ impl Response {
                 }
                 if self.end == Some(End::Clean) {
                     if let Source::H1(h1) = std::mem::replace(&mut self.source, Source::Done) {
-                        self.leftover_conn = Some((h1.stream, h1.raw));
+                        self.leftover_conn = self.peer.map(|p| (h1.stream, h1.raw, p));
                     }
                 }
             }
@@ -226,7 +233,7 @@ impl Response {
 
     /// After a cleanly ended HTTP/1.1 body: the connection, for the next request (keep-alive).
     pub fn into_conn(self) -> Option<Conn> {
-        self.leftover_conn.map(|(stream, leftover)| Conn { stream, leftover })
+        self.leftover_conn.map(|(stream, leftover, peer)| Conn { stream, leftover, peer })
     }
 }
 
@@ -301,31 +308,41 @@ fn h1_decode(h1: &mut H1Body, body: &mut Vec<u8>, end: &mut Option<End>) -> bool
     body.len() > before
 }
 
-/// An HTTP/1.1 connection to send requests on.
+/// An HTTP/1.1 connection to send requests on (plain TCP or TLS).
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: BoxIo,
     leftover: Vec<u8>,
+    peer: SocketAddr,
 }
 
 impl Conn {
     pub async fn connect(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         stream.set_nodelay(true).unwrap();
-        Conn { stream, leftover: Vec::new() }
+        Conn { stream: Box::new(stream), leftover: Vec::new(), peer: addr }
+    }
+
+    /// TLS offering only ALPN `http/1.1`, trusting only `cert_der`, SNI `localhost`. Panics unless the
+    /// server agreed to http/1.1 (or chose no ALPN).
+    pub async fn tls(addr: SocketAddr, cert_der: &[u8]) -> Conn {
+        let tls = crate::tls::connect(addr, cert_der, &[b"http/1.1"]).await;
+        let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+        assert!(alpn.is_none() || alpn.as_deref() == Some(&b"http/1.1"[..]), "ALPN chose {alpn:?}");
+        Conn { stream: Box::new(tls), leftover: Vec::new(), peer: addr }
     }
 
     /// Writes `raw` as the request (exact bytes) and reads the response head.
     pub async fn send_raw(mut self, raw: &[u8], head_request: bool) -> Response {
         self.stream.write_all(raw).await.expect("write request");
-        read_response(self.stream, self.leftover, head_request).await
+        self.stream.flush().await.expect("flush request");
+        read_response(self.stream, self.leftover, head_request, self.peer).await
     }
 
     /// Sends `method path` with `headers` (plus Host, and Content-Length when there is a body or it is a
     /// POST) and reads the response head.
     pub async fn send(self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        let addr = self.stream.peer_addr().unwrap();
-        let raw = build_request(addr, method, path, headers, body);
+        let raw = build_request(self.peer, method, path, headers, body);
         self.send_raw(&raw, method == "HEAD").await
     }
 }
@@ -373,7 +390,12 @@ pub async fn request(
     Conn::connect(addr).await.send(method, path, headers, body).await
 }
 
-async fn read_response(mut stream: TcpStream, mut raw: Vec<u8>, head_request: bool) -> Response {
+async fn read_response(
+    mut stream: BoxIo,
+    mut raw: Vec<u8>,
+    head_request: bool,
+    peer: SocketAddr,
+) -> Response {
     let head_end = loop {
         if let Some(i) = find(&raw, b"\r\n\r\n") {
             break i;
@@ -422,11 +444,12 @@ async fn read_response(mut stream: TcpStream, mut raw: Vec<u8>, head_request: bo
         end: None,
         source: Source::H1(H1Body { stream, raw, framing }),
         leftover_conn: None,
+        peer: Some(peer),
     };
     if empty {
         resp.end = Some(End::Clean);
         if let Source::H1(h1) = std::mem::replace(&mut resp.source, Source::Done) {
-            resp.leftover_conn = Some((h1.stream, h1.raw));
+            resp.leftover_conn = Some((h1.stream, h1.raw, peer));
         }
     }
     resp
@@ -497,6 +520,7 @@ impl H2Conn {
             end: None,
             source: Source::H2 { body, _sender: Box::new(sender) },
             leftover_conn: None,
+            peer: None,
         }
     }
 }

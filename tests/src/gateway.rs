@@ -210,6 +210,36 @@ impl Gateway {
         Ok(gw)
     }
 
+    /// Starts a second process, `ssegate run -u` on the same config, for a graceful upgrade: it waits for
+    /// this process's listening sockets, which this one hands over on SIGQUIT. Does not wait for anything;
+    /// the new process logs into its own temp dir.
+    pub fn spawn_upgrade(&self) -> Gateway {
+        let dir = tempfile::Builder::new().prefix("ssegate-upgrade-").tempdir().expect("create a temp dir");
+        let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
+        let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
+        let bin = binary();
+        let child = Command::new(&bin)
+            .arg("run")
+            .arg("-u")
+            .arg("--config")
+            .arg(&self.config_path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        Gateway {
+            child,
+            dir,
+            config_path: self.config_path.clone(),
+            addr: self.addr,
+            admin: self.admin,
+            tls: self.tls,
+            exited: None,
+        }
+    }
+
     /// The plaintext traffic listener (HTTP/1.1 and h2c).
     pub fn addr(&self) -> SocketAddr {
         self.addr

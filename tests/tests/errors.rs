@@ -287,3 +287,18 @@ async fn oversized_event_is_skipped() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn no_done_event_after_an_error() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n"), Step::Sleep(30), Step::Reset],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "done_event = { event = \"end\", data = \"[DONE]\" }").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        expect_events_then_error(&mut resp, b"data: {\"a\":1}\n\n", "upstream_reset").await;
+    })
+    .await;
+}

@@ -264,3 +264,31 @@ async fn unknown_stream_type_passes_through_untouched() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn content_length_and_close_delimited_upstream_bodies_end_cleanly() {
+    bounded(async {
+        use ssegate_tests::mock::Framing;
+        for framing in [Framing::ContentLength, Framing::CloseDelimited] {
+            let mock = MockUpstream::serve(
+                Reply::stream(
+                    "text/event-stream",
+                    vec![Step::send("data: a\n\nda"), Step::Sleep(30), Step::send("ta: b\n\n"), Step::End],
+                )
+                .with_framing(framing),
+            )
+            .await;
+            let gw = gateway_for(&mock.url(), "done_event = { data = \"[DONE]\" }").await;
+            let mut resp = get(gw.addr(), "/r").await;
+            assert_sse_head(&resp);
+            let body = resp.body_to_end().await;
+            assert!(
+                body == b"data: a\n\ndata: b\n\ndata: [DONE]\n\n",
+                "{framing:?}: \"{}\"",
+                ssegate_tests::show(&body)
+            );
+            assert_eq!(resp.end(), Some(&End::Clean), "{framing:?}");
+        }
+    })
+    .await;
+}

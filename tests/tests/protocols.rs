@@ -101,7 +101,11 @@ async fn tls_h2_streaming_with_a_generated_certificate() {
     .await;
 }
 
+/// `GET /readyz` on the admin listener; 0 when it refuses the connection (not listening yet or any more).
 async fn readyz(gw: &Gateway) -> u16 {
+    if tokio::net::TcpStream::connect(gw.admin_addr()).await.is_err() {
+        return 0;
+    }
     let mut resp = request(gw.admin_addr(), "GET", "/readyz", &[], b"").await;
     resp.body_to_end().await;
     resp.status
@@ -186,6 +190,133 @@ async fn sigterm_drains_then_closes_open_streams_with_retry_and_shutdown_error()
         let status = gw.wait_exit(Duration::from_secs(10)).await;
         assert!(status.is_some(), "the gateway did not exit after the drain");
         assert!(mock.wait_peer_closed(2, Duration::from_secs(2)).await, "both upstream connections closed");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tls_listener_also_serves_http1_by_alpn() {
+    bounded(async {
+        let cert = TestCert::generate();
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\": 1}\n"), Step::End],
+        ))
+        .await;
+        let tls =
+            "\n[server.tls]\nlisten = \"$TLS_LISTEN\"\ncert = \"$DIR/cert.pem\"\nkey = \"$DIR/key.pem\"\n";
+        let cfg = config_with(tls, &route("r", "/r", &mock.url(), ""));
+        let gw = Gateway::start_with(
+            &cfg,
+            &[("cert.pem", cert.cert_pem.as_bytes()), ("key.pem", cert.key_pem.as_bytes())],
+        )
+        .await;
+        let conn = ssegate_tests::client::Conn::tls(gw.tls_addr().unwrap(), &cert.cert_der).await;
+        let mut resp = conn.send("GET", "/r", &[("Accept", "text/event-stream")], b"").await;
+        assert_eq!(resp.version, "HTTP/1.1");
+        assert_sse_head(&resp);
+        assert_bytes(&resp.body_to_end().await, b"data: {\"a\":1}\n\n");
+        assert_eq!(resp.end(), Some(&End::Clean));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_without_open_streams_exits_promptly() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::full(200, "application/json", "{}")).await;
+        let cfg = config_with("shutdown_drain = \"1s\"", &route("r", "/r", &mock.url(), ""));
+        let mut gw = Gateway::start(&cfg).await;
+        let mut resp = get(gw.addr(), "/r").await;
+        resp.body_to_end().await;
+        let t0 = Instant::now();
+        gw.signal(SIGTERM);
+        let status = gw.wait_exit(Duration::from_secs(10)).await;
+        assert!(status.is_some(), "no exit within 10 s of SIGTERM");
+        eprintln!("exited {:?} after SIGTERM with {:?}", t0.elapsed(), status);
+        assert!(t0.elapsed() < Duration::from_secs(5), "exit took {:?} with nothing to drain", t0.elapsed());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn graceful_upgrade_hands_over_listeners_and_closes_old_streams() {
+    bounded(async {
+        let mock = MockUpstream::start(|req| {
+            if req.target.starts_with("/forever") {
+                Reply::stream("text/event-stream", vec![Step::send("data: b1\n\n"), Step::Wait(Gate::new())])
+            } else {
+                Reply::stream("text/event-stream", vec![Step::send("data: ok\n\n"), Step::End])
+            }
+        })
+        .await;
+        let cfg = config_with(
+            "shutdown_drain = \"1s\"",
+            &route("r", "/r", &mock.url(), "heartbeat_interval = \"200ms\""),
+        );
+        let mut old = Gateway::start(&cfg).await;
+        let addr = old.addr();
+        let mut forever = get(addr, "/r/forever").await;
+        assert_bytes(&forever.next_event().await.unwrap(), b"data: b1\n\n");
+
+        let mut new = old.spawn_upgrade();
+        let sock = old.dir().join("upgrade.sock");
+        let t = Instant::now();
+        while !sock.exists() {
+            assert!(t.elapsed() < Duration::from_secs(5), "the new process never opened {}", sock.display());
+            if let Some(s) = new.wait_exit(Duration::from_millis(10)).await {
+                panic!("the upgrading process exited ({s}):\n{}", new.stderr());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+
+        // Probe the address during the whole hand-over (including the old listener closing ~5 s after
+        // SIGQUIT): every request must be served.
+        let prober = tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, Vec::new());
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(7) {
+                match tokio::time::timeout(Duration::from_secs(3), async {
+                    let mut r = get(addr, "/r/ok").await;
+                    (r.status, r.body_to_end().await)
+                })
+                .await
+                {
+                    Ok((200, body)) if body == b"data: ok\n\n" => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (ok, failed)
+        });
+
+        let t0 = Instant::now();
+        old.signal(ssegate_tests::Signal::Quit);
+        let rest = forever.body_to_end().await;
+        let took = t0.elapsed();
+        let text = String::from_utf8_lossy(&rest).replace(": keepalive\n\n", "");
+        assert!(text.starts_with("retry: "), "the old stream gets retry first: \"{}\"", show(&rest));
+        let blocks: Vec<_> = sse::parse(text.as_bytes()).into_iter().filter(|b| !b.is_heartbeat()).collect();
+        sse::assert_error_event(blocks.last().unwrap(), "shutdown");
+        assert_eq!(forever.end(), Some(&End::Clean));
+        // pingora waits 5 s (CLOSE_TIMEOUT) after handing the sockets over before it starts the graceful
+        // shutdown; the 1 s drain runs after that.
+        assert!(
+            took < Duration::from_secs(9),
+            "old stream closed {took:?} after SIGQUIT (5 s hand-over + 1 s drain)"
+        );
+        assert!(old.wait_exit(Duration::from_secs(10)).await.is_some(), "the old process did not exit");
+
+        let (ok, failed) = prober.await.unwrap();
+        assert!(failed.is_empty(), "requests failed during the upgrade ({ok} ok): {failed:?}");
+        assert!(ok > 0);
+        let mut resp = get(addr, "/r/ok").await;
+        assert_bytes(&resp.body_to_end().await, b"data: ok\n\n");
+        let t = Instant::now();
+        while readyz(&new).await != 200 {
+            assert!(t.elapsed() < Duration::from_secs(5), "the new process's /readyz never answered 200");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     })
     .await;
 }
