@@ -28,6 +28,8 @@
 //! assert_eq!(&out[..], b"data: {\"t\":1}\n\ndata: {\"t\":2}\n\n");
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod decode;
 pub mod encode;
 mod error;

@@ -417,6 +417,27 @@ fn special_mask(w: u64) -> u64 {
     (q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s | w.wrapping_sub(ONES * 0x20) & !w) & HIGH
 }
 
+/// The index of the first `"` or `\` in `b` (SWAR, for the short strings typical of JSON, where a
+/// `memchr2` call costs more than it saves).
+#[inline]
+pub(crate) fn find_quote_or_backslash(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    loop {
+        let (w, avail) = load8(b, i);
+        let q = w ^ (ONES * u64::from(b'"'));
+        let s = w ^ (ONES * u64::from(b'\\'));
+        let m = (q.wrapping_sub(ONES) & !q | s.wrapping_sub(ONES) & !s) & HIGH;
+        if m != 0 {
+            let k = (m.trailing_zeros() / 8) as usize;
+            return (k < avail).then_some(i + k);
+        }
+        if avail < 8 {
+            return None;
+        }
+        i += 8;
+    }
+}
+
 /// The 8 bytes of `b` at `i` as a little-endian word, and how many of them are real: past the end the
 /// word is padded with `a` (not special).
 #[inline(always)]

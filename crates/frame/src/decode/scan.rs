@@ -8,7 +8,6 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use memchr::memchr2;
 
 use super::json::{self, MAX_DEPTH};
 use crate::{DecodeError, Item};
@@ -100,7 +99,7 @@ impl ValueScanner {
                     self.escaped = false;
                     i += 1;
                 }
-                match memchr2(b'"', b'\\', d.get(i..).unwrap_or_default()) {
+                match json::find_quote_or_backslash(d.get(i..).unwrap_or_default()) {
                     None => return Scan::More,
                     Some(k) => {
                         i += k;
