@@ -398,6 +398,11 @@ async fn read_response(
 ) -> Response {
     let head_end = loop {
         if let Some(i) = find(&raw, b"\r\n\r\n") {
+            // Interim 1xx responses (other than 101) are skipped.
+            if raw.starts_with(b"HTTP/1.1 1") && !raw.starts_with(b"HTTP/1.1 101") {
+                raw.drain(..i + 4);
+                continue;
+            }
             break i;
         }
         let mut tmp = [0u8; 16 * 1024];

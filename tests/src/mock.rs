@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -192,12 +193,14 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     send_times: Mutex<Vec<Instant>>,
     peer_closed_at: Mutex<Vec<Instant>>,
+    sni: Mutex<Vec<Option<String>>>,
     connections: AtomicUsize,
 }
 
 /// A running mock upstream; stops accepting when dropped.
 pub struct MockUpstream {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     requests_rx: watch::Receiver<usize>,
     closed_rx: watch::Receiver<usize>,
@@ -229,6 +232,27 @@ impl MockUpstream {
 
     /// Answers each request with what `handler` returns for it.
     pub async fn start(handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static) -> MockUpstream {
+        MockUpstream::start_inner(None, handler).await
+    }
+
+    /// Like [`MockUpstream::serve`], over TLS with `cert` (no ALPN: HTTP/1.1).
+    pub async fn serve_tls(cert: &crate::tls::TestCert, reply: Reply) -> MockUpstream {
+        MockUpstream::start_tls(cert, move |_| reply.clone()).await
+    }
+
+    /// Like [`MockUpstream::start`], over TLS with `cert` (no ALPN: HTTP/1.1).
+    pub async fn start_tls(
+        cert: &crate::tls::TestCert,
+        handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    ) -> MockUpstream {
+        MockUpstream::start_inner(Some(Arc::new(cert.server_config())), handler).await
+    }
+
+    async fn start_inner(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    ) -> MockUpstream {
+        let is_tls = tls.is_some();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("mock: bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("mock: local_addr");
         let shared = Arc::new(Shared::default());
@@ -241,19 +265,30 @@ impl MockUpstream {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 task_shared.connections.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve_conn(stream, task_shared.clone(), signals.clone(), handler.clone()));
+                tokio::spawn(serve_conn(
+                    stream,
+                    tls.clone(),
+                    task_shared.clone(),
+                    signals.clone(),
+                    handler.clone(),
+                ));
             }
         });
-        MockUpstream { addr, shared, requests_rx, closed_rx, accept_task }
+        MockUpstream { addr, tls: is_tls, shared, requests_rx, closed_rx, accept_task }
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` for a TLS mock).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
+    }
+
+    /// The TLS server name (SNI) each TLS connection asked for, in accept order (`None`: no SNI).
+    pub fn sni(&self) -> Vec<Option<String>> {
+        self.shared.sni.lock().unwrap().clone()
     }
 
     /// Every request received so far, in arrival order.
@@ -319,21 +354,58 @@ pub fn gzip_pieces(messages: &[&[u8]]) -> Vec<Bytes> {
 enum After {
     KeepAlive,
     Closed,
+    Reset,
 }
 
-async fn serve_conn(stream: TcpStream, shared: Arc<Shared>, signals: Arc<Signals>, handler: Arc<Handler>) {
-    let _ = stream.set_nodelay(true);
-    let stream = Arc::new(stream);
+async fn serve_conn(
+    tcp: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: Arc<Shared>,
+    signals: Arc<Signals>,
+    handler: Arc<Handler>,
+) {
+    let _ = tcp.set_nodelay(true);
+    // A second descriptor of the same socket, to set SO_LINGER 0 for `Reset` after the stream is split.
+    let ctl = socket2::SockRef::from(&tcp).try_clone().ok();
+    match tls {
+        None => serve_io(tcp, ctl, shared, signals, handler).await,
+        Some(cfg) => match tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
+            Ok(stream) => {
+                let sni = stream.get_ref().1.server_name().map(str::to_string);
+                shared.sni.lock().unwrap().push(sni);
+                serve_io(stream, ctl, shared, signals, handler).await
+            }
+            Err(e) => eprintln!("mock upstream: TLS handshake failed: {e}"),
+        },
+    }
+}
+
+async fn serve_io<S>(
+    io: S,
+    ctl: Option<socket2::Socket>,
+    shared: Arc<Shared>,
+    signals: Arc<Signals>,
+    handler: Arc<Handler>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (rd, mut wr) = tokio::io::split(io);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (closed_tx, closed_rx) = watch::channel(false);
-    let mut reader = tokio::spawn(read_loop(stream.clone(), tx, shared.clone(), signals.clone(), closed_tx));
+    let mut reader = tokio::spawn(read_loop(rd, tx, shared.clone(), signals.clone(), closed_tx));
     while let Some(req) = rx.recv().await {
         let reply = handler(&req);
         shared.requests.lock().unwrap().push(req);
         signals.requests.send_modify(|n| *n += 1);
-        match run_reply(&stream, &reply, &shared, closed_rx.clone()).await {
+        match run_reply(&mut wr, &reply, &shared, closed_rx.clone()).await {
             Ok(After::KeepAlive) => continue,
             Ok(After::Closed) => break,
+            Ok(After::Reset) => {
+                if let Some(ctl) = &ctl {
+                    let _ = ctl.set_linger(Some(Duration::ZERO));
+                }
+                break;
+            }
             Err(_) => {
                 // A failed write means the peer closed or reset the connection; the reader may not have
                 // noticed yet (it must not be aborted before it records that).
@@ -345,41 +417,40 @@ async fn serve_conn(stream: TcpStream, shared: Arc<Shared>, signals: Arc<Signals
             }
         }
     }
-    // Close for real: the reader holds the other reference.
+    // Close for real: the reader holds the read half.
     if !reader.is_finished() {
         reader.abort();
     }
     let _ = reader.await;
-    drop(stream);
+    drop(wr);
+    drop(ctl);
 }
 
-/// Runs one scripted reply. `Ok(Closed)` means the connection must be closed (already set up for RST if
-/// the script said `Reset`).
-async fn run_reply(
-    stream: &Arc<TcpStream>,
+/// Runs one scripted reply.
+async fn run_reply<W: AsyncWrite>(
+    wr: &mut WriteHalf<W>,
     reply: &Reply,
     shared: &Shared,
-    mut peer_closed: watch::Receiver<bool>,
+    peer_closed: watch::Receiver<bool>,
 ) -> io::Result<After> {
-    let closed = |rx: &mut watch::Receiver<bool>| {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|c| *c).await;
-        }
-    };
     if !reply.head_delay.is_zero() {
         tokio::select! {
             _ = tokio::time::sleep(reply.head_delay) => {}
-            _ = closed(&mut peer_closed) => return Ok(After::Closed),
+            _ = wait_closed(&peer_closed) => return Ok(After::Closed),
         }
     }
     if reply.head {
-        write_head(stream, reply).await?;
+        write_head(wr, reply).await?;
     }
-    run_steps(stream, reply, shared, peer_closed).await
+    run_steps(wr, reply, shared, peer_closed).await
 }
 
-async fn write_head(stream: &TcpStream, reply: &Reply) -> io::Result<()> {
+async fn wait_closed(rx: &watch::Receiver<bool>) {
+    let mut rx = rx.clone();
+    let _ = rx.wait_for(|c| *c).await;
+}
+
+async fn write_head<W: AsyncWrite>(wr: &mut WriteHalf<W>, reply: &Reply) -> io::Result<()> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
     for (k, v) in &reply.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -394,21 +465,15 @@ async fn write_head(stream: &TcpStream, reply: &Reply) -> io::Result<()> {
         Framing::CloseDelimited => head.push_str("Connection: close\r\n"),
     }
     head.push_str("\r\n");
-    write_all(stream, head.as_bytes()).await
+    write_all(wr, head.as_bytes()).await
 }
 
-async fn run_steps(
-    stream: &Arc<TcpStream>,
+async fn run_steps<W: AsyncWrite>(
+    wr: &mut WriteHalf<W>,
     reply: &Reply,
     shared: &Shared,
-    mut peer_closed: watch::Receiver<bool>,
+    peer_closed: watch::Receiver<bool>,
 ) -> io::Result<After> {
-    let closed = |rx: &mut watch::Receiver<bool>| {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|c| *c).await;
-        }
-    };
     for step in &reply.steps {
         if *peer_closed.borrow() {
             // The gateway went away: an upstream whose client left stops producing.
@@ -425,30 +490,27 @@ async fn run_steps(
                 } else {
                     buf.extend_from_slice(b);
                 }
-                write_all(stream, &buf).await?;
+                write_all(wr, &buf).await?;
                 shared.send_times.lock().unwrap().push(Instant::now());
             }
             Step::Sleep(ms) => {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(*ms)) => {}
-                    _ = closed(&mut peer_closed) => return Ok(After::Closed),
+                    _ = wait_closed(&peer_closed) => return Ok(After::Closed),
                 }
             }
             Step::Wait(gate) => {
                 tokio::select! {
                     _ = gate.pass() => {}
-                    _ = closed(&mut peer_closed) => return Ok(After::Closed),
+                    _ = wait_closed(&peer_closed) => return Ok(After::Closed),
                 }
             }
-            Step::Reset => {
-                let _ = socket2::SockRef::from(&**stream).set_linger(Some(Duration::ZERO));
-                return Ok(After::Closed);
-            }
+            Step::Reset => return Ok(After::Reset),
             Step::Close => return Ok(After::Closed),
             Step::End => {
                 return match reply.framing {
                     Framing::Chunked => {
-                        write_all(stream, b"0\r\n\r\n").await?;
+                        write_all(wr, b"0\r\n\r\n").await?;
                         Ok(After::KeepAlive)
                     }
                     Framing::ContentLength => Ok(After::KeepAlive),
@@ -458,12 +520,12 @@ async fn run_steps(
         }
     }
     // No terminating step: hold the connection until the peer closes it.
-    closed(&mut peer_closed).await;
+    wait_closed(&peer_closed).await;
     Ok(After::Closed)
 }
 
-async fn read_loop(
-    stream: Arc<TcpStream>,
+async fn read_loop<R: AsyncRead>(
+    mut rd: ReadHalf<R>,
     tx: mpsc::UnboundedSender<RecordedRequest>,
     shared: Arc<Shared>,
     signals: Arc<Signals>,
@@ -485,14 +547,9 @@ async fn read_loop(
                 }
             }
         }
-        if stream.readable().await.is_err() {
-            break;
-        }
-        match stream.try_read(&mut tmp) {
-            Ok(0) => break,
+        match rd.read(&mut tmp).await {
+            Ok(0) | Err(_) => break,
             Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(_) => break,
         }
     }
     shared.peer_closed_at.lock().unwrap().push(Instant::now());
@@ -500,16 +557,10 @@ async fn read_loop(
     signals.closed.send_modify(|n| *n += 1);
 }
 
-async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+/// One write of `buf` (as far as the socket allows), then a flush (one TLS record batch for TLS).
+async fn write_all<W: AsyncWrite>(wr: &mut WriteHalf<W>, buf: &[u8]) -> io::Result<()> {
+    wr.write_all(buf).await?;
+    wr.flush().await
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -16,6 +16,7 @@ pub struct TestCert {
     pub cert_pem: String,
     pub key_pem: String,
     pub cert_der: Vec<u8>,
+    pub key_der: Vec<u8>,
 }
 
 impl TestCert {
@@ -26,7 +27,20 @@ impl TestCert {
             cert_pem: ck.cert.pem(),
             key_pem: ck.signing_key.serialize_pem(),
             cert_der: ck.cert.der().to_vec(),
+            key_der: ck.signing_key.serialize_der(),
         }
+    }
+
+    /// A rustls server config presenting this certificate (no ALPN).
+    pub fn server_config(&self) -> rustls::ServerConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = rustls::pki_types::PrivateKeyDer::try_from(self.key_der.clone()).expect("test key DER");
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("rustls protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![CertificateDer::from(self.cert_der.clone())], key)
+            .expect("test server config")
     }
 }
 

@@ -109,3 +109,29 @@ async fn mock_content_length_and_head_delay() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn tls_mock_serves_the_raw_client() {
+    bounded(async {
+        let cert = ssegate_tests::tls::TestCert::generate();
+        let mock = MockUpstream::serve_tls(
+            &cert,
+            Reply::stream(
+                "text/event-stream",
+                vec![Step::send("data: 1\n\n"), Step::Sleep(20), Step::send("data: 2\n\n"), Step::End],
+            ),
+        )
+        .await;
+        assert!(mock.url().starts_with("https://127.0.0.1:"));
+        let conn = Conn::tls(mock.addr(), &cert.cert_der).await;
+        let mut resp = conn.send("GET", "/t", &[], b"").await;
+        assert_bytes(&resp.next_block().await.unwrap(), b"data: 1\n\n");
+        assert_bytes(&resp.body_to_end().await, b"data: 2\n\n");
+        assert_eq!(resp.end(), Some(&End::Clean));
+        assert_eq!(mock.sni(), vec![Some("localhost".to_string())]);
+        assert_eq!(mock.requests()[0].target, "/t");
+        drop(resp);
+        assert!(mock.wait_peer_closed(1, Duration::from_secs(2)).await);
+    })
+    .await;
+}
