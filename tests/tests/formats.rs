@@ -1,7 +1,7 @@
 //! Every format end to end through the real binary, with adversarial upstream chunking: a message split
 //! across writes, many messages in one write, multibyte UTF-8 split across writes, CRLF, no final newline.
 //! The client must receive exactly the expected SSE bytes, whether the upstream writes are spread out
-//! (each one read separately) or sent back to back.
+//! (each one read separately), sent back to back, or sent one byte per write.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,20 +9,27 @@ use ssegate_tests::client::End;
 use ssegate_tests::sse;
 use ssegate_tests::{assert_bytes, assert_sse_head, bounded, gateway_for, get, MockUpstream, Reply, Step};
 
-/// Serves `chunks` as one chunked response: on `/slow` with 30 ms between writes, on `/fast` back to back.
-/// Checks the SSE head, the exact body and a clean end for both.
+/// Serves `chunks` as one chunked response: on `/slow` with 30 ms between writes, on `/fast` back to back,
+/// on `/bytes` one byte per write (and HTTP chunk) with 1 ms between. Checks the SSE head, the exact body
+/// and a clean end for each.
 async fn check_format(content_type: &str, route_extra: &str, chunks: &[&[u8]], expected: &[u8]) {
     let slow: Vec<Step> =
         chunks.iter().flat_map(|c| [Step::send(c), Step::Sleep(30)]).chain([Step::End]).collect();
     let fast: Vec<Step> = chunks.iter().map(Step::send).chain([Step::End]).collect();
+    let bytes: Vec<Step> =
+        chunks.concat().iter().flat_map(|b| [Step::send([*b]), Step::Sleep(1)]).chain([Step::End]).collect();
     let ct = content_type.to_string();
     let mock = MockUpstream::start(move |req| {
-        let steps = if req.target.starts_with("/slow") { slow.clone() } else { fast.clone() };
+        let steps = match req.target.as_str() {
+            "/slow" => slow.clone(),
+            "/bytes" => bytes.clone(),
+            _ => fast.clone(),
+        };
         Reply::stream(&ct, steps)
     })
     .await;
     let gw = gateway_for(&mock.url(), route_extra).await;
-    for path in ["/r/slow", "/r/fast"] {
+    for path in ["/r/slow", "/r/fast", "/r/bytes"] {
         let mut resp = get(gw.addr(), path).await;
         assert_sse_head(&resp);
         let body = resp.body_to_end().await;

@@ -1,0 +1,111 @@
+//! Upstream connections: https upstreams (a TLS mock with an rcgen certificate trusted through `ca_file`),
+//! SNI from the upstream host, untrusted certificates, and connection pooling.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ssegate_tests::client::End;
+use ssegate_tests::tls::TestCert;
+use ssegate_tests::{
+    assert_bytes, assert_sse_head, bounded, config, gateway_for, get, route, show, sse, Gateway,
+    MockUpstream, Reply, Step,
+};
+
+fn ndjson() -> Reply {
+    Reply::stream(
+        "application/x-ndjson",
+        vec![Step::send("{\"a\": 1}\n{\"b\""), Step::Sleep(20), Step::send(":2}\n"), Step::End],
+    )
+}
+
+const EXPECTED: &[u8] = b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\n";
+
+async fn tls_gateway(cert: &TestCert, upstream: &str) -> Gateway {
+    let cfg = config(&route("r", "/r", upstream, "ca_file = \"$DIR/ca.pem\""));
+    Gateway::start_with(&cfg, &[("ca.pem", cert.cert_pem.as_bytes())]).await
+}
+
+#[tokio::test]
+async fn https_upstream_trusted_through_ca_file() {
+    bounded(async {
+        let cert = TestCert::generate();
+        let mock = MockUpstream::serve_tls(&cert, ndjson()).await;
+        let gw = tls_gateway(&cert, &mock.url()).await;
+        let mut resp = get(gw.addr(), "/r/v1/s?x=1").await;
+        assert_sse_head(&resp);
+        assert_bytes(&resp.body_to_end().await, EXPECTED);
+        assert_eq!(resp.end(), Some(&End::Clean));
+        let req = &mock.requests()[0];
+        assert_eq!(req.target, "/v1/s?x=1");
+        assert_eq!(req.header("host"), Some(mock.addr().to_string().as_str()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn https_upstream_sni_comes_from_the_host() {
+    bounded(async {
+        let cert = TestCert::generate();
+        let mock = MockUpstream::serve_tls(&cert, ndjson()).await;
+        let upstream = format!("https://localhost:{}", mock.addr().port());
+        let gw = tls_gateway(&cert, &upstream).await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        assert_bytes(&resp.body_to_end().await, EXPECTED);
+        assert_eq!(mock.sni(), vec![Some("localhost".to_string())]);
+        let host = format!("localhost:{}", mock.addr().port());
+        assert_eq!(mock.requests()[0].header("host"), Some(host.as_str()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn https_upstream_with_an_untrusted_certificate_is_502() {
+    bounded(async {
+        let cert = TestCert::generate();
+        let mock = MockUpstream::serve_tls(&cert, ndjson()).await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"5s\"").await; // no ca_file
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_eq!(resp.status, 502, "{:?}", resp.headers);
+        let body = resp.body_to_end().await;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&body)));
+        assert_eq!(sse::assert_error_json(&v, "upstream_connect"), 502);
+        assert!(mock.requests().is_empty(), "no request over an untrusted connection");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn https_upstream_connections_are_pooled() {
+    bounded(async {
+        let cert = TestCert::generate();
+        let mock = MockUpstream::serve_tls(&cert, ndjson()).await;
+        let gw = tls_gateway(&cert, &mock.url()).await;
+        for _ in 0..3 {
+            let mut resp = get(gw.addr(), "/r").await;
+            assert_bytes(&resp.body_to_end().await, EXPECTED);
+        }
+        assert_eq!(mock.requests().len(), 3);
+        assert_eq!(
+            mock.connections(),
+            1,
+            "three sequential streams should reuse one upstream TLS connection"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn http_upstream_connections_are_pooled() {
+    bounded(async {
+        let mock = MockUpstream::serve(ndjson()).await;
+        let gw = gateway_for(&mock.url(), "").await;
+        for _ in 0..3 {
+            let mut resp = get(gw.addr(), "/r").await;
+            assert_bytes(&resp.body_to_end().await, EXPECTED);
+        }
+        assert_eq!(mock.requests().len(), 3);
+        assert_eq!(mock.connections(), 1, "three sequential streams should reuse one upstream connection");
+    })
+    .await;
+}
