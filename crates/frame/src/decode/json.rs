@@ -707,6 +707,23 @@ mod tests {
     }
 
     #[test]
+    fn numbers_at_every_length() {
+        for len in 1..30 {
+            let digits = "7".repeat(len);
+            for s in [digits.clone(), format!("-{digits}.{digits}e-{digits}"), format!("[{digits},{digits}]")] {
+                assert!(check(s.as_bytes(), None).is_ok(), "{s}");
+            }
+            for bad in [format!("{digits}x"), format!("{digits}."), format!("-{digits}e"), format!("0{digits}")] {
+                assert!(check(bad.as_bytes(), None).is_err(), "{bad}");
+            }
+        }
+        for c in 0..=255u8 {
+            let s = [b'1', b'2', c];
+            assert_eq!(check(&s, None).is_ok(), c.is_ascii_digit() || is_ws(c), "{s:?}");
+        }
+    }
+
+    #[test]
     fn strings_at_every_length_and_offset() {
         for len in 0..40 {
             for special in [None, Some(b'"'), Some(b'\\'), Some(0x01), Some(0xff)] {
