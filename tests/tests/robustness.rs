@@ -345,3 +345,146 @@ async fn broken_upstream_heads_are_502_json() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn expect_100_continue_post_like_curl() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    bounded(async {
+        let mock =
+            MockUpstream::serve(Reply::stream("application/x-ndjson", vec![Step::send("{}\n"), Step::End]))
+                .await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let body = vec![b'a'; 3000];
+        let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+        let head = format!(
+            "POST /r/x HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+             Expect: 100-continue\r\nAccept: text/event-stream\r\n\r\n",
+            gw.addr(),
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        // curl waits up to 1 s for `100 Continue`, then sends the body anyway.
+        let mut got = Vec::new();
+        let mut tmp = [0u8; 4096];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, s.read(&mut tmp)).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&tmp[..n]);
+            if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        assert!(
+            got.is_empty() || got.starts_with(b"HTTP/1.1 100"),
+            "only `100 Continue` (or nothing) before the body: \"{}\"",
+            show(&got)
+        );
+        s.write_all(&body).await.unwrap();
+        let t = Instant::now();
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut tmp)).await.unwrap().unwrap();
+            got.extend_from_slice(&tmp[..n]);
+            if n == 0 || got.ends_with(b"0\r\n\r\n") || t.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.contains("200 OK") || text.contains("HTTP/1.1 200"), "\"{}\"", show(&got));
+        assert!(text.contains("data: {}\n\n"), "\"{}\"", show(&got));
+        assert_eq!(mock.requests()[0].body, body, "the body reached the upstream");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn http10_client_gets_no_chunked_encoding() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n"), Step::Sleep(30), Step::send("{\"b\":2}\n"), Step::End],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let raw = format!("GET /r HTTP/1.0\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n", gw.addr());
+        let mut resp = Conn::connect(gw.addr()).await.send_raw(raw.as_bytes(), false).await;
+        assert_eq!(resp.status, 200);
+        assert_bytes(&resp.body_to_end().await, b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\n");
+        // RFC 9112 6.1: a server MUST NOT send Transfer-Encoding to an HTTP/1.0 request (the body is
+        // delimited by closing the connection instead).
+        assert_eq!(resp.header("transfer-encoding"), None, "head: \"{}\"", show(&resp.raw_head));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn h2_client_that_stops_reading_is_dropped() {
+    bounded(async {
+        let line = format!("{{\"t\":\"{}\"}}\n", "x".repeat(118));
+        let piece = Bytes::from(line.repeat(64 * 1024 / line.len()));
+        let total = 1536;
+        let steps: Vec<Step> = (0..total).map(|_| Step::Send(piece.clone())).chain([Step::End]).collect();
+        let mock = MockUpstream::serve(Reply::stream("application/x-ndjson", steps)).await;
+        let cfg = config_with("write_timeout = \"1s\"", &route("r", "/r", &mock.url(), ""));
+        let gw = Gateway::start(&cfg).await;
+        let conn = H2Conn::h2c(gw.addr()).await;
+        let resp = conn.request("GET", "/r", b"").await; // the body is never polled: the window fills up
+        assert_sse_head(&resp);
+        let t0 = Instant::now();
+        let closed = mock.wait_peer_closed(1, Duration::from_secs(12)).await;
+        let sent = mock.send_times().len();
+        assert!(
+            closed,
+            "the gateway still holds the upstream {:?} after the h2 client stopped reading (write_timeout 1s); \
+             the upstream wrote {sent} x 64 KiB; gateway log:\n{}",
+            t0.elapsed(),
+            gw.stderr()
+        );
+        assert!(sent < total, "nothing pushed back: the upstream wrote everything");
+        drop(resp);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_timeout_is_reset_by_upstream_data() {
+    bounded(async {
+        let mut steps = Vec::new();
+        for k in 0..8 {
+            steps.push(Step::send(format!("{{\"k\":{k}}}\n")));
+            steps.push(Step::Sleep(150));
+        }
+        steps.push(Step::End);
+        let mock = MockUpstream::serve(Reply::stream("application/x-ndjson", steps)).await;
+        let gw = gateway_for(&mock.url(), "idle_timeout = \"400ms\"\nheader_timeout = \"400ms\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        let body = resp.body_to_end().await;
+        let expected: String = (0..8).map(|k| format!("data: {{\"k\":{k}}}\n\n")).collect();
+        assert_bytes(&body, expected.as_bytes());
+        assert_eq!(resp.end(), Some(&End::Clean));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn max_duration_while_waiting_for_slow_headers() {
+    bounded(async {
+        let mock = MockUpstream::serve(
+            Reply::stream("application/x-ndjson", vec![Step::End]).with_head_delay(Duration::from_secs(10)),
+        )
+        .await;
+        let gw = gateway_for(&mock.url(), "max_duration = \"600ms\"\nheartbeat_interval = \"100ms\"").await;
+        let t0 = Instant::now();
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        let body = resp.body_to_end().await;
+        assert!(t0.elapsed() < Duration::from_secs(5), "ended after {:?}", t0.elapsed());
+        let blocks: Vec<_> = sse::parse(&body).into_iter().filter(|b| !b.is_heartbeat()).collect();
+        assert_eq!(blocks.len(), 1, "\"{}\"", show(&body));
+        sse::assert_error_event(&blocks[0], "max_duration");
+        assert_eq!(resp.end(), Some(&End::Clean));
+        assert!(mock.wait_peer_closed(1, Duration::from_secs(2)).await, "the upstream connection is closed");
+    })
+    .await;
+}
