@@ -122,11 +122,17 @@ impl Gateway {
 
     /// Like [`Gateway::start`], first writing `files` (name, content) into the gateway's temp dir (`$DIR`).
     pub async fn start_with(config: &str, files: &[(&str, &[u8])]) -> Gateway {
+        Gateway::start_full(config, files, &[]).await
+    }
+
+    /// Like [`Gateway::start_with`], with extra command line arguments before `run` (e.g.
+    /// `["--log-format", "json"]`).
+    pub async fn start_full(config: &str, files: &[(&str, &[u8])], args: &[&str]) -> Gateway {
         assert!(config.contains("$LISTEN"), "a gateway config needs a $LISTEN placeholder");
         let bin = binary();
         let mut last_err = String::new();
         for _attempt in 0..3 {
-            match Gateway::try_start(&bin, config, files).await {
+            match Gateway::try_start(&bin, config, files, args).await {
                 Ok(gw) => return gw,
                 Err((err, retry)) => {
                     if !retry {
@@ -143,6 +149,7 @@ impl Gateway {
         bin: &Path,
         template: &str,
         files: &[(&str, &[u8])],
+        args: &[&str],
     ) -> Result<Gateway, (String, bool)> {
         let dir = tempfile::Builder::new().prefix("ssegate-test-").tempdir().expect("create a temp dir");
         for (name, content) in files {
@@ -163,6 +170,7 @@ impl Gateway {
         let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
         let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
         let child = Command::new(bin)
+            .args(args)
             .arg("run")
             .arg("--config")
             .arg(&config_path)

@@ -346,3 +346,57 @@ async fn promtool_accepts_a_real_scrape() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn access_log_has_one_json_line_per_stream() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n"), Step::Sleep(20), Step::send("{\"b\":2}\n"), Step::End],
+        ))
+        .await;
+        let cfg = ssegate_tests::config(&ssegate_tests::route("r", "/r", &mock.url(), ""));
+        let gw = Gateway::start_full(&cfg, &[], &["--log-format", "json"]).await;
+        let mut resp = get(gw.addr(), "/r/v1/x?secret=abc").await;
+        resp.body_to_end().await;
+        let t = Instant::now();
+        let find_lines = || -> Vec<serde_json::Value> {
+            let text = format!("{}\n{}", gw.stderr(), gw.stdout());
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .map(|v| {
+                    // tracing-subscriber's JSON puts event fields under "fields"; flatten them.
+                    let mut flat = v.as_object().cloned().unwrap_or_default();
+                    if let Some(serde_json::Value::Object(f)) = flat.remove("fields") {
+                        flat.extend(f);
+                    }
+                    serde_json::Value::Object(flat)
+                })
+                .filter(|v| v.get("outcome").is_some() && v.get("route").is_some())
+                .collect()
+        };
+        let mut lines = find_lines();
+        while lines.is_empty() && t.elapsed() < Duration::from_secs(3) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            lines = find_lines();
+        }
+        let all = format!("{}\n{}", gw.stderr(), gw.stdout());
+        assert_eq!(lines.len(), 1, "one access line with route and outcome; log:\n{all}");
+        let l = &lines[0];
+        let s = |k: &str| l.get(k).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        assert_eq!(s("route").as_deref(), Some("r"), "{l}");
+        assert_eq!(s("method").as_deref(), Some("GET"), "{l}");
+        let path = s("path").unwrap_or_else(|| panic!("no path: {l}"));
+        assert!(path == "/r/v1/x" || path == "/v1/x", "path without query: {l}");
+        assert!(!all.contains("secret=abc"), "the query must not be logged:\n{all}");
+        assert_eq!(s("format").as_deref(), Some("ndjson"), "{l}");
+        assert_eq!(s("outcome").as_deref(), Some("completed"), "{l}");
+        assert_eq!(s("events").as_deref(), Some("2"), "{l}");
+        assert_eq!(s("upstream_status").as_deref(), Some("200"), "{l}");
+        let keys: Vec<&String> = l.as_object().unwrap().keys().collect();
+        for part in ["duration", "first_event", "bytes", "heartbeats"] {
+            assert!(keys.iter().any(|k| k.contains(part)), "a `{part}` field: {l}");
+        }
+    })
+    .await;
+}
