@@ -710,10 +710,13 @@ mod tests {
     fn numbers_at_every_length() {
         for len in 1..30 {
             let digits = "7".repeat(len);
-            for s in [digits.clone(), format!("-{digits}.{digits}e-{digits}"), format!("[{digits},{digits}]")] {
+            for s in [digits.clone(), format!("-{digits}.{digits}e-{digits}"), format!("[{digits},{digits}]")]
+            {
                 assert!(check(s.as_bytes(), None).is_ok(), "{s}");
             }
-            for bad in [format!("{digits}x"), format!("{digits}."), format!("-{digits}e"), format!("0{digits}")] {
+            for bad in
+                [format!("{digits}x"), format!("{digits}."), format!("-{digits}e"), format!("0{digits}")]
+            {
                 assert!(check(bad.as_bytes(), None).is_err(), "{bad}");
             }
         }
