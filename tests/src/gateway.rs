@@ -1,8 +1,9 @@
 //! Starting the real `ssegate` binary.
 //!
 //! A config is a TOML template with placeholders the harness fills in:
-//! `$LISTEN` (traffic listener), `$ADMIN` (admin listener), `$TLS_LISTEN` (TLS listener) — each a free
-//! `127.0.0.1:PORT` — and `$DIR` (the gateway's temp dir, where extra files such as certificates go).
+//! `$LISTEN` (traffic listener), `$LISTEN2` (a second one), `$ADMIN` (admin listener), `$TLS_LISTEN` (TLS
+//! listener) — each a free `127.0.0.1:PORT` — and `$DIR` (the gateway's temp dir, where extra files such
+//! as certificates go).
 //! [`config`] and [`config_with`] build the usual template around a list of routes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -109,6 +110,7 @@ pub struct Gateway {
     dir: TempDir,
     config_path: PathBuf,
     addr: SocketAddr,
+    addr2: Option<SocketAddr>,
     admin: SocketAddr,
     tls: Option<SocketAddr>,
     exited: Option<ExitStatus>,
@@ -158,7 +160,12 @@ impl Gateway {
         let addr = crate::free_addr();
         let admin = crate::free_addr();
         let tls = template.contains("$TLS_LISTEN").then(crate::free_addr);
-        let mut text = template
+        let addr2 = template.contains("$LISTEN2").then(crate::free_addr);
+        let mut text = template.to_string();
+        if let Some(a) = addr2 {
+            text = text.replace("$LISTEN2", &a.to_string());
+        }
+        let mut text = text
             .replace("$LISTEN", &addr.to_string())
             .replace("$ADMIN", &admin.to_string())
             .replace("$DIR", &dir.path().display().to_string());
@@ -180,10 +187,11 @@ impl Gateway {
             .stderr(Stdio::from(stderr))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let mut gw = Gateway { child, dir, config_path, addr, admin, tls, exited: None };
+        let mut gw = Gateway { child, dir, config_path, addr, addr2, admin, tls, exited: None };
 
         let mut wait_for = vec![addr];
         wait_for.extend(tls);
+        wait_for.extend(addr2);
         let deadline = Instant::now() + Duration::from_secs(10);
         for target in wait_for {
             loop {
@@ -242,6 +250,7 @@ impl Gateway {
             dir,
             config_path: self.config_path.clone(),
             addr: self.addr,
+            addr2: self.addr2,
             admin: self.admin,
             tls: self.tls,
             exited: None,
@@ -251,6 +260,11 @@ impl Gateway {
     /// The plaintext traffic listener (HTTP/1.1 and h2c).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The second plaintext listener, when the template had `$LISTEN2`.
+    pub fn addr2(&self) -> Option<SocketAddr> {
+        self.addr2
     }
 
     /// The admin listener.

@@ -302,3 +302,73 @@ async fn no_done_event_after_an_error() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn error_json_has_the_documented_field_order() {
+    // The documented shape is {"error":{"type":..,"message":..,"status":..}}. JSON parsers do not care about
+    // key order, but logs, docs and byte-comparing clients do: this test checks the shape apart from the
+    // semantic tests above.
+    bounded(async {
+        let gw = gateway_for(&dead_upstream_url(), "heartbeat_interval = \"5s\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        let body = resp.body_to_end().await;
+        assert!(
+            body.starts_with(b"{\"error\":{\"type\":\"upstream_connect\",\"message\":\""),
+            "502 body: {}",
+            show(&body)
+        );
+        assert!(body.ends_with(b"\",\"status\":502}}"), "502 body: {}", show(&body));
+
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n"), Step::Sleep(30), Step::Reset],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        let body = resp.body_to_end().await;
+        let ev =
+            body.strip_prefix(b"data: {\"a\":1}\n\n".as_slice()).unwrap_or_else(|| panic!("{}", show(&body)));
+        assert!(
+            ev.starts_with(b"event: error\ndata: {\"error\":{\"type\":\"upstream_reset\",\"message\":\""),
+            "error event: {}",
+            show(ev)
+        );
+        assert!(ev.ends_with(b"\",\"status\":502}}\n\n"), "error event: {}", show(ev));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_line_is_skipped_or_closes() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream(
+            "text/plain",
+            vec![Step::send(b"good\n\xFF\xFEbad\nafter\n"), Step::End],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "format = \"lines\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_bytes(&resp.body_to_end().await, b"data: good\n\ndata: after\n\n");
+
+        let gw = gateway_for(&mock.url(), "format = \"lines\"\non_decode_error = \"close\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        expect_events_then_error(&mut resp, b"data: good\n\n", "decode").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unrecoverable_json_array_error_closes_even_with_skip() {
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/json",
+            vec![Step::send("[{\"a\":1},\n{\"b\":2}"), Step::send(" garbage ]{\"c\":3}]"), Step::End],
+        ))
+        .await;
+        let gw = gateway_for(&mock.url(), "format = \"json-array\"").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        expect_events_then_error(&mut resp, b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\n", "decode").await;
+    })
+    .await;
+}

@@ -320,3 +320,56 @@ async fn graceful_upgrade_hands_over_listeners_and_closes_old_streams() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn h2c_heartbeats_before_headers_and_during_pauses() {
+    bounded(async {
+        let reply = Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n"), Step::Sleep(500), Step::send("{\"b\":2}\n"), Step::End],
+        )
+        .with_head_delay(Duration::from_millis(500));
+        let mock = MockUpstream::serve(reply).await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"100ms\"").await;
+        let t0 = Instant::now();
+        let mut resp = h2c_request(gw.addr(), "GET", "/r", b"").await;
+        assert!(t0.elapsed() < Duration::from_millis(450), "early commit on h2 ({:?})", t0.elapsed());
+        assert_sse_head(&resp);
+        assert_bytes(&resp.next_block().await.unwrap(), b": keepalive\n\n");
+        let body = resp.body_to_end().await;
+        let text = String::from_utf8_lossy(&body).to_string();
+        let parts: Vec<&str> = text.split("data: {\"a\":1}\n\n").collect();
+        assert_eq!(parts.len(), 2, "\"{}\"", show(&body));
+        let (before, after) = (parts[0], parts[1]);
+        assert!(before.split(": keepalive\n\n").all(str::is_empty), "\"{}\"", show(&body));
+        let pause =
+            after.strip_suffix("data: {\"b\":2}\n\n").unwrap_or_else(|| panic!("\"{}\"", show(&body)));
+        let beats = pause.matches(": keepalive\n\n").count();
+        assert!(pause.split(": keepalive\n\n").all(str::is_empty) && beats >= 2, "\"{}\"", show(&body));
+        assert_eq!(resp.end(), Some(&End::Clean));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_listen_address_serves() {
+    bounded(async {
+        let mock =
+            MockUpstream::serve(Reply::stream("application/x-ndjson", vec![Step::send("{\"a\":1}\n"), Step::End]))
+                .await;
+        let cfg = format!(
+            "[server]\nlisten = [\"$LISTEN\", \"$LISTEN2\"]\npid_file = \"$DIR/p.pid\"\nupgrade_sock = \"$DIR/u.sock\"\n\n\
+             [admin]\nlisten = \"$ADMIN\"\n\n{}",
+            route("r", "/r", &mock.url(), "")
+        );
+        let gw = Gateway::start(&cfg).await;
+        for addr in [gw.addr(), gw.addr2().unwrap()] {
+            let mut resp = get(addr, "/r").await;
+            assert_sse_head(&resp);
+            assert_bytes(&resp.body_to_end().await, b"data: {\"a\":1}\n\n");
+            let mut resp = h2c_request(addr, "GET", "/r", b"").await;
+            assert_bytes(&resp.body_to_end().await, b"data: {\"a\":1}\n\n");
+        }
+    })
+    .await;
+}
