@@ -10,6 +10,12 @@
 //! No tokio, no pingora, no sockets: everything here is a pure function of its input, so every decoder is
 //! tested with every possible chunking, fuzzed, and benchmarked in isolation.
 //!
+//! - [`Decoder`]: one per stream and [`Format`]; the rules of each format and what bad input yields
+//!   ([`Item::Error`] with a [`DecodeError`], never a panic, never unbounded buffering) are in [`decode`].
+//! - [`encode`]: events, comments and `retry:` as SSE that no payload can break.
+//! - Feature `testing`: the `testing` module of helpers shared by the tests and the fuzz targets
+//!   (chunk-boundary invariance check, fuzz oracles, seeded corpus). Not for production builds.
+//!
 //! ```
 //! use bytes::{Bytes, BytesMut};
 //! use ssegate_frame::{encode, Decoder, DecoderOptions, Format, Item};

@@ -5,9 +5,10 @@
 //! input differently never changes the output (chunk-boundary invariance, tested at every byte offset);
 //! the one exception is [`Format::Chunks`], whose contract is one event per upstream chunk.
 //!
-//! The modules separate *where a message ends* (`split` for lines, `scan` for JSON values, RS for
-//! json-seq) from *what is inside* (`json`: validation, compaction, `event_field`). Each format's rules and
-//! its outcome for bad input are documented on its module:
+//! Internally, *where a message ends* (a line splitter; a resumable JSON value scanner; RS for json-seq)
+//! is kept apart from *what is inside* (JSON validation, compaction and `event_field`, see [`MAX_DEPTH`]).
+//! Each format's rules and its outcome for bad input are documented on its module ([`sse`], [`ndjson`],
+//! [`json_stream`], [`json_seq`], [`json_array`], [`lines`], [`chunks`]); in short:
 //!
 //! | format | message ends at | bad message | resynchronises at |
 //! |---|---|---|---|
@@ -22,16 +23,18 @@
 //! A value still open at [`Decoder::finish`] in the JSON framings is
 //! `MalformedJson{reason: "truncated", recoverable: false}`.
 
-mod chunks;
+// The per-format modules are public for their documentation (each states its format's rules and its
+// outcome for bad input); their decoders are crate-private behind [`Decoder`].
+pub mod chunks;
 pub(crate) mod json;
-mod json_array;
-mod json_seq;
-mod json_stream;
-mod lines;
-mod ndjson;
+pub mod json_array;
+pub mod json_seq;
+pub mod json_stream;
+pub mod lines;
+pub mod ndjson;
 mod scan;
 mod split;
-mod sse;
+pub mod sse;
 
 use bytes::Bytes;
 

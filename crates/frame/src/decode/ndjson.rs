@@ -5,7 +5,7 @@
 //! - Blank and whitespace-only lines are skipped.
 //! - The unterminated last line is emitted at [`finish`](crate::Decoder::finish).
 //! - Each line must be exactly one JSON value; it is validated and compacted (see the `json` module). A
-//!   malformed line yields [`DecodeError::MalformedJson`](crate::DecodeError::MalformedJson) with
+//!   malformed line yields [`DecodeError::MalformedJson`] with
 //!   `recoverable: true`, invalid UTF-8 in a string yields `InvalidUtf8`; decoding resumes at the next line.
 //! - A line longer than `max_event_size` (without its LF or CRLF) yields one `TooLarge` and is skipped up
 //!   to its LF.
