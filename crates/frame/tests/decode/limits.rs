@@ -114,3 +114,36 @@ fn decoders_are_reusable_after_finish() {
         assert_eq!(dec.buffered_len(), 0);
     }
 }
+
+/// Whether `data` points into `chunk` (a zero-copy slice).
+fn inside(data: &Bytes, chunk: &Bytes) -> bool {
+    let (start, end) = (chunk.as_ptr() as usize, chunk.as_ptr() as usize + chunk.len());
+    (start..end).contains(&(data.as_ptr() as usize))
+}
+
+#[test]
+fn compact_messages_inside_one_chunk_are_zero_copy() {
+    let cases: [(Format, &[u8]); 5] = [
+        (Format::Ndjson, b"{\"a\":1}\n"),
+        (Format::JsonStream, b"{\"a\":1} "),
+        (Format::JsonSeq, b"\x1e{\"a\":1}\n"),
+        (Format::JsonArray, b"[{\"a\":1}]"),
+        (Format::Sse, b"data: {\"a\":1}\n\n"),
+    ];
+    for (format, input) in cases {
+        let chunk = Bytes::copy_from_slice(input);
+        let mut dec = Decoder::new(format, DecoderOptions::default());
+        let mut out = Vec::new();
+        dec.push(&chunk, &mut out);
+        let [Item::Event(ev)] = &out[..] else { panic!("{format}: {out:?}") };
+        assert_eq!(&ev.data[..], b"{\"a\":1}", "{format}");
+        assert!(inside(&ev.data, &chunk), "{format}: data was copied");
+    }
+    // Pretty values are compacted into a new buffer; values spanning chunks are assembled and copied.
+    let mut dec = Decoder::new(Format::JsonArray, DecoderOptions::default());
+    let mut out = Vec::new();
+    let chunk = Bytes::from_static(b"[{ \"a\": 1 }, {\"b\"");
+    dec.push(&chunk, &mut out);
+    dec.push(&Bytes::from_static(b":2}]"), &mut out);
+    assert_eq!(out, [ev("{\"a\":1}"), ev("{\"b\":2}")]);
+}
