@@ -190,6 +190,9 @@ impl Gateway {
         let mut gw = Gateway { child, dir, config_path, addr, addr2, admin, tls, exited: None };
 
         let mut wait_for = vec![addr];
+        if template.contains("$ADMIN") {
+            wait_for.push(admin);
+        }
         wait_for.extend(tls);
         wait_for.extend(addr2);
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -57,7 +57,7 @@ async fn upstream_429_with_json_body_passes_through_unchanged() {
             Reply::full(429, "application/json; charset=utf-8", body).with_header("Retry-After", "20"),
         )
         .await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"200ms\"").await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"2s\"").await;
         let mut resp =
             request(gw.addr(), "POST", "/r/v1/chat", &[("Content-Type", "application/json")], b"{}").await;
         assert_eq!(resp.status, 429);
@@ -77,7 +77,7 @@ async fn upstream_500_on_a_streaming_content_type_passes_through() {
                 .with_status(500),
         )
         .await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"200ms\"").await;
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"2s\"").await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_eq!(resp.status, 500);
         assert_eq!(resp.header("content-type"), Some("application/x-ndjson"));

@@ -238,7 +238,8 @@ async fn non_streaming_json_on_auto_route_passes_through() {
     bounded(async {
         let body: &[u8] = b"{\n  \"id\": \"x\",\n  \"choices\": [ { \"text\": \"h\xC3\xA9\" } ]\n}\n";
         let mock = MockUpstream::serve(Reply::full(200, "application/json", body)).await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"200ms\"").await;
+        // Heartbeats (and so early commit) only after 5 s: the upstream's headers always come first.
+        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"5s\"").await;
         let mut resp = ssegate_tests::request(gw.addr(), "GET", "/r/v1/thing", &[], b"").await;
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header("content-type"), Some("application/json"));

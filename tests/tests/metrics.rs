@@ -27,6 +27,31 @@ async fn scrape_until(gw: &Gateway, pred: impl Fn(&Scrape) -> bool) -> Scrape {
     }
 }
 
+/// The non-bucket `ssegate_` lines of a scrape, for failure messages.
+fn report(s: &Scrape) -> String {
+    s.text
+        .lines()
+        .filter(|l| l.starts_with("ssegate_") && !l.contains("_bucket"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One expected value: metric name, label subset, value (summed over matching series).
+type Expect<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+/// Scrapes until every expectation holds (metrics are updated one after another, so a scrape can land in
+/// between; up to 3 s), then asserts each, reporting every mismatch.
+async fn expect_metrics(gw: &Gateway, expected: &[Expect<'_>]) -> Scrape {
+    let s = scrape_until(gw, |s| expected.iter().all(|(n, l, v)| s.value(n, l) == *v)).await;
+    let bad: Vec<String> = expected
+        .iter()
+        .filter(|(n, l, v)| s.value(n, l) != *v)
+        .map(|(n, l, v)| format!("{n}{l:?}: observed {}, expected {v}", s.value(n, l)))
+        .collect();
+    assert!(bad.is_empty(), "metrics differ:\n{}\n\nscrape:\n{}", bad.join("\n"), report(&s));
+    s
+}
+
 fn count_events(body: &[u8]) -> usize {
     sse::parse(body).iter().filter(|b| !b.is_heartbeat()).count()
 }
@@ -95,10 +120,12 @@ async fn stream_gauges_counters_and_histograms_follow_a_completed_stream() {
         for _ in 0..3 {
             resp.next_event().await.unwrap();
         }
-        let during = scrape_until(&gw, |s| s.value("ssegate_streams_active", &[R]) == 1.0).await;
-        assert_eq!(during.value("ssegate_streams_active", &[R]), 1.0, "one active stream:\n{}", during.text);
-        assert!(during.value("ssegate_downstream_connections_open", &[]) >= 1.0, "{}", during.text);
-        assert_eq!(during.value("ssegate_first_event_seconds_count", &[R]), 1.0, "{}", during.text);
+        let during = expect_metrics(
+            &gw,
+            &[("ssegate_streams_active", &[R], 1.0), ("ssegate_first_event_seconds_count", &[R], 1.0)],
+        )
+        .await;
+        assert!(during.value("ssegate_downstream_connections_open", &[]) >= 1.0, "{}", report(&during));
 
         gate.open();
         resp.body_to_end().await;
@@ -106,54 +133,28 @@ async fn stream_gauges_counters_and_histograms_follow_a_completed_stream() {
         let received = count_events(resp.body());
         assert_eq!(received, 5);
         let fmt = ("format", "ndjson");
-        let after = scrape_until(&gw, |s| {
-            s.value("ssegate_streams_active", &[R]) == 0.0
-                && s.value("ssegate_streams_total", &[R, ("outcome", "completed")]) == 1.0
-        })
+        let n = received as f64;
+        let sse_bytes = resp.body().len() as f64;
+        let upstream_bytes = upstream_body.concat().len() as f64;
+        let after = expect_metrics(
+            &gw,
+            &[
+                ("ssegate_streams_active", &[R], 0.0),
+                ("ssegate_streams_total", &[R, fmt, ("outcome", "completed")], 1.0),
+                ("ssegate_events_total", &[R, fmt], n),
+                ("ssegate_upstream_header_seconds_count", &[R], 1.0),
+                ("ssegate_first_event_seconds_count", &[R], 1.0),
+                ("ssegate_event_latency_seconds_count", &[R], n),
+                ("ssegate_event_gap_seconds_count", &[R], n - 1.0),
+                ("ssegate_event_gap_seconds_bucket", &[R, ("le", "+Inf")], n - 1.0),
+                ("ssegate_stream_duration_seconds_count", &[R, ("outcome", "completed")], 1.0),
+                // What the client received (the SSE body) and what the mock sent (the upstream body).
+                ("ssegate_bytes_total", &[R, ("direction", "downstream_out")], sse_bytes),
+                ("ssegate_bytes_total", &[R, ("direction", "upstream_in")], upstream_bytes),
+            ],
+        )
         .await;
-        let v = |name: &str, labels: &[(&str, &str)]| after.value(name, labels);
-        let report = || {
-            after
-                .text
-                .lines()
-                .filter(|l| l.starts_with("ssegate_") && !l.contains("_bucket"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        assert_eq!(v("ssegate_streams_active", &[R]), 0.0, "gauge back down:\n{}", report());
-        assert_eq!(v("ssegate_streams_total", &[R, fmt, ("outcome", "completed")]), 1.0, "{}", report());
-        assert_eq!(
-            v("ssegate_events_total", &[R, fmt]),
-            received as f64,
-            "events_total = events received:\n{}",
-            report()
-        );
-        assert_eq!(v("ssegate_upstream_header_seconds_count", &[R]), 1.0, "{}", report());
-        assert_eq!(v("ssegate_first_event_seconds_count", &[R]), 1.0, "{}", report());
-        assert_eq!(v("ssegate_event_latency_seconds_count", &[R]), received as f64, "{}", report());
-        assert_eq!(v("ssegate_event_gap_seconds_count", &[R]), (received - 1) as f64, "{}", report());
-        assert_eq!(
-            v("ssegate_stream_duration_seconds_count", &[R, ("outcome", "completed")]),
-            1.0,
-            "{}",
-            report()
-        );
-        assert!(v("ssegate_event_gap_seconds_sum", &[R]) > 0.0, "{}", report());
-        let gap_inf = after.value("ssegate_event_gap_seconds_bucket", &[R, ("le", "+Inf")]);
-        assert_eq!(gap_inf, (received - 1) as f64, "+Inf bucket = count");
-        // Downstream bytes: what the client received (the SSE body); upstream bytes: what the mock sent.
-        assert_eq!(
-            v("ssegate_bytes_total", &[R, ("direction", "downstream_out")]),
-            resp.body().len() as f64,
-            "downstream_out bytes = SSE body bytes received:\n{}",
-            report()
-        );
-        assert_eq!(
-            v("ssegate_bytes_total", &[R, ("direction", "upstream_in")]),
-            upstream_body.concat().len() as f64,
-            "upstream_in bytes = upstream body bytes:\n{}",
-            report()
-        );
+        assert!(after.value("ssegate_event_gap_seconds_sum", &[R]) > 0.0, "{}", report(&after));
     })
     .await;
 }
@@ -171,9 +172,14 @@ async fn heartbeat_counter_matches_heartbeats_received() {
         let body = resp.body_to_end().await;
         let beats = count_heartbeats(&body);
         assert!(beats >= 2, "heartbeats during the pause: \"{}\"", show(&body));
-        let s = scrape_until(&gw, |s| s.value("ssegate_heartbeats_total", &[R]) == beats as f64).await;
-        assert_eq!(s.value("ssegate_heartbeats_total", &[R]), beats as f64, "{}", s.text);
-        assert_eq!(s.value("ssegate_events_total", &[R, ("format", "sse")]), 2.0, "{}", s.text);
+        expect_metrics(
+            &gw,
+            &[
+                ("ssegate_heartbeats_total", &[R], beats as f64),
+                ("ssegate_events_total", &[R, ("format", "sse")], 2.0),
+            ],
+        )
+        .await;
     })
     .await;
 }
@@ -193,15 +199,16 @@ async fn client_disconnect_is_counted() {
         let during = scrape_until(&gw, |s| s.value("ssegate_streams_active", &[R]) == 1.0).await;
         assert_eq!(during.value("ssegate_streams_active", &[R]), 1.0, "{}", during.text);
         drop(resp);
-        let s = scrape_until(&gw, |s| {
-            s.value("ssegate_client_disconnects_total", &[R]) == 1.0
-                && s.value("ssegate_streams_active", &[R]) == 0.0
-        })
+        expect_metrics(
+            &gw,
+            &[
+                ("ssegate_client_disconnects_total", &[R], 1.0),
+                ("ssegate_streams_active", &[R], 0.0),
+                ("ssegate_streams_total", &[R, ("outcome", "client_closed")], 1.0),
+                ("ssegate_stream_duration_seconds_count", &[R, ("outcome", "client_closed")], 1.0),
+            ],
+        )
         .await;
-        assert_eq!(s.value("ssegate_client_disconnects_total", &[R]), 1.0, "{}", s.text);
-        assert_eq!(s.value("ssegate_streams_active", &[R]), 0.0, "{}", s.text);
-        assert_eq!(s.value("ssegate_streams_total", &[R, ("outcome", "client_closed")]), 1.0, "{}", s.text);
-        assert_eq!(s.value("ssegate_stream_duration_seconds_count", &[R, ("outcome", "client_closed")]), 1.0);
     })
     .await;
 }
@@ -227,18 +234,18 @@ async fn upstream_errors_timeouts_and_decode_errors_are_counted() {
             let mut resp = get(gw.addr(), path).await;
             resp.body_to_end().await;
         }
-        let s = scrape_until(&gw, |s| s.value("ssegate_streams_total", &[R]) == 3.0).await;
-        assert_eq!(s.value("ssegate_streams_total", &[R, ("outcome", "upstream_error")]), 1.0, "{}", s.text);
-        assert_eq!(s.value("ssegate_streams_total", &[R, ("outcome", "timeout")]), 1.0, "{}", s.text);
-        assert_eq!(s.value("ssegate_streams_total", &[R, ("outcome", "completed")]), 1.0, "{}", s.text);
-        assert_eq!(s.value("ssegate_upstream_errors_total", &[R]), 2.0, "reset + idle:\n{}", s.text);
-        assert_eq!(
-            s.value("ssegate_decode_errors_total", &[R, ("kind", "malformed_json")]),
-            1.0,
-            "{}",
-            s.text
-        );
-        assert_eq!(s.value("ssegate_events_total", &[R]), 4.0, "1 + 1 + 2 events:\n{}", s.text);
+        expect_metrics(
+            &gw,
+            &[
+                ("ssegate_streams_total", &[R, ("outcome", "upstream_error")], 1.0),
+                ("ssegate_streams_total", &[R, ("outcome", "timeout")], 1.0),
+                ("ssegate_streams_total", &[R, ("outcome", "completed")], 1.0),
+                ("ssegate_upstream_errors_total", &[R], 2.0), // reset + idle
+                ("ssegate_decode_errors_total", &[R, ("kind", "malformed_json")], 1.0),
+                ("ssegate_events_total", &[R], 4.0), // 1 + 1 + 2
+            ],
+        )
+        .await;
     })
     .await;
 }
