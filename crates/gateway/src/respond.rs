@@ -67,11 +67,11 @@ impl ErrorType {
 }
 
 /// `{"error":{"type":..,"message":..,"status":..}}`
+/// The fields are written in the documented order; `message` is JSON-escaped with runs of whitespace folded.
 pub fn json_body(ty: ErrorType, message: &str, status: u16) -> Bytes {
-    let body = serde_json::json!({
-        "error": { "type": ty.as_str(), "message": message, "status": status }
-    });
-    Bytes::from(body.to_string())
+    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let message = serde_json::Value::String(message).to_string();
+    Bytes::from(format!(r#"{{"error":{{"type":"{}","message":{message},"status":{status}}}}}"#, ty.as_str()))
 }
 
 /// Appends `event: error` with the JSON body as its data.
@@ -105,7 +105,9 @@ mod tests {
         let b = json_body(ErrorType::UpstreamReset, "broke \"here\"\n", 502);
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["error"]["type"], "upstream_reset");
-        assert_eq!(v["error"]["message"], "broke \"here\"\n");
+        assert_eq!(v["error"]["message"], "broke \"here\"");
+        assert!(b.starts_with(br#"{"error":{"type":"upstream_reset","message":"#));
+        assert!(b.ends_with(br#","status":502}}"#));
         assert_eq!(v["error"]["status"], 502);
         assert!(!b.contains(&b'\n'));
     }

@@ -349,7 +349,7 @@ impl<'a> Exchange<'a> {
                 let bodyless =
                     session.req_header().method.as_str() == "HEAD" || status == 204 || status == 304;
                 let mut head = passthrough_header(resp);
-                if !session.is_http2() && !bodyless && head.headers.get("content-length").is_none() {
+                if chunked_allowed(session) && !bodyless && head.headers.get("content-length").is_none() {
                     let _ = head.insert_header("transfer-encoding", "chunked");
                 }
                 if session.write_response_header(Box::new(head)).await.is_err() {
@@ -675,7 +675,7 @@ impl<'a> Exchange<'a> {
         let _ = head.insert_header("content-type", "text/event-stream; charset=utf-8");
         let _ = head.insert_header("cache-control", "no-cache, no-transform");
         let _ = head.insert_header("x-accel-buffering", "no");
-        if !session.is_http2() {
+        if chunked_allowed(session) {
             let _ = head.insert_header("transfer-encoding", "chunked");
         }
         if session.write_response_header(Box::new(head)).await.is_err() {
@@ -776,6 +776,19 @@ async fn read_error_body(up: &mut HttpSession, status: u16) -> String {
     } else {
         format!("upstream answered {status}: {text}")
     }
+}
+
+/// Whether the response may use chunked transfer coding: HTTP/1.1 only. h2 frames bodies itself, and an
+/// HTTP/1.0 client must not get `Transfer-Encoding` (RFC 9112 §6.1): its body ends when the connection closes.
+fn chunked_allowed(session: &mut ServerSession) -> bool {
+    if session.is_http2() {
+        return false;
+    }
+    if session.req_header().version == pingora::http::Version::HTTP_10 {
+        session.set_keepalive(None);
+        return false;
+    }
+    true
 }
 
 fn header_str<'h>(resp: &'h ResponseHeader, name: &str) -> Option<&'h str> {
