@@ -24,15 +24,21 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
+/// ~96 MiB of NDJSON in 64 KiB writes, sent as fast as the gateway takes it; returns the mock and the
+/// number of writes it will attempt.
+async fn flooding_upstream() -> (MockUpstream, usize) {
+    let line = format!("{{\"t\":\"{}\"}}\n", "x".repeat(118));
+    let piece = Bytes::from(line.repeat(64 * 1024 / line.len()));
+    let total = 1536;
+    let steps: Vec<Step> = (0..total).map(|_| Step::Send(piece.clone())).chain([Step::End]).collect();
+    (MockUpstream::serve(Reply::stream("application/x-ndjson", steps)).await, total)
+}
+
 #[tokio::test]
 async fn slow_client_is_dropped_and_memory_stays_bounded() {
     bounded(async {
         // ~96 MiB of NDJSON in 64 KiB writes, as fast as the gateway takes it; the client never reads.
-        let line = format!("{{\"t\":\"{}\"}}\n", "x".repeat(118));
-        let piece = Bytes::from(line.repeat(64 * 1024 / line.len()));
-        let total = 1536;
-        let steps: Vec<Step> = (0..total).map(|_| Step::Send(piece.clone())).chain([Step::End]).collect();
-        let mock = MockUpstream::serve(Reply::stream("application/x-ndjson", steps)).await;
+        let (mock, total) = flooding_upstream().await;
         let cfg = config_with("write_timeout = \"1s\"", &route("r", "/r", &mock.url(), ""));
         let gw = Gateway::start(&cfg).await;
         let rss_before = rss_kib(gw.pid()).unwrap_or(0);
@@ -421,11 +427,7 @@ async fn http10_client_gets_no_chunked_encoding() {
 #[tokio::test]
 async fn h2_client_that_stops_reading_is_dropped() {
     bounded(async {
-        let line = format!("{{\"t\":\"{}\"}}\n", "x".repeat(118));
-        let piece = Bytes::from(line.repeat(64 * 1024 / line.len()));
-        let total = 1536;
-        let steps: Vec<Step> = (0..total).map(|_| Step::Send(piece.clone())).chain([Step::End]).collect();
-        let mock = MockUpstream::serve(Reply::stream("application/x-ndjson", steps)).await;
+        let (mock, total) = flooding_upstream().await;
         let cfg = config_with("write_timeout = \"1s\"", &route("r", "/r", &mock.url(), ""));
         let gw = Gateway::start(&cfg).await;
         let conn = H2Conn::h2c(gw.addr()).await;
