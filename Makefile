@@ -1,12 +1,18 @@
 # The two commands of the README's quick start, and a few more.
-.PHONY: demo test lint bench fuzz
+.PHONY: demo test clients lint bench fuzz
 
 demo:
-	@scripts/setup.sh
+	@scripts/setup.sh --build-only
 	cargo run --release -p ssegate -- demo
 
 test:
 	scripts/test.sh
+
+# Only the real-client tests (tests/clients) and the deploy/ checks, against target/debug/ssegate.
+clients:
+	@scripts/setup.sh
+	cargo build -p ssegate
+	scripts/clients.sh
 
 lint:
 	cargo fmt --all -- --check

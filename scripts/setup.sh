@@ -1,13 +1,31 @@
 #!/usr/bin/env bash
 # Installs what building and testing ssegate needs on a fresh Debian machine. Idempotent; quiet when
 # everything is already there. Needs root (or sudo) only when something is missing.
+#
+#   scripts/setup.sh              build + test dependencies (what `make test` and .ci/run need)
+#   scripts/setup.sh --build-only only what building the binary needs (what `make demo` needs)
+#
+# The test dependencies are Debian packages: promtool, Chromium + chromedriver (browser test of the demo page),
+# Python's venv module and Node/npm. The Python and npm packages of tests/clients are project-local (a venv and
+# node_modules under tests/clients) and installed by scripts/clients.sh.
 set -euo pipefail
+
+build_only=0
+[ "${1:-}" != "--build-only" ] || build_only=1
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)                 # pingora-core builds zlib-ng with cmake
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates) # https upstreams use the system roots
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)          # promtool: checks metrics and alert rules
 command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ "$build_only" -eq 0 ]; then
+  command -v promtool >/dev/null 2>&1 || need+=(prometheus)        # promtool: checks metrics and alert rules
+  [ -x /usr/bin/chromium ] || need+=(chromium)                     # tests/clients: the demo page in a real browser
+  [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)          # ... driven by selenium through the packaged driver
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): builds the gateway binary the end-to-end tests start, then runs
-# every test of the workspace, then checks the shipped configs and Prometheus files.
+# every test of the workspace, the real-client tests (scripts/clients.sh), then checks the shipped configs and
+# Prometheus files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,6 +14,9 @@ fi
 
 cargo build -p ssegate
 cargo test --workspace
+
+# Real clients (Chromium, npm eventsource, openai SDK, httpx-sse) against the binary just built.
+scripts/clients.sh
 
 for f in config/*.toml; do
   target/debug/ssegate check --config "$f"

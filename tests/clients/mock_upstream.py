@@ -1,0 +1,199 @@
+"""Mock upstreams for the real-client tests: Python standard library only, 127.0.0.1, port 0.
+
+One server answers three shapes, each streamed with HTTP/1.1 chunked encoding, a short gap between messages,
+one pause longer than the test routes' heartbeat_interval (so clients also see `: keepalive` comments), some
+messages split across two chunks (one of them in the middle of a UTF-8 character):
+
+- ``POST /v1/chat/completions``: OpenAI-compatible. With ``"stream": true``, ``data: {chat.completion.chunk}``
+  events ending with ``data: [DONE]``; without, one ``chat.completion`` JSON answer.
+- ``POST|GET /api/chat``: Ollama-shaped NDJSON, the last object with ``"done": true``. ``GET /api/tags``: plain JSON.
+- ``GET /events``: SSE with ``id:`` 1..N (CRLF and LF line ends, a multi-line ``data``, an upstream comment), then
+  ``event: end``.
+
+Every request is recorded in ``server.requests`` (method, path, headers, body) so tests can check what reached the
+upstream. ``python mock_upstream.py`` runs it alone and prints its address.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# The answer of the OpenAI mock: a multi-byte character split across chunks, an emoji, punctuation tokens.
+OPENAI_TOKENS = ["Hello", ",", " wörld", "!", " A", " chunk", " is", " not", " a", " message", " —", " it",
+                 " is", " half", " of", " one", " 🚀", "."]
+OPENAI_TEXT = "".join(OPENAI_TOKENS)
+
+OLLAMA_TOKENS = ["Why", " is", " the", " sky", " blue", "?", " Rayleigh", " scattering", " — ", "shorter",
+                 " wavelengths", " scatter", " more", " (", "λ⁻⁴", ")", "."]
+OLLAMA_TEXT = "".join(OLLAMA_TOKENS)
+
+SSE_EVENT_COUNT = 24
+SSE_MULTILINE_ID = 9  # this event's JSON data is spread over two `data:` lines
+
+GAP = 0.02     # between messages
+PAUSE = 1.2    # once per stream, after PAUSE_AFTER messages; the test routes use heartbeat_interval = "300ms"
+PAUSE_AFTER = 5
+
+
+class MockServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> "MockServer":
+        threading.Thread(target=self.serve_forever, name="mock-upstream", daemon=True).start()
+        return self
+
+    def requests_to(self, path: str) -> list[dict]:
+        with self.lock:
+            return [r for r in self.requests if r["path"].split("?")[0] == path]
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: MockServer
+
+    def log_message(self, fmt: str, *args) -> None:  # keep test output readable
+        pass
+
+    # --- plumbing -------------------------------------------------------------------------------------------
+
+    def _record(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        with self.server.lock:
+            self.server.requests.append({
+                "method": self.command,
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": body,
+            })
+        return body
+
+    def _start_chunked(self, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        self.wfile.flush()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _message(self, data: bytes, i: int, split: bool = False) -> None:
+        """Writes one message, in two chunks when `split`, then waits before the next one."""
+        if split:
+            cut = len(data) // 2
+            self._chunk(data[:cut])
+            time.sleep(0.05)
+            self._chunk(data[cut:])
+        else:
+            self._chunk(data)
+        time.sleep(PAUSE if i + 1 == PAUSE_AFTER else GAP)
+
+    def _end_chunked(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _json(self, status: int, obj: object) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    # --- routes ---------------------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._record()
+        path = self.path.split("?")[0]
+        if path == "/events":
+            self._sse_with_ids()
+        elif path == "/api/chat":
+            self._ollama_chat()
+        elif path == "/api/tags":
+            self._json(200, {"models": [{"name": "mock:latest", "size": 1}]})
+        else:
+            self._json(404, {"error": f"no such path {path}"})
+
+    def do_POST(self) -> None:
+        body = self._record()
+        path = self.path.split("?")[0]
+        if path == "/v1/chat/completions":
+            req = json.loads(body or b"{}")
+            if req.get("stream"):
+                self._openai_stream(req.get("model", "mock"))
+            else:
+                self._json(200, {
+                    "id": "chatcmpl-mock", "object": "chat.completion", "created": 1700000000,
+                    "model": req.get("model", "mock"),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": OPENAI_TEXT}}],
+                })
+        elif path == "/api/chat":
+            self._ollama_chat()
+        else:
+            self._json(404, {"error": f"no such path {path}"})
+
+    def _openai_stream(self, model: str) -> None:
+        self._start_chunked("text/event-stream; charset=utf-8")
+
+        def chunk(delta: dict, finish: str | None) -> bytes:
+            obj = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000,
+                   "model": model, "system_fingerprint": "fp_mock",
+                   "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+
+        self._message(chunk({"role": "assistant", "content": ""}, None), -1)
+        for i, tok in enumerate(OPENAI_TOKENS):
+            # Every third message is split in two chunks; " wörld" and " 🚀" are cut inside a UTF-8 character.
+            self._message(chunk({"content": tok}, None), i, split=(i % 3 == 2 or "ö" in tok or "🚀" in tok))
+        self._message(chunk({}, "stop"), -1)
+        self._message(b"data: [DONE]\n\n", -1)
+        self._end_chunked()
+
+    def _ollama_chat(self) -> None:
+        self._start_chunked("application/x-ndjson")
+        for i, tok in enumerate(OLLAMA_TOKENS):
+            msg = {"model": "mock", "created_at": "2026-01-01T00:00:00Z",
+                   "message": {"role": "assistant", "content": tok}, "done": False}
+            self._message(json.dumps(msg, ensure_ascii=False).encode() + b"\n", i, split=(i % 4 == 3))
+        last = {"model": "mock", "created_at": "2026-01-01T00:00:01Z",
+                "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
+                "eval_count": len(OLLAMA_TOKENS)}
+        self._message(json.dumps(last).encode() + b"\n", -1)
+        self._end_chunked()
+
+    def _sse_with_ids(self) -> None:
+        self._start_chunked("text/event-stream")
+        self._chunk(b": upstream comment, not an event\n\n")
+        for seq in range(1, SSE_EVENT_COUNT + 1):
+            if seq == SSE_MULTILINE_ID:
+                ev = b'id: %d\ndata: {"seq": %d,\ndata:  "multiline": true}\n\n' % (seq, seq)
+            elif seq % 2 == 0:
+                ev = b'id: %d\r\ndata: {"seq": %d, "text": "\xc3\xa9v\xc3\xa9nement %d"}\r\n\r\n' % (seq, seq, seq)
+            else:
+                ev = b'id: %d\ndata: {"seq":%d}\n\n' % (seq, seq)
+            self._message(ev, seq - 1, split=(seq % 5 == 0))
+        self._message(b'event: end\ndata: {"count": %d}\n\n' % SSE_EVENT_COUNT, -1)
+        self._end_chunked()
+
+
+if __name__ == "__main__":
+    server = MockServer()
+    print(f"mock upstream on {server.url}", flush=True)
+    server.serve_forever()
