@@ -15,10 +15,11 @@ fi
 cargo build -p ssegate
 cargo test --workspace
 
-# Real clients (Chromium, npm eventsource, openai SDK, httpx-sse) against the binary just built.
+# Real clients (Chromium, npm eventsource, openai SDK, httpx-sse) against the binary just built, and the deploy/
+# checks (tests/clients/test_deploy.py).
 scripts/clients.sh
 
-for f in config/*.toml; do
+for f in config/*.toml $(find deploy -name '*.toml' | sort); do
   target/debug/ssegate check --config "$f"
 done
 if [ -f deploy/prometheus/alerts.yml ]; then
