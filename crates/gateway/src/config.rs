@@ -10,10 +10,13 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use http::{HeaderName, HeaderValue};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use ssegate_frame::Format;
 use toml::Spanned;
+
+use crate::security::{self, Cors, InjectedHeader, KeySet, Secret};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -45,6 +48,15 @@ pub struct Server {
     pub write_timeout: Duration,
     /// `max_request_body` (default "10MiB"): larger request bodies get 413.
     pub max_request_body: usize,
+    /// `max_header_size` (default "32KiB"): a larger request head (target plus every header name and
+    /// value) gets 431.
+    pub max_header_size: usize,
+    /// `request_header_timeout` (default "10s"): the whole request head must arrive within this time
+    /// (from the connection being accepted, or from the first byte of a keep-alive request); else the
+    /// connection is closed.
+    pub request_header_timeout: Duration,
+    /// `request_body_timeout` (default "30s"): the whole request body must arrive within this time; else 408.
+    pub request_body_timeout: Duration,
     /// `pid_file` (default "/tmp/ssegate.pid") and `upgrade_sock` (default "/tmp/ssegate_upgrade.sock"):
     /// used by daemon mode and graceful upgrade (`ssegate run -u`).
     pub pid_file: PathBuf,
@@ -103,6 +115,16 @@ pub struct Route {
     pub max_event_size: usize,
     /// `on_decode_error` (default skip): what a malformed/oversized message does.
     pub on_decode_error: DecodeErrorPolicy,
+    /// `auth = { keys_env = [...], keys_file = [...] }`: the client keys this route accepts; `None`: open.
+    pub auth: Option<KeySet>,
+    /// `upstream_headers = { "Name" = "value with ${env:VAR} / ${file:PATH}" }`, resolved at load.
+    pub upstream_headers: Vec<InjectedHeader>,
+    /// `max_streams` (default 0 = unlimited): concurrent requests on this route; more get 503.
+    pub max_streams: usize,
+    /// `retry_after` (default "1s"): the `Retry-After` of a 503 for `max_streams` (whole seconds, at least 1).
+    pub retry_after: Duration,
+    /// `cors = { allow_origins = [...], ... }`
+    pub cors: Option<Cors>,
 }
 
 /// A route's upstream, from `upstream = "http(s)://host[:port][/base/path]"`.
@@ -175,6 +197,31 @@ pub const MIN_EVENT_SIZE: usize = KIB as usize;
 pub const MAX_EVENT_SIZE: usize = 256 * MIB as usize;
 /// Largest accepted `max_request_body`.
 pub const MAX_REQUEST_BODY: usize = GIB as usize;
+/// Smallest accepted `max_header_size`.
+pub const MIN_HEADER_SIZE: usize = KIB as usize;
+/// Largest accepted `max_header_size` (pingora refuses HTTP/1 heads over 1 MiB itself).
+pub const MAX_HEADER_SIZE: usize = 512 * KIB as usize;
+/// Largest accepted `max_streams`.
+pub const MAX_STREAMS: i64 = 1_000_000;
+/// `cors.allow_headers` default.
+pub const CORS_DEFAULT_HEADERS: [&str; 4] = ["content-type", "authorization", "x-api-key", "last-event-id"];
+/// `cors.allow_methods` default.
+pub const CORS_DEFAULT_METHODS: [&str; 3] = ["GET", "POST", "OPTIONS"];
+/// Headers `upstream_headers` may not set: the gateway owns them (framing, hop-by-hop, Host).
+const RESERVED_HEADERS: [&str; 12] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "accept-encoding",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
 /// Largest accepted `threads`.
 pub const MAX_THREADS: usize = 1024;
 /// Smallest non-zero `heartbeat_interval`.
@@ -207,6 +254,9 @@ struct RawServer {
     shutdown_retry: Option<Spanned<DurationStr>>,
     write_timeout: Option<Spanned<DurationStr>>,
     max_request_body: Option<Spanned<SizeValue>>,
+    max_header_size: Option<Spanned<SizeValue>>,
+    request_header_timeout: Option<Spanned<DurationStr>>,
+    request_body_timeout: Option<Spanned<DurationStr>>,
     pid_file: Option<Spanned<String>>,
     upgrade_sock: Option<Spanned<String>>,
 }
@@ -245,6 +295,28 @@ struct RawRoute {
     max_duration: Option<Spanned<DurationStr>>,
     max_event_size: Option<Spanned<SizeValue>>,
     on_decode_error: Option<Spanned<String>>,
+    auth: Option<Spanned<RawAuth>>,
+    upstream_headers: Option<Spanned<std::collections::BTreeMap<Spanned<String>, Spanned<String>>>>,
+    max_streams: Option<Spanned<i64>>,
+    retry_after: Option<Spanned<DurationStr>>,
+    cors: Option<Spanned<RawCors>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    keys_env: Option<Vec<Spanned<String>>>,
+    keys_file: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCors {
+    allow_origins: Option<Spanned<Vec<Spanned<String>>>>,
+    allow_headers: Option<Vec<Spanned<String>>>,
+    allow_methods: Option<Vec<Spanned<String>>>,
+    max_age: Option<Spanned<DurationStr>>,
+    allow_credentials: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -509,6 +581,21 @@ impl<'a> Cx<'a> {
         let write_timeout = self.duration("write_timeout", raw.write_timeout, Duration::from_secs(30), false);
         let max_request_body =
             self.size("max_request_body", raw.max_request_body, 10 * MIB as usize, 0, MAX_REQUEST_BODY);
+        let max_header_size = self.size(
+            "max_header_size",
+            raw.max_header_size,
+            32 * KIB as usize,
+            MIN_HEADER_SIZE,
+            MAX_HEADER_SIZE,
+        );
+        let request_header_timeout = self.duration(
+            "request_header_timeout",
+            raw.request_header_timeout,
+            Duration::from_secs(10),
+            false,
+        );
+        let request_body_timeout =
+            self.duration("request_body_timeout", raw.request_body_timeout, Duration::from_secs(30), false);
         let pid_file = self.file_path("pid_file", raw.pid_file, "/tmp/ssegate.pid");
         let upgrade_sock = self.file_path("upgrade_sock", raw.upgrade_sock, "/tmp/ssegate_upgrade.sock");
 
@@ -520,6 +607,9 @@ impl<'a> Cx<'a> {
             shutdown_retry,
             write_timeout,
             max_request_body,
+            max_header_size,
+            request_header_timeout,
+            request_body_timeout,
             pid_file,
             upgrade_sock,
         })
@@ -752,6 +842,26 @@ impl<'a> Cx<'a> {
                 },
             };
 
+            let auth = r.auth.and_then(|a| self.auth(a));
+            let upstream_headers = r.upstream_headers.map(|h| self.upstream_headers(h)).unwrap_or_default();
+            let max_streams = match r.max_streams {
+                None => 0,
+                Some(m) => {
+                    let v = *m.get_ref();
+                    if !(0..=MAX_STREAMS).contains(&v) {
+                        self.err(
+                            m.span(),
+                            format!("max_streams must be between 0 (unlimited) and {MAX_STREAMS}, got {v}"),
+                        );
+                        0
+                    } else {
+                        v as usize
+                    }
+                }
+            };
+            let retry_after = self.duration("retry_after", r.retry_after, Duration::from_secs(1), false);
+            let cors = r.cors.and_then(|c| self.cors(c));
+
             if let (Some(name), Some(path_prefix), Some(upstream), Some(format)) =
                 (name, path_prefix, upstream, format)
             {
@@ -772,6 +882,11 @@ impl<'a> Cx<'a> {
                     max_duration,
                     max_event_size,
                     on_decode_error,
+                    auth,
+                    upstream_headers,
+                    max_streams,
+                    retry_after,
+                    cors,
                 });
             }
         }
@@ -806,6 +921,281 @@ impl<'a> Cx<'a> {
             return None;
         }
         Some(DoneEvent { event: raw.event.map(Spanned::into_inner), data: data? })
+    }
+
+    // ---- security --------------------------------------------------------------------------------------
+    // Secret values never appear in a message: only the variable, file or header name does.
+
+    fn auth(&mut self, raw: Spanned<RawAuth>) -> Option<KeySet> {
+        let header = raw.span();
+        let raw = raw.into_inner();
+        if raw.keys_env.is_none() && raw.keys_file.is_none() {
+            self.err(header, "auth needs keys_env and/or keys_file (keys are never written in the config)");
+            return None;
+        }
+        let mut keys = Vec::new();
+        let mut ok = true;
+        for var in raw.keys_env.unwrap_or_default() {
+            let name = var.get_ref();
+            if !is_env_name(name) {
+                self.err(var.span(), format!("auth.keys_env: {name:?} is not an environment variable name"));
+                ok = false;
+                continue;
+            }
+            match std::env::var(name) {
+                Err(std::env::VarError::NotPresent) => {
+                    self.err(var.span(), format!("auth.keys_env: environment variable {name} is not set"));
+                    ok = false;
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    self.err(var.span(), format!("auth.keys_env: environment variable {name} is not UTF-8"));
+                    ok = false;
+                }
+                Ok(text) => {
+                    let found = security::parse_keys(&text, false);
+                    if found.is_empty() {
+                        self.err(
+                            var.span(),
+                            format!("auth.keys_env: environment variable {name} holds no key"),
+                        );
+                        ok = false;
+                    }
+                    keys.extend(found);
+                }
+            }
+        }
+        for file in raw.keys_file.unwrap_or_default() {
+            if file.get_ref().is_empty() {
+                self.err(file.span(), "auth.keys_file: the path must not be empty");
+                ok = false;
+                continue;
+            }
+            let path = self.resolve(file.get_ref());
+            match std::fs::read_to_string(&path) {
+                Err(e) => {
+                    self.err(file.span(), format!("auth.keys_file: cannot read {}: {e}", path.display()));
+                    ok = false;
+                }
+                Ok(text) => {
+                    let found = security::parse_keys(&text, true);
+                    if found.is_empty() {
+                        self.err(file.span(), format!("auth.keys_file: {} holds no key", path.display()));
+                        ok = false;
+                    }
+                    keys.extend(found);
+                }
+            }
+        }
+        (ok && !keys.is_empty()).then(|| KeySet::new(keys))
+    }
+
+    fn upstream_headers(
+        &mut self,
+        raw: Spanned<std::collections::BTreeMap<Spanned<String>, Spanned<String>>>,
+    ) -> Vec<InjectedHeader> {
+        let mut out: Vec<InjectedHeader> = Vec::new();
+        for (key, value) in raw.into_inner() {
+            let k = key.get_ref();
+            let name = match HeaderName::from_bytes(k.as_bytes()) {
+                Ok(n) => n,
+                Err(_) => {
+                    self.err(key.span(), format!("upstream_headers: {k:?} is not a valid header name"));
+                    continue;
+                }
+            };
+            if RESERVED_HEADERS.contains(&name.as_str()) {
+                self.err(
+                    key.span(),
+                    format!("upstream_headers: {k:?} is set by the gateway and cannot be configured"),
+                );
+                continue;
+            }
+            if out.iter().any(|h| h.name == name) {
+                self.err(
+                    key.span(),
+                    format!("upstream_headers: {k:?} is given twice (names are case-insensitive)"),
+                );
+                continue;
+            }
+            let Some(text) = self.interpolate(k, &value) else { continue };
+            match HeaderValue::from_str(text.expose()) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    out.push(InjectedHeader { name, value: v });
+                }
+                Err(_) => self.err(
+                    value.span(),
+                    format!(
+                        "upstream_headers.{k}: the value (after resolving references) is not a valid header \
+                         value (control characters or a trailing newline?)"
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    /// Resolves `${env:NAME}` and `${file:PATH}` in an `upstream_headers` value.
+    fn interpolate(&mut self, key: &str, raw: &Spanned<String>) -> Option<Secret> {
+        let src = raw.get_ref();
+        let mut out = String::with_capacity(src.len());
+        let mut rest = src.as_str();
+        while let Some(i) = rest.find("${") {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 2..];
+            let Some(end) = after.find('}') else {
+                self.err(raw.span(), format!("upstream_headers.{key}: unterminated `${{` (expected ${{env:NAME}} or ${{file:PATH}})"));
+                return None;
+            };
+            let reference = &after[..end];
+            if let Some(name) = reference.strip_prefix("env:") {
+                if !is_env_name(name) {
+                    self.err(
+                        raw.span(),
+                        format!("upstream_headers.{key}: {name:?} is not an environment variable name"),
+                    );
+                    return None;
+                }
+                match std::env::var(name) {
+                    Ok(v) => out.push_str(&v),
+                    Err(_) => {
+                        self.err(
+                            raw.span(),
+                            format!("upstream_headers.{key}: environment variable {name} is not set (or not UTF-8)"),
+                        );
+                        return None;
+                    }
+                }
+            } else if let Some(file) = reference.strip_prefix("file:") {
+                if file.is_empty() {
+                    self.err(raw.span(), format!("upstream_headers.{key}: empty file path in ${{file:}}"));
+                    return None;
+                }
+                let path = self.resolve(file);
+                match std::fs::read_to_string(&path) {
+                    Ok(v) => out.push_str(v.trim_end_matches(['\r', '\n'])),
+                    Err(e) => {
+                        self.err(
+                            raw.span(),
+                            format!("upstream_headers.{key}: cannot read {}: {e}", path.display()),
+                        );
+                        return None;
+                    }
+                }
+            } else {
+                self.err(
+                    raw.span(),
+                    format!(
+                        "upstream_headers.{key}: unknown reference; expected ${{env:NAME}} or ${{file:PATH}}"
+                    ),
+                );
+                return None;
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Some(Secret::new(out))
+    }
+
+    fn cors(&mut self, raw: Spanned<RawCors>) -> Option<Cors> {
+        let header = raw.span();
+        let raw = raw.into_inner();
+        let mut ok = true;
+        let credentials = raw.allow_credentials.as_ref().is_some_and(|c| *c.get_ref());
+        let origins = match raw.allow_origins {
+            None => {
+                self.err(
+                    header.clone(),
+                    "missing key `allow_origins` in cors (a list of origins, or [\"*\"])",
+                );
+                return None;
+            }
+            Some(list) if list.get_ref().is_empty() => {
+                self.err(list.span(), "cors.allow_origins must not be empty");
+                return None;
+            }
+            Some(list) => {
+                let span = list.span();
+                let list = list.into_inner();
+                if list.iter().any(|o| o.get_ref() == "*") {
+                    if list.len() > 1 {
+                        self.err(span.clone(), "cors.allow_origins: \"*\" must be the only entry");
+                        ok = false;
+                    }
+                    if credentials {
+                        self.err(
+                            span,
+                            "cors: allow_origins = [\"*\"] cannot be combined with allow_credentials = true",
+                        );
+                        ok = false;
+                    }
+                    None
+                } else {
+                    let mut out = Vec::new();
+                    for o in list {
+                        match check_origin(o.get_ref()) {
+                            Ok(v) => out.push(v),
+                            Err(msg) => {
+                                self.err(o.span(), msg);
+                                ok = false;
+                            }
+                        }
+                    }
+                    Some(out)
+                }
+            }
+        };
+        let allow_headers = match raw.allow_headers {
+            None => CORS_DEFAULT_HEADERS.iter().map(|h| (*h).to_owned()).collect(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for h in list {
+                    match HeaderName::from_bytes(h.get_ref().as_bytes()) {
+                        Ok(n) => out.push(n.as_str().to_owned()),
+                        Err(_) => {
+                            self.err(
+                                h.span(),
+                                format!("cors.allow_headers: {:?} is not a header name", h.get_ref()),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                out
+            }
+        };
+        let allow_methods = match raw.allow_methods {
+            None => CORS_DEFAULT_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for m in list {
+                    let v = m.get_ref();
+                    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        self.err(m.span(), format!("cors.allow_methods: {v:?} is not an HTTP method"));
+                        ok = false;
+                    } else {
+                        out.push(v.clone());
+                    }
+                }
+                out
+            }
+        };
+        let max_age = self.duration("cors.max_age", raw.max_age, Duration::from_secs(600), true);
+        if !ok {
+            return None;
+        }
+        let joined = |v: &[String]| HeaderValue::from_str(&v.join(", ")).ok();
+        Some(Cors {
+            origins,
+            allow_methods_value: joined(&allow_methods)?,
+            allow_headers_value: joined(&allow_headers)?,
+            max_age_value: HeaderValue::from(max_age.as_secs()),
+            allow_headers,
+            allow_methods,
+            max_age,
+            allow_credentials: credentials,
+        })
     }
 
     // ---- values --------------------------------------------------------------------------------------
@@ -995,6 +1385,32 @@ fn listen_conflict(a: SocketAddr, b: SocketAddr) -> bool {
         return false;
     }
     a.ip() == b.ip() || (a.is_ipv4() == b.is_ipv4() && (a.ip().is_unspecified() || b.ip().is_unspecified()))
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`
+fn is_env_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// A CORS origin: `http(s)://host[:port]`, no path, no trailing `/`. Returned lowercase.
+fn check_origin(o: &str) -> Result<String, String> {
+    let fail = |why: &str| Err(format!("cors.allow_origins: invalid origin {o:?}: {why}"));
+    let rest = match strip_prefix_ci(o, "https://").or_else(|| strip_prefix_ci(o, "http://")) {
+        Some(r) => r,
+        None => return fail("expected http://host[:port] or https://host[:port], or \"*\""),
+    };
+    if rest.is_empty() {
+        return fail("missing host");
+    }
+    if rest.contains('/') {
+        return fail("an origin has no path (and no trailing `/`)");
+    }
+    if !rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b)) {
+        return fail("unexpected character");
+    }
+    Ok(o.to_ascii_lowercase())
 }
 
 fn check_route_name(name: &str) -> Result<(), String> {
@@ -1855,6 +2271,150 @@ on_decode_error = "maybe"
                 let _ = load(&full[..i]);
             }
         }
+    }
+
+    #[test]
+    fn server_limits() {
+        let c = load(MINIMAL).unwrap();
+        assert_eq!(c.server.max_header_size, 32 * 1024);
+        assert_eq!(c.server.request_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.request_body_timeout, Duration::from_secs(30));
+        let r = &c.routes[0];
+        assert!(r.auth.is_none() && r.upstream_headers.is_empty() && r.cors.is_none());
+        assert_eq!((r.max_streams, r.retry_after), (0, Duration::from_secs(1)));
+        let src = MINIMAL.replace(
+            "[server]\n",
+            "[server]\nmax_header_size = \"8KiB\"\nrequest_header_timeout = \"2s\"\nrequest_body_timeout = \"3s\"\n",
+        );
+        let c = load(&src).unwrap();
+        assert_eq!(c.server.max_header_size, 8 * 1024);
+        assert_eq!(c.server.request_header_timeout, Duration::from_secs(2));
+        assert_eq!(c.server.request_body_timeout, Duration::from_secs(3));
+        let bad = MINIMAL.replace("[server]\n", "[server]\nmax_header_size = \"2MiB\"\n");
+        assert!(errors(&bad)[0].contains("max_header_size must be between 1KiB and 512KiB"));
+        one_error(&route_with("max_streams = -1"), 8, 15, "max_streams must be between 0");
+        let c = load(&route_with("max_streams = 3\nretry_after = \"2500ms\"")).unwrap();
+        assert_eq!((c.routes[0].max_streams, c.routes[0].retry_after), (3, Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn auth_keys_from_env_and_files_never_print_the_keys() {
+        let dir = Dir::new("auth");
+        std::fs::write(dir.0.join("keys.txt"), "# comment\nfile-key-1\n\nfile-key-2\n").unwrap();
+        std::fs::write(dir.0.join("empty.txt"), "# nothing\n").unwrap();
+        std::env::set_var("SSEGATE_T_AUTH_KEYS", "env-key-1, env-key-2\nenv-key-3");
+        let src = format!(
+            "{MINIMAL}auth = {{ keys_env = [\"SSEGATE_T_AUTH_KEYS\"], keys_file = [\"keys.txt\"] }}\n"
+        );
+        let c = Config::from_str_at(&dir.file(), &src).unwrap();
+        let keys = c.routes[0].auth.as_ref().unwrap();
+        assert_eq!(keys.len(), 5);
+        assert!(keys.matches(b"env-key-2") && keys.matches(b"file-key-2") && !keys.matches(b"comment"));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("env-key") && !debug.contains("file-key"), "{debug}");
+
+        // The [route.auth] table form, and every error naming the variable / file only.
+        std::env::set_var("SSEGATE_T_AUTH_BLANK", " , \n");
+        let src = format!(
+            "{MINIMAL}[route.auth]\nkeys_env = [\"SSEGATE_T_AUTH_MISSING\", \"SSEGATE_T_AUTH_BLANK\", \"1X\"]\n\
+             keys_file = [\"nope.txt\", \"empty.txt\"]\n"
+        );
+        let errs = Config::from_str_at(&dir.file(), &src).unwrap_err().0;
+        assert_eq!(errs.len(), 5, "{errs:#?}");
+        assert!(errs[0].contains("environment variable SSEGATE_T_AUTH_MISSING is not set"), "{errs:#?}");
+        assert!(errs[1].contains("SSEGATE_T_AUTH_BLANK holds no key"), "{errs:#?}");
+        assert!(errs[2].contains("not an environment variable name"), "{errs:#?}");
+        assert!(errs[3].contains("nope.txt"), "{errs:#?}");
+        assert!(errs[4].contains("empty.txt") && errs[4].contains("holds no key"), "{errs:#?}");
+        one_error(&format!("{MINIMAL}auth = {{}}"), 8, 8, "auth needs keys_env and/or keys_file");
+        one_error(&format!("{MINIMAL}auth = {{ keys = [\"k\"] }}"), 8, 10, "unknown field `keys`");
+    }
+
+    #[test]
+    fn upstream_headers_resolve_references_and_never_print_them() {
+        let dir = Dir::new("headers");
+        std::fs::write(dir.0.join("org"), "org-secret-file\n").unwrap();
+        std::env::set_var("SSEGATE_T_HDR_KEY", "sk-secret-env");
+        let src = format!(
+            "{MINIMAL}upstream_headers = {{ \"Authorization\" = \"Bearer ${{env:SSEGATE_T_HDR_KEY}}\", \
+             \"x-org\" = \"${{file:org}}\", \"x-plain\" = \"v\" }}\n"
+        );
+        let c = Config::from_str_at(&dir.file(), &src).unwrap();
+        let h = &c.routes[0].upstream_headers;
+        let got: Vec<_> = h.iter().map(|h| (h.name.as_str(), h.value.to_str().unwrap())).collect();
+        assert_eq!(
+            got,
+            [("authorization", "Bearer sk-secret-env"), ("x-org", "org-secret-file"), ("x-plain", "v")]
+        );
+        assert!(h.iter().all(|h| h.value.is_sensitive()));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+
+        std::fs::write(dir.0.join("bad"), "line1\nline2\n").unwrap();
+        let src = format!(
+            "{MINIMAL}[route.upstream_headers]\n\"A\" = \"${{env:SSEGATE_T_HDR_UNSET}}\"\n\
+             \"B\" = \"${{file:missing}}\"\n\"C\" = \"${{vault:x}}\"\n\"D\" = \"${{env:SSEGATE_T_HDR_KEY\"\n\
+             \"E\" = \"${{file:bad}}\"\n\"Host\" = \"x\"\n\"bad name\" = \"x\"\n\"x-dup\" = \"1\"\n\"X-Dup\" = \"2\"\n"
+        );
+        let errs = Config::from_str_at(&dir.file(), &src).unwrap_err().0;
+        let all = errs.join("\n");
+        assert!(!all.contains("sk-secret-env"), "{all}");
+        for needle in [
+            "upstream_headers.A: environment variable SSEGATE_T_HDR_UNSET is not set",
+            "upstream_headers.B: cannot read",
+            "upstream_headers.C: unknown reference",
+            "upstream_headers.D: unterminated",
+            "upstream_headers.E: the value (after resolving references) is not a valid header value",
+            "\"Host\" is set by the gateway",
+            "\"bad name\" is not a valid header name",
+            "given twice",
+        ] {
+            assert!(all.contains(needle), "{needle:?} not in\n{all}");
+        }
+        assert_eq!(errs.len(), 8, "{all}");
+    }
+
+    #[test]
+    fn cors_rules() {
+        let c = load(&route_with(
+            "cors = { allow_origins = [\"https://App.example\", \"http://localhost:3000\"] }",
+        ))
+        .unwrap();
+        let cors = c.routes[0].cors.as_ref().unwrap();
+        assert_eq!(
+            cors.origins.as_deref(),
+            Some(&["https://app.example".to_string(), "http://localhost:3000".to_string()][..])
+        );
+        assert_eq!(cors.allow_headers, ["content-type", "authorization", "x-api-key", "last-event-id"]);
+        assert_eq!(cors.allow_methods, ["GET", "POST", "OPTIONS"]);
+        assert_eq!(cors.max_age, Duration::from_secs(600));
+        assert_eq!(cors.max_age_value, "600");
+        assert_eq!(cors.allow_methods_value, "GET, POST, OPTIONS");
+        assert!(!cors.allow_credentials);
+        let c = load(&route_with(
+            "[route.cors]\nallow_origins = [\"*\"]\nallow_headers = [\"X-Trace\"]\nallow_methods = [\"GET\"]\nmax_age = \"1h\"",
+        ))
+        .unwrap();
+        let cors = c.routes[0].cors.as_ref().unwrap();
+        assert_eq!((cors.origins.is_none(), cors.max_age_value.to_str().unwrap()), (true, "3600"));
+        assert_eq!(cors.allow_headers, ["x-trace"]);
+        one_error(
+            &route_with("cors = { allow_origins = [\"*\"], allow_credentials = true }"),
+            8,
+            26,
+            "cannot be combined with allow_credentials = true",
+        );
+        one_error(&route_with("cors = { allow_origins = [] }"), 8, 26, "must not be empty");
+        one_error(&route_with("cors = { max_age = \"1m\" }"), 8, 8, "missing key `allow_origins`");
+        one_error(&route_with("cors = { allow_origins = [\"https://a.example/\"] }"), 8, 27, "no path");
+        one_error(&route_with("cors = { allow_origins = [\"a.example\"] }"), 8, 27, "expected http://host");
+        one_error(&route_with("cors = { allow_origins = [\"*\", \"https://a.b\"] }"), 8, 26, "only entry");
+        one_error(
+            &route_with("cors = { allow_origins = [\"*\"], allow_methods = [\"G T\"] }"),
+            8,
+            50,
+            "not an HTTP method",
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! Modules follow the path a byte takes: [`server`] (listeners, the pingora app) → [`route`] → [`upstream`]
 //! → [`stream`] (decode → encode → flush, heartbeats, disconnects, shutdown) → [`respond`] (error
 //! responses and error events) ; [`config`] is the one place configuration is parsed and validated,
-//! [`metrics`] the one place metrics are named, [`admin`] the `/metrics` `/healthz` `/readyz` listener.
+//! [`metrics`] the one place metrics are named, [`security`] the
+//! edge checks (client keys, the request-target rule, CORS), [`admin`] the `/metrics` `/healthz` `/readyz` listener.
 
 pub mod admin;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod logging;
 pub mod metrics;
 pub mod respond;
 pub mod route;
+pub mod security;
 pub mod server;
 pub mod stream;
 pub mod upstream;

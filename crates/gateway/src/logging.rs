@@ -57,8 +57,11 @@ pub fn init(format: LogFormat) {
     let ansi = format == LogFormat::Text && std::io::stderr().is_terminal();
     let subscriber = build(format, filter, std::io::stderr, ansi);
     if tracing::subscriber::set_global_default(subscriber).is_ok() {
-        // Forward `log` records (pingora) into tracing; `log`'s own max level follows the filter.
-        let max = tracing::level_filters::LevelFilter::current();
+        // Forward `log` records (pingora) into tracing; `log`'s own max level follows the filter, but never
+        // beyond `debug`: pingora's `trace` records dump raw request heads sent upstream, credentials
+        // injected by `upstream_headers` included.
+        let max =
+            tracing::level_filters::LevelFilter::current().min(tracing::level_filters::LevelFilter::DEBUG);
         let _ = tracing_log::LogTracer::builder().with_max_level(level_to_log(max)).init();
     }
 }

@@ -91,6 +91,16 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 9] = [
     "slow_client",
 ];
 
+/// The `reason` values of `ssegate_rejected_total` (pre-created at 0 for every route): requests a route
+/// refused before anything was sent upstream.
+pub const REJECT_REASONS: [&str; 6] =
+    ["unauthorized", "max_streams", "payload_too_large", "request_timeout", "cors", "bad_request"];
+
+/// The `reason` values of `ssegate_downstream_rejected_total` (pre-created at 0): requests refused before
+/// a route was chosen.
+pub const DOWNSTREAM_REJECT_REASONS: [&str; 6] =
+    ["header_too_large", "header_timeout", "malformed", "bad_target", "method", "not_found"];
+
 /// Buckets of the per-event / per-request latency histograms: 100 µs .. 60 s.
 pub const LATENCY_BUCKETS: [f64; 18] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -139,6 +149,9 @@ struct Families {
     client_disconnects: IntCounterVec,
     decode_errors: IntCounterVec,
     upstream_errors: IntCounterVec,
+    auth_failures: IntCounterVec,
+    rejected: IntCounterVec,
+    downstream_rejected: IntCounterVec,
     build_info: IntGaugeVec,
     ready: IntGauge,
 }
@@ -254,6 +267,21 @@ impl Families {
                 "Streams that failed, by error kind.",
                 &["route", "kind"],
             ),
+            auth_failures: counter_vec(
+                "ssegate_auth_failures_total",
+                "Requests refused with 401 because they carried no valid client key.",
+                &["route"],
+            ),
+            rejected: counter_vec(
+                "ssegate_rejected_total",
+                "Requests a route refused before contacting the upstream, by reason.",
+                &["route", "reason"],
+            ),
+            downstream_rejected: counter_vec(
+                "ssegate_downstream_rejected_total",
+                "Requests refused before a route was chosen, by reason.",
+                &["reason"],
+            ),
             build_info: gauge_vec(
                 "ssegate_build_info",
                 "Always 1; the version of the running binary.",
@@ -279,6 +307,12 @@ impl Families {
         register(&f.client_disconnects);
         register(&f.decode_errors);
         register(&f.upstream_errors);
+        register(&f.auth_failures);
+        register(&f.rejected);
+        register(&f.downstream_rejected);
+        for reason in DOWNSTREAM_REJECT_REASONS {
+            f.downstream_rejected.with_label_values(&[reason]).inc_by(0);
+        }
         register(&f.build_info);
         register(&f.ready);
         f.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -316,6 +350,9 @@ pub struct RouteMetrics {
     decode_errors: [IntCounter; DECODE_ERROR_KINDS.len()],
     /// `UPSTREAM_ERROR_KINDS` order.
     upstream_errors: [IntCounter; UPSTREAM_ERROR_KINDS.len()],
+    auth_failures: IntCounter,
+    /// `REJECT_REASONS` order.
+    rejected: [IntCounter; REJECT_REASONS.len()],
     /// `[format][outcome]`, resolved on first use (one series per combination that actually happens).
     streams_total: Arc<[[OnceLock<IntCounter>; N_OUTCOMES]; N_FORMATS]>,
     /// Per outcome, resolved on first use.
@@ -380,6 +417,8 @@ pub fn route(name: &str) -> RouteMetrics {
         client_disconnects: f.client_disconnects.with_label_values(&[name]),
         decode_errors: DECODE_ERROR_KINDS.map(|k| f.decode_errors.with_label_values(&[name, k])),
         upstream_errors: UPSTREAM_ERROR_KINDS.map(|k| f.upstream_errors.with_label_values(&[name, k])),
+        auth_failures: f.auth_failures.with_label_values(&[name]),
+        rejected: REJECT_REASONS.map(|r| f.rejected.with_label_values(&[name, r])),
         streams_total: Arc::new(std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new()))),
         duration: Arc::new(std::array::from_fn(|_| OnceLock::new())),
     }
@@ -391,6 +430,11 @@ pub fn connection_opened() -> OpenConnection {
     f.connections_total.inc();
     f.connections_open.inc();
     OpenConnection(f.connections_open.clone())
+}
+
+/// A request refused before a route was chosen; `reason` is one of [`DOWNSTREAM_REJECT_REASONS`].
+pub fn downstream_rejected(reason: &'static str) {
+    families().downstream_rejected.with_label_values(&[reason]).inc();
 }
 
 /// Sets `ssegate_ready`. The admin listener refreshes it from the `/readyz` state on every scrape.
@@ -475,6 +519,19 @@ impl RouteMetrics {
         match UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind) {
             Some(i) => self.upstream_errors[i].inc(),
             None => families().upstream_errors.with_label_values(&[&*self.route, kind]).inc(),
+        }
+    }
+
+    /// A request without a valid client key (`ssegate_auth_failures_total`).
+    pub fn auth_failure(&self) {
+        self.auth_failures.inc();
+    }
+
+    /// A request the route refused; `reason` is one of [`REJECT_REASONS`].
+    pub fn rejected(&self, reason: &'static str) {
+        match REJECT_REASONS.iter().position(|r| *r == reason) {
+            Some(i) => self.rejected[i].inc(),
+            None => families().rejected.with_label_values(&[&*self.route, reason]).inc(),
         }
     }
 
@@ -596,6 +653,9 @@ mod tests {
             "ssegate_client_disconnects_total",
             "ssegate_decode_errors_total",
             "ssegate_upstream_errors_total",
+            "ssegate_auth_failures_total",
+            "ssegate_rejected_total",
+            "ssegate_downstream_rejected_total",
             "ssegate_build_info",
             "ssegate_ready",
         ] {
@@ -636,6 +696,13 @@ mod tests {
                 value("ssegate_upstream_errors_total", &[("route", "t_zero"), ("kind", k)]),
                 Some(0.0)
             );
+        }
+        assert_eq!(value("ssegate_auth_failures_total", &[("route", "t_zero")]), Some(0.0));
+        for r in REJECT_REASONS {
+            assert_eq!(value("ssegate_rejected_total", &[("route", "t_zero"), ("reason", r)]), Some(0.0));
+        }
+        for r in DOWNSTREAM_REJECT_REASONS {
+            assert!(value("ssegate_downstream_rejected_total", &[("reason", r)]).is_some(), "{r}");
         }
         assert_eq!(value("ssegate_first_event_seconds", &[("route", "t_zero")]), Some(0.0));
         // Lazily created: nothing finished yet.
@@ -693,6 +760,9 @@ mod tests {
         m.upstream_error("upstream_reset");
         m.upstream_error("slow_client");
         m.upstream_error("brand_new");
+        m.auth_failure();
+        m.auth_failure();
+        m.rejected("max_streams");
         let r = ("route", "t_counters");
         assert_eq!(value("ssegate_events_total", &[r, ("format", "ndjson")]), Some(5.0));
         assert_eq!(value("ssegate_events_total", &[r, ("format", "passthrough")]), Some(7.0));
@@ -710,6 +780,9 @@ mod tests {
         assert_eq!(value("ssegate_upstream_errors_total", &[r, ("kind", "slow_client")]), Some(1.0));
         assert_eq!(value("ssegate_upstream_errors_total", &[r, ("kind", "upstream_idle")]), Some(0.0));
         assert_eq!(value("ssegate_upstream_errors_total", &[r, ("kind", "brand_new")]), Some(1.0));
+        assert_eq!(value("ssegate_auth_failures_total", &[r]), Some(2.0));
+        assert_eq!(value("ssegate_rejected_total", &[r, ("reason", "max_streams")]), Some(1.0));
+        assert_eq!(value("ssegate_rejected_total", &[r, ("reason", "cors")]), Some(0.0));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
@@ -18,6 +19,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminService;
 use crate::config::Config;
+use crate::respond::{self, ErrorType};
 use crate::route::Router;
 use crate::stream::{Gateway, RouteState, Settings};
 use crate::{metrics, stream};
@@ -48,6 +50,19 @@ pub enum StartError {
 pub struct App {
     gateway: Gateway,
     options: HttpServerOptions,
+    /// `server.max_header_size`
+    max_header_size: usize,
+    /// `server.request_header_timeout`
+    header_timeout: Duration,
+}
+
+/// How long an idle HTTP/1.1 keep-alive connection waits for the next request (pingora's default).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+
+/// The size of a request head as ssegate counts it for `max_header_size`: the request target plus, per
+/// header, name + value + 4 (`: ` and CRLF).
+fn head_size(req: &pingora::http::RequestHeader) -> usize {
+    req.raw_path().len() + req.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>()
 }
 
 #[async_trait]
@@ -57,26 +72,69 @@ impl HttpServerApp for App {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        match session.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                tracing::debug!(error = %e, "could not read a request");
+        // The whole head within request_header_timeout (pingora only bounds each read, so a client that
+        // trickles a byte now and then would otherwise hold the connection forever). Nothing can be
+        // answered without a parsed request: the connection is closed.
+        match tokio::time::timeout(self.header_timeout, session.read_request()).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return None,
+            Ok(Err(e)) => {
+                // Only the kind: the error's context quotes the raw request bytes, which may hold a key.
+                metrics::downstream_rejected("malformed");
+                tracing::debug!(error = e.etype().as_str(), "could not read a request");
+                return None;
+            }
+            Err(_) => {
+                metrics::downstream_rejected("header_timeout");
+                tracing::debug!(timeout = ?self.header_timeout, "request head not received in time; closing");
                 return None;
             }
         }
         if *shutdown.borrow() {
             session.set_keepalive(None);
         }
-        let reusable = stream::serve(&self.gateway, &mut session, shutdown).await;
+        let reusable = if head_size(session.req_header()) > self.max_header_size {
+            metrics::downstream_rejected("header_too_large");
+            session.set_keepalive(None);
+            let msg = "the request head is larger than max_header_size";
+            respond::send_json_error(&mut session, ErrorType::HeaderTooLarge, msg).await;
+            false
+        } else {
+            stream::serve(&self.gateway, &mut session, shutdown).await
+        };
         if !reusable {
             session.set_keepalive(None);
         }
+        let idle = match session.get_keepalive() {
+            Some(0) | None => KEEPALIVE_IDLE,
+            Some(s) => Duration::from_secs(s),
+        };
         let persistent = HttpPersistentSettings::for_session(&session);
-        match session.finish().await {
-            Ok(Some(stream)) if reusable => Some(ReusedHttpStream::from_reusable_stream(stream, persistent)),
-            _ => None,
+        let reused = match session.finish().await {
+            Ok(Some(stream)) if reusable => stream,
+            _ => return None,
+        };
+        // Wait here, up to the keep-alive idle time, for the first byte of the next request, so that the
+        // next head's timeout starts when the client starts sending (TLS streams cannot peek: there the
+        // timeout also covers the idle time).
+        let (mut stream, prefix) = reused.into_parts();
+        if prefix.as_ref().is_none_or(|p| p.is_empty()) {
+            let mut first = [0u8; 1];
+            let mut shutdown = shutdown.clone();
+            tokio::select! {
+                r = tokio::time::timeout(idle, stream.try_peek(&mut first)) => {
+                    if !matches!(r, Ok(Ok(_))) {
+                        return None;
+                    }
+                }
+                _ = shutdown.changed() => return None,
+            }
         }
+        let mut persistent = persistent;
+        if let Some(p) = prefix {
+            persistent.set_pipelined_prefix(p);
+        }
+        Some(ReusedHttpStream::new(stream, Some(persistent)))
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
@@ -136,7 +194,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
                 }
                 None => shared.clone(),
             };
-            let state = RouteState { cfg: r.clone(), metrics: metrics::route(&r.name), connector };
+            let state = RouteState::new(r.clone(), metrics::route(&r.name), connector);
             (r.path_prefix.clone(), Arc::new(state))
         })
         .collect();
@@ -145,13 +203,19 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         settings: Settings {
             write_timeout: server_cfg.write_timeout,
             max_request_body: server_cfg.max_request_body,
+            request_body_timeout: server_cfg.request_body_timeout,
             shutdown_drain: server_cfg.shutdown_drain,
             shutdown_retry: server_cfg.shutdown_retry,
         },
     };
     let mut options = HttpServerOptions::default();
     options.h2c = true;
-    let app = Arc::new(App { gateway, options });
+    let app = Arc::new(App {
+        gateway,
+        options,
+        max_header_size: server_cfg.max_header_size,
+        header_timeout: server_cfg.request_header_timeout,
+    });
 
     let conf = ServerConf {
         threads: server_cfg.threads,

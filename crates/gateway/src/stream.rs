@@ -9,10 +9,12 @@
 //! Memory per stream is bounded: an upstream chunk is decoded, written and flushed before the next one is
 //! read, and a write that the client does not accept within `write_timeout` ends the stream.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use http::{header, HeaderName, HeaderValue, Method};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::ServerSession;
@@ -23,9 +25,10 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::config::{DecodeErrorPolicy, FormatChoice, Route};
 use crate::logging::{self, AccessRecord};
-use crate::metrics::{Outcome, RouteMetrics};
+use crate::metrics::{self, Outcome, RouteMetrics};
 use crate::respond::{self, ErrorType};
 use crate::route::{self, Router};
+use crate::security::{self, KeyHeaders};
 use crate::upstream::{self, Decompressor};
 
 /// How long an idle pooled upstream connection is kept.
@@ -38,6 +41,51 @@ pub struct RouteState {
     pub cfg: Route,
     pub metrics: RouteMetrics,
     pub connector: Arc<pingora::connectors::http::Connector>,
+    /// Requests in progress, for `max_streams`.
+    pub streams: AtomicUsize,
+    /// The `Retry-After` value of a `max_streams` 503 (whole seconds, at least 1).
+    pub retry_after: HeaderValue,
+}
+
+impl RouteState {
+    pub fn new(
+        cfg: Route,
+        metrics: RouteMetrics,
+        connector: Arc<pingora::connectors::http::Connector>,
+    ) -> Self {
+        let secs = cfg.retry_after.as_secs() + u64::from(cfg.retry_after.subsec_nanos() > 0);
+        RouteState {
+            cfg,
+            metrics,
+            connector,
+            streams: AtomicUsize::new(0),
+            retry_after: HeaderValue::from(secs.max(1)),
+        }
+    }
+
+    /// A `max_streams` slot, released on drop; `None` when the route is full. Unlimited routes always get one.
+    fn admit(&self) -> Option<Slot<'_>> {
+        let max = self.cfg.max_streams;
+        if max == 0 {
+            return Some(Slot(None));
+        }
+        if self.streams.fetch_add(1, Ordering::AcqRel) >= max {
+            self.streams.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(Some(&self.streams)))
+    }
+}
+
+/// A `max_streams` slot; frees itself when dropped.
+struct Slot<'a>(Option<&'a AtomicUsize>);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            c.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 impl std::fmt::Debug for RouteState {
@@ -51,6 +99,7 @@ impl std::fmt::Debug for RouteState {
 pub struct Settings {
     pub write_timeout: Duration,
     pub max_request_body: usize,
+    pub request_body_timeout: Duration,
     pub shutdown_drain: Duration,
     pub shutdown_retry: Duration,
 }
@@ -73,15 +122,50 @@ fn shutdown_started() -> Instant {
 }
 
 /// Serves one request on `session` (its header already read). Returns whether the connection may be reused.
+///
+/// Before anything is sent upstream: `CONNECT` is refused (405); the request target must pass
+/// [`security::check_target`] (400), and the path it returns is both what routing matches and what is
+/// forwarded; a CORS preflight is answered here; then (in [`Exchange::run`]) the client key, `max_streams`
+/// and the request body limits.
 pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
     let started = Instant::now();
-    let path = session.req_header().uri.path().to_owned();
+    if session.req_header().method == Method::CONNECT {
+        metrics::downstream_rejected("method");
+        session.set_keepalive(None);
+        let allow =
+            [(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"))];
+        let msg = "CONNECT is not supported: ssegate is a reverse proxy, not a forward proxy";
+        respond::send_json_error_with(session, ErrorType::MethodNotAllowed, msg, &allow).await;
+        return false;
+    }
+    let (path, query) = match security::check_target(session.req_header().raw_path()) {
+        Ok((path, query)) => (path.to_owned(), query.map(str::to_owned)),
+        Err(msg) => {
+            metrics::downstream_rejected("bad_target");
+            let reusable = session.drain_request_body().await.is_ok();
+            respond::send_json_error(session, ErrorType::BadRequest, msg).await;
+            return reusable;
+        }
+    };
     let Some((state, rest)) = gw.router.find(&path) else {
+        metrics::downstream_rejected("not_found");
         let reusable = session.drain_request_body().await.is_ok();
         respond::send_json_error(session, ErrorType::NotFound, "no route matches this path").await;
         return reusable;
     };
-    let query = session.req_header().uri.query().map(str::to_owned);
+    let cors = match &state.cfg.cors {
+        None => Vec::new(),
+        Some(cors) => {
+            let req = session.req_header();
+            let origin = req.headers.get(header::ORIGIN);
+            let preflight = req.method == Method::OPTIONS
+                && req.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+            if let (true, Some(origin)) = (preflight, origin) {
+                return preflight_answer(session, state, cors, &origin.clone()).await;
+            }
+            cors_headers(cors, origin)
+        }
+    };
     let upstream_path = route::upstream_path(&state.cfg, &path, rest, query.as_deref());
     let method = session.req_header().method.as_str().to_owned();
 
@@ -89,7 +173,7 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
     session.set_abort_on_close(true);
     let _active = state.metrics.stream_started();
 
-    let mut ex = Exchange::new(state, &gw.settings, started, shutdown.clone());
+    let mut ex = Exchange::new(state, &gw.settings, started, shutdown.clone(), cors);
     let end = ex.run(session, &upstream_path).await;
 
     let outcome = end.outcome();
@@ -113,6 +197,61 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
     matches!(end, End::Completed | End::Failed { reusable: true, .. }) && !*shutdown.borrow()
 }
 
+/// The CORS headers of an actual (non-preflight) response on a CORS route: always `Vary: Origin`; for an
+/// allowed origin also `Access-Control-Allow-Origin` (the origin, or `*`), `-Allow-Credentials` when
+/// configured, and `-Expose-Headers`. A disallowed origin gets no CORS headers (the browser then refuses
+/// to hand the response to the page).
+fn cors_headers(cors: &security::Cors, origin: Option<&HeaderValue>) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::with_capacity(4);
+    out.push((header::VARY, HeaderValue::from_static("Origin")));
+    if let Some(allow) = origin.and_then(|o| cors.allow_origin(o)) {
+        out.push((header::ACCESS_CONTROL_ALLOW_ORIGIN, allow));
+        if cors.allow_credentials {
+            out.push((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true")));
+        }
+        out.push((header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(security::EXPOSE_HEADERS)));
+    }
+    out
+}
+
+/// Answers a CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) without
+/// contacting the upstream and without a client key: 204 with the route's policy, or 403 JSON
+/// (`forbidden`) when the origin, the method or a requested header is not allowed.
+async fn preflight_answer(
+    session: &mut ServerSession,
+    state: &RouteState,
+    cors: &security::Cors,
+    origin: &HeaderValue,
+) -> bool {
+    let reusable = session.drain_request_body().await.is_ok();
+    let req = session.req_header();
+    let method = req.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD).map_or(&b""[..], |v| v.as_bytes());
+    let allowed = cors
+        .allow_origin(origin)
+        .filter(|_| cors.preflight_allows(method, req.headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS)));
+    let Some(allow_origin) = allowed else {
+        state.metrics.rejected("cors");
+        let vary = [(header::VARY, HeaderValue::from_static("Origin"))];
+        let msg = "CORS preflight refused: origin, method or request headers not allowed on this route";
+        respond::send_json_error_with(session, ErrorType::Forbidden, msg, &vary).await;
+        return reusable;
+    };
+    let Ok(mut resp) = ResponseHeader::build(204, Some(7)) else { return false };
+    let _ = resp.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
+    let _ = resp.insert_header(header::ACCESS_CONTROL_ALLOW_METHODS, cors.allow_methods_value.clone());
+    let _ = resp.insert_header(header::ACCESS_CONTROL_ALLOW_HEADERS, cors.allow_headers_value.clone());
+    let _ = resp.insert_header(header::ACCESS_CONTROL_MAX_AGE, cors.max_age_value.clone());
+    if cors.allow_credentials {
+        let _ = resp.insert_header(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true");
+    }
+    let _ = resp.insert_header(header::VARY, "Origin");
+    let _ = resp.insert_header(header::CACHE_CONTROL, "no-store");
+    if session.write_response_header(Box::new(resp)).await.is_err() {
+        return false;
+    }
+    session.finish_body().await.is_ok() && reusable
+}
+
 /// How an exchange ended.
 #[derive(Debug)]
 enum End {
@@ -120,8 +259,6 @@ enum End {
     Completed,
     /// The client went away (or stopped reading).
     ClientGone,
-    /// The request was refused before anything was sent upstream.
-    Rejected,
     /// A failure, reported to the client as an error response or `event: error`.
     Failed { ty: ErrorType, reusable: bool },
 }
@@ -131,13 +268,20 @@ impl End {
         match self {
             End::Completed => Outcome::Completed,
             End::ClientGone => Outcome::ClientClosed,
-            End::Rejected => Outcome::Rejected,
             End::Failed { ty, .. } => match ty {
                 ErrorType::UpstreamTimeout | ErrorType::UpstreamIdle | ErrorType::MaxDuration => {
                     Outcome::Timeout
                 }
                 ErrorType::Shutdown => Outcome::Shutdown,
-                ErrorType::NotFound | ErrorType::PayloadTooLarge | ErrorType::BadRequest => Outcome::Rejected,
+                ErrorType::NotFound
+                | ErrorType::PayloadTooLarge
+                | ErrorType::BadRequest
+                | ErrorType::Unauthorized
+                | ErrorType::Forbidden
+                | ErrorType::MethodNotAllowed
+                | ErrorType::RequestTimeout
+                | ErrorType::HeaderTooLarge
+                | ErrorType::Overloaded => Outcome::Rejected,
                 _ => Outcome::UpstreamError,
             },
         }
@@ -214,10 +358,18 @@ struct Exchange<'a> {
     next_id: u64,
     out: BytesMut,
     items: Vec<Item>,
+    /// CORS headers for every response of this request (empty unless the route has `cors`).
+    cors: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl<'a> Exchange<'a> {
-    fn new(route: &'a RouteState, settings: &'a Settings, started: Instant, shutdown: ShutdownWatch) -> Self {
+    fn new(
+        route: &'a RouteState,
+        settings: &'a Settings,
+        started: Instant,
+        shutdown: ShutdownWatch,
+        cors: Vec<(HeaderName, HeaderValue)>,
+    ) -> Self {
         let mut ex = Exchange {
             route,
             metrics: &route.metrics,
@@ -236,6 +388,7 @@ impl<'a> Exchange<'a> {
             next_id: 0,
             out: BytesMut::new(),
             items: Vec::new(),
+            cors,
         };
         ex.check_shutdown();
         ex
@@ -252,17 +405,71 @@ impl<'a> Exchange<'a> {
         }
     }
 
+    /// A refusal before anything was sent upstream: counted, answered with the JSON error (plus `extra`
+    /// and the CORS headers); the connection is kept only if the request body was read to its end.
+    async fn reject(
+        &mut self,
+        session: &mut ServerSession,
+        ty: ErrorType,
+        reason: &'static str,
+        msg: &str,
+        extra: Option<(HeaderName, HeaderValue)>,
+    ) -> End {
+        self.route.metrics.rejected(reason);
+        if !session.is_body_done() {
+            session.set_keepalive(None);
+        }
+        let mut headers = self.cors.clone();
+        headers.extend(extra);
+        respond::send_json_error_with(session, ty, msg, &headers).await;
+        End::Failed { ty, reusable: session.is_body_done() }
+    }
+
     async fn run(&mut self, session: &mut ServerSession, upstream_path: &str) -> End {
-        // 1. The request body, bounded.
-        let body = match read_body(session, self.settings.max_request_body).await {
-            Ok(b) => b,
-            Err(ty) => {
-                let msg = match ty {
-                    ErrorType::PayloadTooLarge => "request body larger than max_request_body",
-                    _ => "could not read the request body",
+        // 1. The client key, if the route wants one.
+        let key_headers = match &self.route.cfg.auth {
+            None => KeyHeaders::default(),
+            Some(keys) => {
+                let h = &session.req_header().headers;
+                match keys.check(h.get(header::AUTHORIZATION), h.get("x-api-key")) {
+                    Some(k) => k,
+                    None => {
+                        self.route.metrics.auth_failure();
+                        let msg = "a valid key is required: Authorization: Bearer <key> or x-api-key: <key>";
+                        let challenge = (header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                        drain_some(session).await;
+                        return self
+                            .reject(session, ErrorType::Unauthorized, "unauthorized", msg, Some(challenge))
+                            .await;
+                    }
+                }
+            }
+        };
+
+        // 2. A max_streams slot, held until the exchange ends.
+        let Some(_slot) = self.route.admit() else {
+            drain_some(session).await;
+            let retry = (header::RETRY_AFTER, self.route.retry_after.clone());
+            let msg = "the route has reached max_streams concurrent requests; retry later";
+            return self.reject(session, ErrorType::Overloaded, "max_streams", msg, Some(retry)).await;
+        };
+
+        // 3. The request body, bounded in size and time.
+        let read = read_body(session, self.settings.max_request_body);
+        let body = match tokio::time::timeout(self.settings.request_body_timeout, read).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(ty)) => {
+                let (reason, msg) = match ty {
+                    ErrorType::PayloadTooLarge => {
+                        ("payload_too_large", "request body larger than max_request_body")
+                    }
+                    _ => ("bad_request", "could not read the request body"),
                 };
-                respond::send_json_error(session, ty, msg).await;
-                return End::Rejected;
+                return self.reject(session, ty, reason, msg, None).await;
+            }
+            Err(_) => {
+                let msg = "the request body did not arrive within request_body_timeout";
+                return self.reject(session, ErrorType::RequestTimeout, "request_timeout", msg, None).await;
             }
         };
 
@@ -276,6 +483,7 @@ impl<'a> Exchange<'a> {
             body.len(),
             converting,
             client_ip,
+            key_headers,
         ) {
             Ok(r) => r,
             Err(e) => return self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await,
@@ -348,7 +556,7 @@ impl<'a> Exchange<'a> {
                 // Pass the upstream's answer through: non-streaming JSON, errors for SDKs, unknown types.
                 let bodyless =
                     session.req_header().method.as_str() == "HEAD" || status == 204 || status == 304;
-                let mut head = passthrough_header(resp);
+                let mut head = passthrough_header(resp, self.route.cfg.cors.is_some(), &self.cors);
                 if chunked_allowed(session) && !bodyless && head.headers.get("content-length").is_none() {
                     let _ = head.insert_header("transfer-encoding", "chunked");
                 }
@@ -675,6 +883,9 @@ impl<'a> Exchange<'a> {
         let _ = head.insert_header("content-type", "text/event-stream; charset=utf-8");
         let _ = head.insert_header("cache-control", "no-cache, no-transform");
         let _ = head.insert_header("x-accel-buffering", "no");
+        for (name, value) in &self.cors {
+            let _ = head.append_header(name.clone(), value.clone());
+        }
         if chunked_allowed(session) {
             let _ = head.insert_header("transfer-encoding", "chunked");
         }
@@ -705,7 +916,7 @@ impl<'a> Exchange<'a> {
         match self.committed {
             Committed::No => {
                 let reusable = session.is_body_done();
-                respond::send_json_error(session, ty, msg).await;
+                respond::send_json_error_with(session, ty, msg, &self.cors).await;
                 End::Failed { ty, reusable }
             }
             Committed::Sse => {
@@ -727,6 +938,21 @@ impl<'a> Exchange<'a> {
         self.metrics.client_disconnect();
         End::ClientGone
     }
+}
+
+/// Reads (and drops) what is left of a refused request's body, at most 64 KiB and 1 s, so that the error
+/// response is not lost to a TCP reset caused by unread bytes. A longer body closes the connection.
+async fn drain_some(session: &mut ServerSession) {
+    let drain = async {
+        let mut left = 64 * 1024usize;
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 async fn read_body(session: &mut ServerSession, limit: usize) -> Result<Bytes, ErrorType> {
@@ -800,15 +1026,23 @@ fn is_json(content_type: &str) -> bool {
     essence == "application/json" || essence.ends_with("+json")
 }
 
-/// The upstream's response header for the client, minus hop-by-hop headers.
-fn passthrough_header(resp: &ResponseHeader) -> ResponseHeader {
+/// The upstream's response header for the client, minus hop-by-hop headers. On a CORS route the
+/// upstream's own `Access-Control-*` headers are replaced by the route's (`cors`).
+fn passthrough_header(
+    resp: &ResponseHeader,
+    cors_route: bool,
+    cors: &[(HeaderName, HeaderValue)],
+) -> ResponseHeader {
     let mut out = resp.clone();
     let tokens = upstream::connection_tokens(resp.headers.get("connection").map(|v| v.as_bytes()));
     let names: Vec<String> = resp.headers.keys().map(|k| k.as_str().to_owned()).collect();
     for name in names {
-        if upstream::is_hop_by_hop(&name, &tokens) {
+        if upstream::is_hop_by_hop(&name, &tokens) || (cors_route && name.starts_with("access-control-")) {
             out.remove_header(&name);
         }
+    }
+    for (name, value) in cors {
+        let _ = out.append_header(name.clone(), value.clone());
     }
     out
 }

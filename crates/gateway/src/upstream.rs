@@ -14,6 +14,7 @@ use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{Route, Upstream};
+use crate::security::KeyHeaders;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the de facto ones).
 const HOP_BY_HOP: &[&str] = &[
@@ -44,6 +45,10 @@ pub fn connection_tokens(value: Option<&[u8]>) -> Vec<String> {
 }
 
 /// Builds the request sent upstream from the client's request.
+///
+/// `Host` is always the upstream's (never the client's); the headers that carried the client's gateway key
+/// (`key_headers`) and every client header the route injects itself (`upstream_headers`) are dropped, then
+/// the route's `upstream_headers` are added.
 pub fn build_request(
     client: &RequestHeader,
     route: &Route,
@@ -51,6 +56,7 @@ pub fn build_request(
     body_len: usize,
     converting: bool,
     client_addr: Option<String>,
+    key_headers: KeyHeaders,
 ) -> pingora::Result<RequestHeader> {
     let mut req = RequestHeader::build(client.method.clone(), path_and_query.as_bytes(), None)?;
     let tokens = connection_tokens(client.headers.get("connection").map(|v| v.as_bytes()));
@@ -60,12 +66,18 @@ pub fn build_request(
             || n == "host"
             || n == "content-length"
             || (converting && n == "accept-encoding")
+            || (key_headers.authorization && n == "authorization")
+            || (key_headers.x_api_key && n == "x-api-key")
+            || route.upstream_headers.iter().any(|h| h.name == *name)
         {
             continue;
         }
         req.append_header(name.clone(), value.clone())?;
     }
     req.insert_header("host", route.upstream.host_header.as_str())?;
+    for h in &route.upstream_headers {
+        req.insert_header(h.name.clone(), h.value.clone())?;
+    }
     if body_len > 0 || client.method.as_str() == "POST" || client.method.as_str() == "PUT" {
         req.insert_header("content-length", body_len.to_string())?;
     }
