@@ -489,6 +489,13 @@ impl H2Conn {
         H2Conn::over(stream, addr.to_string(), "http").await
     }
 
+    /// h2c with prior knowledge, sending `authority` as `:authority` instead of the address connected to.
+    pub async fn h2c_with_authority(addr: SocketAddr, authority: &str) -> H2Conn {
+        let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_nodelay(true).unwrap();
+        H2Conn::over(stream, authority.to_string(), "http").await
+    }
+
     /// TLS with ALPN `h2`, trusting only `cert_der`, SNI `localhost`. Panics unless h2 was negotiated.
     pub async fn tls(addr: SocketAddr, cert_der: &[u8]) -> H2Conn {
         let tls = crate::tls::connect(addr, cert_der, &[b"h2"]).await;

@@ -130,11 +130,22 @@ impl Gateway {
     /// Like [`Gateway::start_with`], with extra command line arguments before `run` (e.g.
     /// `["--log-format", "json"]`).
     pub async fn start_full(config: &str, files: &[(&str, &[u8])], args: &[&str]) -> Gateway {
+        Gateway::start_env(config, files, args, &[]).await
+    }
+
+    /// Like [`Gateway::start_full`], with extra environment variables for the process (e.g. secrets that
+    /// `${env:NAME}` references or `auth.keys_env` name, or `RUST_LOG`).
+    pub async fn start_env(
+        config: &str,
+        files: &[(&str, &[u8])],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         assert!(config.contains("$LISTEN"), "a gateway config needs a $LISTEN placeholder");
         let bin = binary();
         let mut last_err = String::new();
         for _attempt in 0..3 {
-            match Gateway::try_start(&bin, config, files, args).await {
+            match Gateway::try_start(&bin, config, files, args, env).await {
                 Ok(gw) => return gw,
                 Err((err, retry)) => {
                     if !retry {
@@ -152,6 +163,7 @@ impl Gateway {
         template: &str,
         files: &[(&str, &[u8])],
         args: &[&str],
+        env: &[(&str, &str)],
     ) -> Result<Gateway, (String, bool)> {
         let dir = tempfile::Builder::new().prefix("ssegate-test-").tempdir().expect("create a temp dir");
         for (name, content) in files {
@@ -177,6 +189,7 @@ impl Gateway {
         let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
         let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
         let child = Command::new(bin)
+            .envs(env.iter().copied())
             .args(args)
             .arg("run")
             .arg("--config")
@@ -350,7 +363,13 @@ impl Drop for Gateway {
 
 /// Runs `ssegate <args>` to completion; returns (exit code, stdout + stderr).
 pub fn run_cli(args: &[&str]) -> (Option<i32>, String) {
+    run_cli_env(args, &[])
+}
+
+/// Like [`run_cli`], with extra environment variables.
+pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let out = Command::new(binary())
+        .envs(env.iter().copied())
         .args(args)
         .current_dir(workspace_root())
         .stdin(Stdio::null())
