@@ -1058,10 +1058,14 @@ impl<'a> Cx<'a> {
                 }
                 match std::env::var(name) {
                     Ok(v) => out.push_str(&v),
-                    Err(_) => {
+                    Err(e) => {
+                        let why = match e {
+                            std::env::VarError::NotPresent => "is not set",
+                            std::env::VarError::NotUnicode(_) => "is not UTF-8",
+                        };
                         self.err(
                             raw.span(),
-                            format!("upstream_headers.{key}: environment variable {name} is not set (or not UTF-8)"),
+                            format!("upstream_headers.{key}: environment variable {name} {why}"),
                         );
                         return None;
                     }
