@@ -1,0 +1,462 @@
+#!/usr/bin/env bash
+# Load benchmarks of ssegate next to the floor (the mock read directly), nginx and (optionally) LiteLLM.
+# See benches/README.md for what is measured and how.
+#
+#   benches/run.sh                  # full run (about 6 minutes after the builds)
+#   benches/run.sh --quick          # small counts, about 1.5 minutes: for development
+#   benches/run.sh --with-litellm   # also LiteLLM (pip install 'litellm[proxy]' into a venv, first time only)
+#
+# Options: --out DIR (default benches/results/<UTC date-time>), --no-build (use the binaries in target/release;
+# SSEGATE_BIN=path overrides the ssegate binary), --conditions TEXT (how busy the machine was, for the report).
+#
+# Results: DIR/*.json (one per measurement, from `loadgen`), DIR/meta.json, DIR/report.md (the tables,
+# also printed at the end). Every process this script starts is killed on exit; traffic stays on 127.0.0.1.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+QUICK=0
+LITELLM=0
+BUILD=1
+OUT=""
+CONDITIONS="${BENCH_CONDITIONS:-}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --with-litellm) LITELLM=1 ;;
+        --no-build) BUILD=0 ;;
+        --out) OUT="$2"; shift ;;
+        --conditions) CONDITIONS="$2"; shift ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+OUT=${OUT:-$ROOT/benches/results/$STAMP}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=$(mktemp -d /tmp/ssegate-bench.XXXXXX)
+PIDS=()
+RUN_START=$(date +%s)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    sleep 0.2
+    for pid in "${PIDS[@]}"; do
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- machine -----------------------------------------------------------------------------------------------
+
+# File descriptors: 9,000 idle streams need ~18,000 in a proxy (client + upstream socket each).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+if [ "$NOFILE" = unlimited ]; then NOFILE=1048576; fi
+
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ]; then
+    PROXY_CPU=1
+    LOAD_CPU=0
+    PINNING="system under test on CPU 1 (taskset -c 1, one worker/thread), mock upstream and load generator on CPU 0 (taskset -c 0)"
+else
+    PROXY_CPU=0
+    LOAD_CPU=0
+    PINNING="one CPU only: everything shares CPU 0"
+fi
+PIN_PROXY=(taskset -c "$PROXY_CPU")
+PIN_LOAD=(taskset -c "$LOAD_CPU")
+
+# --- scenario sizes ----------------------------------------------------------------------------------------
+
+PACED="n=200&pace_ms=10&size=100"
+BURST="n=5000&pace_ms=0&size=100&batch=8"
+if [ "$QUICK" = 1 ]; then
+    STREAMS=(1 20 100)
+    WINDOW=(2 2 2)
+    WARMUP=0.5
+    BURST_STREAMS=4
+    BURST_WINDOW=2
+    IDLE_STREAMS=500
+    IDLE_HOLD=3
+    READY_RUNS=5
+else
+    STREAMS=(1 50 500)
+    WINDOW=(6 8 10)
+    WARMUP=1
+    BURST_STREAMS=20
+    BURST_WINDOW=6
+    IDLE_STREAMS=9000
+    IDLE_HOLD=10
+    READY_RUNS=20
+fi
+# A proxied idle stream costs the proxy two descriptors; keep 500 spare.
+MAX_IDLE=$(( (NOFILE - 500) / 2 ))
+if [ "$IDLE_STREAMS" -gt "$MAX_IDLE" ]; then
+    echo "run.sh: ulimit -n is $NOFILE: idle scenario reduced to $MAX_IDLE streams" >&2
+    IDLE_STREAMS=$MAX_IDLE
+fi
+
+# --- build and install -------------------------------------------------------------------------------------
+
+cd "$ROOT"
+if [ "$BUILD" = 1 ]; then
+    log "building release binaries"
+    if [ -z "${SSEGATE_BIN:-}" ]; then
+        cargo build --release -p ssegate
+    fi
+    cargo build --release -p ssegate-bench --bins
+fi
+SSEGATE=${SSEGATE_BIN:-$ROOT/target/release/ssegate}
+MOCK=$ROOT/target/release/mock-upstream
+LOADGEN=$ROOT/target/release/loadgen
+for bin in "$SSEGATE" "$MOCK" "$LOADGEN"; do
+    [ -x "$bin" ] || { echo "run.sh: $bin is missing (run without --no-build)" >&2; exit 1; }
+done
+
+if ! command -v nginx >/dev/null 2>&1; then
+    log "installing nginx (Debian package)"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get install -y nginx >/dev/null 2>&1 || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y nginx >/dev/null; }
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+if [ "$LITELLM" = 1 ]; then
+    VENV=${LITELLM_VENV:-$HOME/.cache/ssegate-bench/litellm-venv}
+    if [ ! -x "$VENV/bin/litellm" ]; then
+        log "installing LiteLLM into $VENV"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q 'litellm[proxy]'
+    fi
+fi
+
+# --- helpers -----------------------------------------------------------------------------------------------
+
+# A port nothing listens on (probed with bash's /dev/tcp).
+free_port() {
+    local p
+    while true; do
+        p=$(( 20000 + RANDOM % 30000 ))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+}
+
+# http_status HOST PORT PATH: the status code of a GET (000 when nothing answers).
+http_status() {
+    local line
+    line=$( (exec 3<>"/dev/tcp/$1/$2" && printf 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$3" "$1" >&3 \
+        && head -c 12 <&3) 2>/dev/null || true)
+    line=${line#HTTP/1.? }
+    echo "${line:0:3}" | grep -E '^[0-9]{3}$' || echo 000
+}
+
+wait_status() { # HOST PORT PATH WANT SECONDS
+    local i
+    for i in $(seq 1 $(( $5 * 50 ))); do
+        [ "$(http_status "$1" "$2" "$3")" = "$4" ] && return 0
+        sleep 0.02
+    done
+    echo "run.sh: http://$1:$2$3 did not answer $4 within $5 s" >&2
+    return 1
+}
+
+# All descendants of a PID (and the PID itself).
+pid_tree() {
+    local pid=$1 child
+    echo "$pid"
+    for child in $(pgrep -P "$pid" 2>/dev/null || true); do
+        pid_tree "$child"
+    done
+}
+
+MOCK_PID=""
+MOCK_PORT=""
+start_mock() {
+    rm -f "$WORK/mock.addr"
+    "${PIN_LOAD[@]}" "$MOCK" --listen 127.0.0.1:0 --addr-file "$WORK/mock.addr" >/dev/null 2>"$WORK/mock.err" &
+    MOCK_PID=$!
+    PIDS+=("$MOCK_PID")
+    for _ in $(seq 1 250); do [ -s "$WORK/mock.addr" ] && break; sleep 0.02; done
+    MOCK_PORT=$(cut -d: -f2 "$WORK/mock.addr")
+}
+
+SSEGATE_PID=""
+SSEGATE_PORT=""
+ADMIN_PORT=""
+write_ssegate_config() { # FILE PORT ADMIN_PORT
+    cat >"$1" <<EOF
+[server]
+listen = ["127.0.0.1:$2"]
+threads = 1
+pid_file = "$WORK/ssegate-$2.pid"
+upgrade_sock = "$WORK/ssegate-$2.sock"
+
+[admin]
+listen = "127.0.0.1:$3"
+
+[[route]]
+name = "ndjson"
+path_prefix = "/ndjson"
+upstream = "http://127.0.0.1:$MOCK_PORT"
+format = "ndjson"
+
+[[route]]
+name = "sse"
+path_prefix = "/sse"
+upstream = "http://127.0.0.1:$MOCK_PORT"
+format = "sse"
+
+[[route]]
+name = "idle"
+path_prefix = "/idle"
+upstream = "http://127.0.0.1:$MOCK_PORT"
+format = "ndjson"
+heartbeat_interval = "1s"
+EOF
+}
+
+start_ssegate() {
+    stop_ssegate
+    SSEGATE_PORT=$(free_port)
+    ADMIN_PORT=$(free_port)
+    write_ssegate_config "$WORK/ssegate.toml" "$SSEGATE_PORT" "$ADMIN_PORT"
+    RUST_LOG=warn "${PIN_PROXY[@]}" "$SSEGATE" run --config "$WORK/ssegate.toml" >"$WORK/ssegate.log" 2>&1 &
+    SSEGATE_PID=$!
+    PIDS+=("$SSEGATE_PID")
+    wait_status 127.0.0.1 "$ADMIN_PORT" /readyz 200 10
+    # One request so that the baseline includes the first-use allocations.
+    wait_status 127.0.0.1 "$SSEGATE_PORT" "/ndjson/api/chat?n=1&pace_ms=0" 200 5
+}
+
+stop_ssegate() {
+    if [ -n "$SSEGATE_PID" ]; then
+        kill "$SSEGATE_PID" 2>/dev/null || true
+        wait "$SSEGATE_PID" 2>/dev/null || true
+        SSEGATE_PID=""
+    fi
+}
+
+NGINX_PID=""
+NGINX_PORT=""
+NGINX_PIDS=()
+start_nginx() {
+    stop_nginx
+    NGINX_PORT=$(free_port)
+    local dir="$WORK/nginx"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile $NOFILE;
+events { worker_connections $(( NOFILE - 100 )); }
+http {
+    access_log off;
+    client_body_temp_path $dir/body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    upstream mock {
+        server 127.0.0.1:$MOCK_PORT;
+        keepalive 512;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT backlog=8192;
+        location / {
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_read_timeout 3600s;
+        }
+    }
+}
+EOF
+    "${PIN_PROXY[@]}" "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/out.log" 2>&1 &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    wait_status 127.0.0.1 "$NGINX_PORT" "/api/chat?n=1&pace_ms=0" 200 10
+    mapfile -t NGINX_PIDS < <(pid_tree "$NGINX_PID")
+    PIDS+=("${NGINX_PIDS[@]}")
+}
+
+stop_nginx() {
+    if [ -n "$NGINX_PID" ]; then
+        kill "$NGINX_PID" 2>/dev/null || true
+        wait "$NGINX_PID" 2>/dev/null || true
+        NGINX_PID=""
+    fi
+}
+
+LITELLM_PID=""
+LITELLM_PORT=""
+LITELLM_PIDS=()
+start_litellm() {
+    LITELLM_PORT=$(free_port)
+    cat >"$WORK/litellm.yaml" <<EOF
+model_list:
+  - model_name: paced
+    litellm_params:
+      model: ollama_chat/x
+      api_base: "http://127.0.0.1:$MOCK_PORT/_/$PACED"
+  - model_name: burst
+    litellm_params:
+      model: ollama_chat/x
+      api_base: "http://127.0.0.1:$MOCK_PORT/_/$BURST"
+general_settings:
+  master_key: sk-ssegate-bench
+litellm_settings:
+  telemetry: false
+  drop_params: true
+EOF
+    LITELLM_LOCAL_MODEL_COST_MAP=True "${PIN_PROXY[@]}" "$VENV/bin/litellm" --config "$WORK/litellm.yaml" \
+        --host 127.0.0.1 --port "$LITELLM_PORT" --num_workers 1 >"$WORK/litellm.log" 2>&1 &
+    LITELLM_PID=$!
+    PIDS+=("$LITELLM_PID")
+    wait_status 127.0.0.1 "$LITELLM_PORT" /health/liveliness 200 120
+    mapfile -t LITELLM_PIDS < <(pid_tree "$LITELLM_PID")
+    PIDS+=("${LITELLM_PIDS[@]}")
+}
+
+# stream TARGET SCENARIO URL PARSE FLOOR STREAMS WINDOW EXPECT [extra loadgen args...]; PIDs in SUT_PIDS.
+SUT_PIDS=()
+stream() {
+    local target=$1 scenario=$2 url=$3 parse=$4 floor=$5 streams=$6 window=$7 expect=$8
+    shift 8
+    local args=(stream --url "$url" --method POST --parse "$parse" --expect "$expect" --streams "$streams"
+        --duration "$window" --warmup "$WARMUP" --ramp-rate 1000 --mock-pid "$MOCK_PID"
+        --target "$target" --scenario "$scenario" --json "$OUT/$scenario--$target.json")
+    [ "$floor" = - ] || args+=(--floor "$floor")
+    local pid
+    for pid in "${SUT_PIDS[@]}"; do args+=(--pid "$pid"); done
+    "${PIN_LOAD[@]}" "$LOADGEN" "${args[@]}" "$@" >/dev/null
+}
+
+# stream_scenarios TARGET BASE_URL(without the mock path) NDJSON_OR_SSE FLOOR
+stream_scenarios() {
+    local target=$1 base=$2 kind=$3 floor=$4 path parse i
+    if [ "$kind" = ndjson ]; then path=/api/chat; else path=/v1/chat/completions; fi
+    parse=sse
+    case "$target" in direct-ndjson|nginx-ndjson) parse=ndjson ;; esac
+    for i in 0 1 2; do
+        stream "$target" "paced-${STREAMS[$i]}" "$base$path?$PACED" "$parse" "$floor" "${STREAMS[$i]}" "${WINDOW[$i]}" 200
+    done
+    stream "$target" burst "$base$path?$BURST" "$parse" "$floor" "$BURST_STREAMS" "$BURST_WINDOW" 5000
+}
+
+# --- the runs ----------------------------------------------------------------------------------------------
+
+log "results in $OUT"
+start_mock
+
+log "floor: the mock read directly"
+SUT_PIDS=()
+stream_scenarios direct-ndjson "http://127.0.0.1:$MOCK_PORT" ndjson -
+stream_scenarios direct-sse "http://127.0.0.1:$MOCK_PORT" sse -
+
+log "ssegate"
+start_ssegate
+SUT_PIDS=("$SSEGATE_PID")
+stream_scenarios ssegate-ndjson "http://127.0.0.1:$SSEGATE_PORT/ndjson" ndjson direct-ndjson
+stream_scenarios ssegate-sse "http://127.0.0.1:$SSEGATE_PORT/sse" sse direct-sse
+log "ssegate: the same $((STREAMS[2])) streams while /metrics is scraped every second"
+stream ssegate-ndjson "paced-${STREAMS[2]}-scrape" "http://127.0.0.1:$SSEGATE_PORT/ndjson/api/chat?$PACED" sse direct-ndjson \
+    "${STREAMS[2]}" "${WINDOW[2]}" 200 --scrape "http://127.0.0.1:$ADMIN_PORT/metrics"
+stop_ssegate
+
+log "nginx $("$NGINX" -v 2>&1 | sed 's/.*: //')"
+start_nginx
+SUT_PIDS=("${NGINX_PIDS[@]}")
+stream_scenarios nginx-ndjson "http://127.0.0.1:$NGINX_PORT" ndjson direct-ndjson
+stream_scenarios nginx-sse "http://127.0.0.1:$NGINX_PORT" sse direct-sse
+stop_nginx
+
+if [ "$LITELLM" = 1 ]; then
+    log "LiteLLM $("$VENV/bin/pip" show litellm 2>/dev/null | sed -n 's/^Version: //p')"
+    start_litellm
+    SUT_PIDS=("${LITELLM_PIDS[@]}")
+    LHDR=(--header "Authorization: Bearer sk-ssegate-bench")
+    LURL="http://127.0.0.1:$LITELLM_PORT/v1/chat/completions"
+    for i in 0 1; do
+        stream litellm "paced-${STREAMS[$i]}" "$LURL" sse direct-ndjson "${STREAMS[$i]}" "${WINDOW[$i]}" 200 "${LHDR[@]}" \
+            --body '{"model":"paced","messages":[{"role":"user","content":"hi"}],"stream":true}' --read-timeout 60
+    done
+    stream litellm burst "$LURL" sse direct-ndjson "$BURST_STREAMS" "$BURST_WINDOW" 5000 "${LHDR[@]}" \
+        --body '{"model":"burst","messages":[{"role":"user","content":"hi"}],"stream":true}' --read-timeout 60
+    kill "${LITELLM_PIDS[@]}" 2>/dev/null || true
+fi
+
+IDLE_URL_ARGS="n=1&first_ms=600000"
+IDLE_RAMP=3000
+log "idle: $IDLE_STREAMS streams, ssegate (fresh process, heartbeat every 1 s)"
+start_ssegate
+"${PIN_LOAD[@]}" "$LOADGEN" idle --url "http://127.0.0.1:$SSEGATE_PORT/idle/api/chat?$IDLE_URL_ARGS" --method POST \
+    --streams "$IDLE_STREAMS" --ramp-rate "$IDLE_RAMP" --hold "$IDLE_HOLD" --pid "$SSEGATE_PID" --mock-pid "$MOCK_PID" \
+    --target ssegate --scenario "idle-$IDLE_STREAMS" --json "$OUT/idle--ssegate.json" >/dev/null
+stop_ssegate
+
+log "idle: $IDLE_STREAMS streams, nginx (fresh process, no heartbeats)"
+start_nginx
+IDLE_PID_ARGS=()
+for pid in "${NGINX_PIDS[@]}"; do IDLE_PID_ARGS+=(--pid "$pid"); done
+"${PIN_LOAD[@]}" "$LOADGEN" idle --url "http://127.0.0.1:$NGINX_PORT/api/chat?$IDLE_URL_ARGS" --method POST \
+    --streams "$IDLE_STREAMS" --ramp-rate "$IDLE_RAMP" --hold "$IDLE_HOLD" "${IDLE_PID_ARGS[@]}" --mock-pid "$MOCK_PID" \
+    --target nginx --scenario "idle-$IDLE_STREAMS" --json "$OUT/idle--nginx.json" >/dev/null
+stop_nginx
+
+log "start → ready: $READY_RUNS starts of ssegate"
+RPORT=$(free_port)
+RADMIN=$(free_port)
+write_ssegate_config "$WORK/ready.toml" "$RPORT" "$RADMIN"
+# The load generator runs on the proxy's CPU here: it only polls, and ssegate inherits the pinning.
+"${PIN_PROXY[@]}" "$LOADGEN" ready --admin "127.0.0.1:$RADMIN" --probe "http://127.0.0.1:$RPORT/ndjson/api/chat?n=1&pace_ms=0" \
+    --runs "$READY_RUNS" --target ssegate --json "$OUT/ready--ssegate.json" -- "$SSEGATE" run --config "$WORK/ready.toml" >/dev/null
+
+# --- report ------------------------------------------------------------------------------------------------
+
+RUN_S=$(( $(date +%s) - RUN_START ))
+CPU_MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+CMD="benches/run.sh"
+[ "$QUICK" = 1 ] && CMD="$CMD --quick"
+[ "$LITELLM" = 1 ] && CMD="$CMD --with-litellm"
+if [ -z "$CONDITIONS" ]; then
+    CONDITIONS="load average before the run $LOAD_BEFORE (other work on the machine shows there)"
+fi
+cat >"$OUT/meta.json" <<EOF
+{
+  "date": "$(date -u +'%Y-%m-%d %H:%M UTC')",
+  "nproc": $NCPU,
+  "cpu_model": "${CPU_MODEL//\"/}",
+  "kernel": "$(uname -r)",
+  "ssegate": "$("$SSEGATE" --version 2>/dev/null | head -1 || echo ssegate) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet -- crates 2>/dev/null || echo ', uncommitted changes in crates/'))",
+  "nginx": "$("$NGINX" -v 2>&1 | sed 's/.*: //')",
+  "command": "$CMD",
+  "quick": $QUICK,
+  "run_s": $RUN_S,
+  "pinning": "$PINNING",
+  "conditions": "${CONDITIONS//\"/}",
+  "load_before": "$LOAD_BEFORE",
+  "load_after": "$(cut -d' ' -f1-3 /proc/loadavg)"
+}
+EOF
+"$LOADGEN" report --dir "$OUT" --out "$OUT/report.md"
+log "done in ${RUN_S} s: $OUT/report.md"

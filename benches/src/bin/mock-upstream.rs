@@ -1,0 +1,248 @@
+//! The benchmark upstream: streams NDJSON (Ollama `POST /api/chat`), SSE (OpenAI
+//! `POST /v1/chat/completions`, ending `data: [DONE]`), a JSON array (`/json-array`) or text lines (`/raw`),
+//! paced and chunked as the request's parameters say (see `ssegate_bench::params`). Every message carries
+//! `@@<seq>:<send time ns>@@`. HTTP/1.1 with chunked responses and keep-alive; one thread.
+//!
+//! `mock-upstream --listen 127.0.0.1:0` prints `listening on <addr>` on stdout once it accepts connections.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ssegate_bench::chunked::{encode_chunk, ChunkedDecoder, LAST_CHUNK};
+use ssegate_bench::http::{head_end, parse_request, Framing};
+use ssegate_bench::marker::now_ns;
+use ssegate_bench::msg::Kind;
+use ssegate_bench::params::{parse_target, Chunking, Params};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+#[derive(Debug, Parser)]
+#[command(about = "Streaming mock upstream for the ssegate load benchmarks")]
+struct Args {
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Default messages per response.
+    #[arg(long, default_value_t = 200)]
+    n: u64,
+    /// Default milliseconds between writes (0: as fast as possible).
+    #[arg(long, default_value_t = 10.0)]
+    pace_ms: f64,
+    /// Default message size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Default messages per write (1: one message per write).
+    #[arg(long, default_value_t = 1)]
+    batch: u64,
+    /// Split every message across three writes by default.
+    #[arg(long)]
+    split: bool,
+    /// Write the listening address to this file too.
+    #[arg(long)]
+    addr_file: Option<std::path::PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut defaults = Params { n: args.n, pace_ms: args.pace_ms, size: args.size, ..Params::default() };
+    if args.batch > 1 {
+        defaults.chunk = Chunking::Batch;
+        defaults.batch = args.batch;
+    }
+    if args.split {
+        defaults.chunk = Chunking::Split;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mock-upstream: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(args.listen, args.addr_file, defaults)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mock-upstream: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(
+    addr: SocketAddr,
+    addr_file: Option<std::path::PathBuf>,
+    defaults: Params,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    if let Some(path) = addr_file {
+        std::fs::write(path, local.to_string())?;
+    }
+    println!("listening on {local}");
+    std::io::stdout().flush()?;
+    loop {
+        let (sock, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                eprintln!("mock-upstream: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let defaults = defaults.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(sock, defaults).await {
+                if e.kind() != std::io::ErrorKind::BrokenPipe
+                    && e.kind() != std::io::ErrorKind::ConnectionReset
+                {
+                    eprintln!("mock-upstream: connection: {e}");
+                }
+            }
+        });
+    }
+}
+
+/// Serves requests on one connection until the peer closes it or asks to.
+async fn connection(mut sock: TcpStream, defaults: Params) -> std::io::Result<()> {
+    sock.set_nodelay(true)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        // Read a request head.
+        let end = loop {
+            if let Some(end) = head_end(&buf) {
+                break end;
+            }
+            if buf.len() > 64 * 1024 {
+                return respond_plain(&mut sock, 431, "request head too large").await;
+            }
+            if read_more(&mut sock, &mut buf).await? == 0 {
+                return Ok(());
+            }
+        };
+        let req = match parse_request(&buf[..end]) {
+            Ok(r) => r,
+            Err(e) => return respond_plain(&mut sock, 400, &e).await,
+        };
+        buf.drain(..end);
+        skip_body(&mut sock, &mut buf, req.body).await?;
+        let (path, params) = match parse_target(&req.target, &defaults) {
+            Ok(p) => p,
+            Err(e) => return respond_plain(&mut sock, 400, &e).await,
+        };
+        if path == "/healthz" {
+            respond_plain(&mut sock, 200, "ok").await?;
+        } else if let Some(kind) = Kind::for_path(&path) {
+            stream(&mut sock, kind, &params, req.close).await?;
+        } else {
+            respond_plain(&mut sock, 404, "no such path").await?;
+        }
+        if req.close {
+            return Ok(());
+        }
+    }
+}
+
+async fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let len = buf.len();
+    buf.resize(len + 16 * 1024, 0);
+    let n = sock.read(&mut buf[len..]).await;
+    buf.truncate(len + *n.as_ref().unwrap_or(&0));
+    n
+}
+
+/// Reads and drops a request body; leaves what follows it in `buf`.
+async fn skip_body(sock: &mut TcpStream, buf: &mut Vec<u8>, body: Framing) -> std::io::Result<()> {
+    match body {
+        Framing::Length(mut left) => loop {
+            let take = left.min(buf.len() as u64) as usize;
+            buf.drain(..take);
+            left -= take as u64;
+            if left == 0 {
+                return Ok(());
+            }
+            if read_more(sock, buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        },
+        Framing::Chunked => {
+            let mut dec = ChunkedDecoder::new();
+            loop {
+                let used = dec.feed(buf, |_| {}).map_err(std::io::Error::other)?;
+                buf.drain(..used);
+                if dec.is_done() {
+                    return Ok(());
+                }
+                if read_more(sock, buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        }
+        Framing::Close => Ok(()),
+    }
+}
+
+async fn respond_plain(sock: &mut TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await
+}
+
+/// One streamed response.
+async fn stream(sock: &mut TcpStream, kind: Kind, p: &Params, close: bool) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n{}\r\n",
+        kind.content_type(),
+        if close { "Connection: close\r\n" } else { "" }
+    );
+    let mut out = head.into_bytes();
+    encode_chunk(kind.prelude(), &mut out);
+    sock.write_all(&out).await?;
+    let start = Instant::now() + Duration::from_millis(p.first_ms);
+    let pace = Duration::from_secs_f64(p.pace_ms / 1_000.0);
+    let per_write = p.per_write();
+    let mut msgs = Vec::with_capacity(p.size * per_write as usize + 64);
+    let mut seq = 0;
+    let mut write_no: u32 = 0;
+    while seq < p.n {
+        let due = start + pace * write_no;
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
+        msgs.clear();
+        let last = (seq + per_write).min(p.n);
+        for s in seq..last {
+            kind.message(s, now_ns(), p.size, &mut msgs);
+        }
+        seq = last;
+        if seq == p.n {
+            msgs.extend_from_slice(&kind.epilogue(p.n));
+        }
+        out.clear();
+        if p.chunk == Chunking::Split {
+            // Three writes per message: the receiver sees each message arrive in pieces.
+            let third = msgs.len().div_ceil(3);
+            for part in msgs.chunks(third.max(1)) {
+                out.clear();
+                encode_chunk(part, &mut out);
+                sock.write_all(&out).await?;
+            }
+        } else {
+            encode_chunk(&msgs, &mut out);
+            sock.write_all(&out).await?;
+        }
+        write_no += 1;
+    }
+    if p.n == 0 {
+        out.clear();
+        encode_chunk(&kind.epilogue(0), &mut out);
+        sock.write_all(&out).await?;
+    }
+    sock.write_all(LAST_CHUNK).await
+}
