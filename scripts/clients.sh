@@ -63,9 +63,19 @@ install
 echo "clients: packages ready ($((SECONDS - started)) s)"
 
 groups=()  # process groups of running tests; all killed on the way out
+# Everything the tests write (configs, logs, browser profiles) goes to one directory, removed at the end.
+run_tmp=$(mktemp -d "${TMPDIR:-/tmp}/ssegate-clients.XXXXXX")
+export TMPDIR=$run_tmp
 cleanup() {
-  local g
+  local g i
+  for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
+  # A moment for the tests' own cleanup (temporary dirs), then nothing survives.
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    kill -0 "${groups[@]/#/-}" 2>/dev/null || break
+    sleep 0.2
+  done
   for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
+  rm -rf "$run_tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
