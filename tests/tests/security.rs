@@ -341,6 +341,34 @@ async fn slowloris_header_trickle_is_disconnected() {
 }
 
 #[tokio::test]
+async fn silent_and_stalled_connections_are_dropped() {
+    bounded(async {
+        let mock = MockUpstream::serve(ndjson()).await;
+        let cfg = config_with("request_header_timeout = \"1s\"", &route("r", "/r", &mock.url(), ""));
+        let gw = Gateway::start(&cfg).await;
+        // Nothing at all, then a few bytes and a stall (shorter than the h2c preface pingora peeks for).
+        for first in [&b""[..], b"GET /r", b"PRI * HTTP/2.0\r\n"] {
+            let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+            s.write_all(first).await.unwrap();
+            let t0 = Instant::now();
+            let mut buf = Vec::new();
+            let r = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut buf)).await;
+            assert!(r.is_ok(), "{} still connected after {:?}", show(first), t0.elapsed());
+            assert!(t0.elapsed() >= Duration::from_millis(900), "{}: closed too early", show(first));
+        }
+        assert!(mock.requests().is_empty());
+        // An ordinary request still works, HTTP/1.1 and h2c.
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        resp.body_to_end().await;
+        let mut resp = ssegate_tests::h2c_request(gw.addr(), "GET", "/r", b"").await;
+        assert_sse_head(&resp);
+        resp.body_to_end().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn slow_request_body_gets_408() {
     bounded(async {
         let mock = MockUpstream::serve(ndjson()).await;

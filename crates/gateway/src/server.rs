@@ -148,11 +148,23 @@ struct Counted(Arc<App>);
 
 #[async_trait]
 impl ServerApp for Counted {
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let _open = metrics::connection_opened();
+        // With h2c on, pingora first peeks for the 24-byte HTTP/2 preface with no time limit: a client that
+        // connects and sends nothing (or a few bytes) would hold the connection forever. Peek first, within
+        // request_header_timeout (the bytes stay in the stream; TLS streams cannot peek and pass at once).
+        let mut preface = [0u8; H2_PREFACE_LEN];
+        if tokio::time::timeout(self.0.header_timeout, stream.try_peek(&mut preface)).await.is_err() {
+            metrics::downstream_rejected("header_timeout");
+            tracing::debug!(timeout = ?self.0.header_timeout, "no request within request_header_timeout; closing");
+            return None;
+        }
         ServerApp::process_new(&self.0, stream, shutdown).await
     }
 }
+
+/// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`
+const H2_PREFACE_LEN: usize = 24;
 
 /// Starts the gateway and blocks until it exits.
 pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
