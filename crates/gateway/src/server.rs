@@ -56,7 +56,8 @@ pub struct App {
     header_timeout: Duration,
 }
 
-/// How long an idle HTTP/1.1 keep-alive connection waits for the next request (pingora's default).
+/// How long an idle keep-alive connection waits for the next request (pingora's HTTP/1.1 default; also the
+/// idle limit of HTTP/2 connections without open streams).
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 
 /// The size of a request head as ssegate counts it for `max_header_size`: the request target plus, per
@@ -222,6 +223,8 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     };
     let mut options = HttpServerOptions::default();
     options.h2c = true;
+    // An HTTP/2 connection without open streams is closed after the keep-alive idle time, like HTTP/1.1.
+    options.h2_idle_timeout = Some(KEEPALIVE_IDLE);
     let app = Arc::new(App {
         gateway,
         options,
