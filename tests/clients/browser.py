@@ -24,7 +24,17 @@ Python::
 
 ``StaticSite({"/": ("text/html", html_bytes)})`` serves fixed responses on a fresh origin
 ``http://127.0.0.1:<port 0>`` (a different port is a different origin): put a page there that streams from a gateway on
-another origin to test CORS. ``StaticSite(..., headers={...})`` adds response headers to every answer.
+another origin to test CORS. The dict is read on every request, so it can be filled in after the site started (the
+gateway's config needs ``site.origin`` for ``allow_origins``; the page needs the gateway's URL)::
+
+    pages = {}
+    with StaticSite(pages) as site:
+        ...start the gateway with cors = { allow_origins = [site.origin] }...
+        pages["/"] = ("text/html; charset=utf-8", page_html_that_uses(gateway_url))
+        with Browser() as b:
+            r = b.run(site.origin + "/", until="window.done === true", result="window.results")
+
+``StaticSite(..., headers={...})`` adds response headers to every answer; ``/favicon.ico`` is 204 unless given.
 
 Command line (prints the result as JSON; exit status 0 when ok)::
 
@@ -139,8 +149,6 @@ class StaticSite:
     """Fixed responses on http://127.0.0.1:<free port>: ``{path: (content_type, body_bytes)}``."""
 
     def __init__(self, pages: dict[str, tuple[str, bytes]], headers: dict[str, str] | None = None) -> None:
-        site = self
-
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -148,7 +156,13 @@ class StaticSite:
                 pass
 
             def do_GET(self) -> None:
-                page = pages.get(self.path.split("?")[0])
+                path = self.path.split("?")[0]
+                page = pages.get(path)
+                if page is None and path == "/favicon.ico":  # keep the console free of 404 noise
+                    self.send_response(204)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 ctype, body = page if page else ("text/plain", b"not found")
                 self.send_response(200 if page else 404)
                 self.send_header("Content-Type", ctype)
@@ -161,7 +175,7 @@ class StaticSite:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-        site.thread = threading.Thread(target=self.server.serve_forever, name="static-site", daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="static-site", daemon=True)
 
     def __enter__(self) -> "StaticSite":
         self.thread.start()

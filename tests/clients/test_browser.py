@@ -48,23 +48,29 @@ def main() -> None:
         with Browser() as b:
             r = b.run(demo.base + "/", until=UNTIL, result=RESULT, timeout=40)
         truth.join(timeout=30)
-        print(json.dumps({"page": r["value"], "elapsed": r["elapsed"]}, ensure_ascii=False, indent=1))
-        if not r["ok"] or r["console"]:
-            print(f"browser: error={r['error']} console={r['console']}", file=sys.stderr)
-        check(r["ok"], f"page did not finish: {r['error']}")
-        check("error" not in expected and "text" in expected, f"reading the mock upstream failed: {expected}")
-        check(expected["done"] and len(expected["text"]) > 100, f"unexpected mock answer: {expected}")
-        for pane in ("es", "fetch"):
-            got = r["value"][pane]
-            check(got["state"] == "done" and got["marker"] == "[DONE]",
-                  f"{pane}: no done marker (state {got['state']!r}: {got['marker']!r})")
-            check(got["text"] == expected["text"],
-                  f"{pane}: tokens differ from the upstream's\n  page:     {got['text']!r}\n  upstream: {expected['text']!r}")
-            check(got["count"] == expected["count"],
-                  f"{pane}: {got['count']} events shown, upstream sent {expected['count']} messages")
-        # The mock pauses 3.5 s with heartbeat_interval = 1s: the fetch pane counts the `: keepalive` comments.
-        check(r["value"]["fetch"]["heartbeats"] >= 1, "fetch: no heartbeat seen during the 3.5 s pause")
+        try:
+            verify(r, expected)
+        except AssertionError:
+            print(json.dumps({"page": r["value"], "upstream": expected, "elapsed": r["elapsed"], "error": r["error"],
+                              "console": r["console"]}, ensure_ascii=False, indent=1), file=sys.stderr)
+            raise
     print(f"ok: browser: both panes show all {expected['count']} events and [DONE] ({r['elapsed']} s)")
+
+
+def verify(r: dict, expected: dict) -> None:
+    check(r["ok"], f"page did not finish: {r['error']}")
+    check("error" not in expected and "text" in expected, f"reading the mock upstream failed: {expected}")
+    check(expected["done"] and len(expected["text"]) > 100, f"unexpected mock answer: {expected}")
+    for pane in ("es", "fetch"):
+        got = r["value"][pane]
+        check(got["state"] == "done" and got["marker"] == "[DONE]",
+              f"{pane}: no done marker (state {got['state']!r}: {got['marker']!r})")
+        check(got["text"] == expected["text"],
+              f"{pane}: tokens differ from the upstream's\n  page:     {got['text']!r}\n  upstream: {expected['text']!r}")
+        check(got["count"] == expected["count"],
+              f"{pane}: {got['count']} events shown, upstream sent {expected['count']} messages")
+    # The mock pauses 3.5 s with heartbeat_interval = 1s: the fetch pane counts the `: keepalive` comments.
+    check(r["value"]["fetch"]["heartbeats"] >= 1, "fetch: no heartbeat seen during the 3.5 s pause")
 
 
 if __name__ == "__main__":
