@@ -152,9 +152,10 @@ pub type TargetError = &'static str;
 /// the same string.
 ///
 /// Refused: anything not starting with `/` (absolute-form `http://host/…`, authority-form, `*`); a
-/// fragment; bytes outside RFC 3986 path/query characters (backslash, spaces, controls, non-ASCII);
-/// malformed `%` escapes; in the path: `.` or `..` segments, any percent-encoded `.`, `/` or `\`
-/// (`%2e`, `%2f`, `%5c`, any case), `%00`, and empty segments (`//`) except a single trailing `/`.
+/// fragment; bytes that are not visible ASCII (spaces, controls, non-ASCII: browsers percent-encode them);
+/// malformed `%` escapes; in the path: a backslash, `.` or `..` segments (also with `;params`, as in
+/// Tomcat's `..;/`), any percent-encoded `.`, `/` or `\` or overlong byte (`%2e`, `%2f`, `%5c`, `%c0`,
+/// `%c1`, any case), `%00`, and empty segments (`//`) except a single trailing `/`.
 pub fn check_target(target: &[u8]) -> Result<(&str, Option<&str>), TargetError> {
     if target.first() != Some(&b'/') {
         return Err("the request target must be a path starting with `/` (ssegate is not a forward proxy)");
@@ -171,8 +172,14 @@ pub fn check_target(target: &[u8]) -> Result<(&str, Option<&str>), TargetError> 
     while i < path.len() {
         if path[i] == b'%' {
             let (hi, lo) = (path[i + 1].to_ascii_lowercase(), path[i + 2].to_ascii_lowercase());
-            if matches!((hi, lo), (b'2', b'e') | (b'2', b'f') | (b'5', b'c') | (b'0', b'0')) {
-                return Err("the path must not contain percent-encoded `.`, `/`, `\\` or NUL");
+            let bad = matches!(
+                (hi, lo),
+                (b'2', b'e') | (b'2', b'f') | (b'5', b'c') | (b'0', b'0') | (b'c', b'0' | b'1')
+            );
+            if bad {
+                return Err(
+                    "the path must not contain percent-encoded `.`, `/`, `\\`, NUL or overlong bytes",
+                );
             }
             i += 3;
         } else {
@@ -181,7 +188,13 @@ pub fn check_target(target: &[u8]) -> Result<(&str, Option<&str>), TargetError> 
     }
     let segments = &path[1..];
     for (n, seg) in segments.split(|b| *b == b'/').enumerate() {
-        if seg == b"." || seg == b".." {
+        // `..;x` is `..` to servlet containers (path parameters), and so is `..%3b` after their decoding.
+        let head = seg.split(|b| *b == b';').next().unwrap_or(seg);
+        let head = match head.windows(3).position(|w| w.eq_ignore_ascii_case(b"%3b")) {
+            Some(i) => &head[..i],
+            None => head,
+        };
+        if head == b"." || head == b".." {
             return Err("the path must not contain `.` or `..` segments");
         }
         let last = n == segments.iter().filter(|b| **b == b'/').count();
@@ -198,7 +211,8 @@ pub fn check_target(target: &[u8]) -> Result<(&str, Option<&str>), TargetError> 
     Ok((path, query))
 }
 
-/// RFC 3986 `pchar` and `/` (plus `?` in a query), with well-formed `%XX` escapes.
+/// Visible ASCII with well-formed `%XX` escapes; no `#`; no `\` in the path. (Not RFC 3986 strict:
+/// browsers leave `[ ] { } | ^` unescaped in WHATWG URLs.)
 fn check_chars(s: &[u8], query: bool) -> Result<(), TargetError> {
     let mut i = 0;
     while i < s.len() {
@@ -211,13 +225,14 @@ fn check_chars(s: &[u8], query: bool) -> Result<(), TargetError> {
             i += 3;
             continue;
         }
-        let ok = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) || (query && b == b'?');
-        if !ok {
-            return Err(if b == b'#' {
-                "the request target must not contain a fragment (`#`)"
-            } else {
-                "the request target contains a character that must be percent-encoded"
-            });
+        if b == b'#' {
+            return Err("the request target must not contain a fragment (`#`)");
+        }
+        if b == b'\\' && !query {
+            return Err("the path must not contain a backslash");
+        }
+        if !(0x21..=0x7e).contains(&b) {
+            return Err("the request target contains a character that must be percent-encoded");
         }
         i += 1;
     }
@@ -323,7 +338,19 @@ mod tests {
 
     #[test]
     fn target_rule() {
-        for ok in ["/", "/r", "/r/", "/r/x?q=1", "/r/a.b/c..d/...", "/r/%20x", "/r?a=../b&c=%2f", "/r/x?"] {
+        for ok in [
+            "/",
+            "/r",
+            "/r/",
+            "/r/x?q=1",
+            "/r/a.b/c..d/...",
+            "/r/%20x",
+            "/r?a=../b&c=%2f",
+            "/r/x?",
+            "/r/x?filter[a]={1}|2^\\",
+            "/r/a;b=1/c",
+            "/r/...;x",
+        ] {
             assert!(check_target(ok.as_bytes()).is_ok(), "{ok}");
         }
         assert_eq!(check_target(b"/r/x?q=1").unwrap(), ("/r/x", Some("q=1")));
@@ -352,6 +379,13 @@ mod tests {
             "/r/%zz",
             "/r/%2",
             "/r/%00",
+            "/r/%c0%ae%c0%ae/x",
+            "/r/..;/x",
+            "/r/.;x/y",
+            "/r/..%3b/x",
+            "/r/..%3Bjsessionid/x",
+            "/r/x?a b",
+            "/r/x?\u{1}",
             "/r/\u{e9}",
         ] {
             assert!(check_target(bad.as_bytes()).is_err(), "{bad:?} passed");
