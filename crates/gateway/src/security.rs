@@ -69,12 +69,13 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    /// Whether `candidate` is one of the keys. Every key is compared (no early exit) and each comparison
-    /// is constant-time in the contents (only the length of a key can be observed).
+    /// Whether `candidate` is one of the keys. Every key is compared in full (no early exit, not even on
+    /// a length mismatch): the time taken depends on the configured keys' lengths only, never on where or
+    /// whether the candidate differs.
     pub fn matches(&self, candidate: &[u8]) -> bool {
         let mut found = subtle::Choice::from(0u8);
         for key in &self.keys {
-            found |= key.expose().as_bytes().ct_eq(candidate);
+            found |= ct_matches(key.expose().as_bytes(), candidate);
         }
         bool::from(found)
     }
@@ -93,6 +94,17 @@ impl KeySet {
         };
         (out.authorization || out.x_api_key).then_some(out)
     }
+}
+
+/// `key == candidate` in constant time over `key`'s length: every byte of `key` is compared with the
+/// candidate's byte at the same position (cycled when shorter), and the lengths are compared too.
+fn ct_matches(key: &[u8], candidate: &[u8]) -> subtle::Choice {
+    let mut eq = (key.len() as u64).ct_eq(&(candidate.len() as u64));
+    for (i, k) in key.iter().enumerate() {
+        let c = if candidate.is_empty() { 0 } else { candidate[i % candidate.len()] };
+        eq &= k.ct_eq(&c);
+    }
+    eq
 }
 
 /// The token of `Bearer <token>` (scheme case-insensitive, surrounding whitespace ignored).
@@ -314,7 +326,14 @@ mod tests {
         let hv = |s: &'static str| HeaderValue::from_static(s);
         assert!(k.matches(b"beta"));
         assert!(!k.matches(b"bet"));
+        assert!(!k.matches(b"betab"));
+        assert!(!k.matches(b"betabeta"));
+        assert!(!k.matches(b"b"));
         assert!(!k.matches(b""));
+        assert!(bool::from(ct_matches(b"abc", b"abc")));
+        assert!(!bool::from(ct_matches(b"abc", b"abd")));
+        assert!(!bool::from(ct_matches(b"", b"a")));
+        assert!(bool::from(ct_matches(b"", b"")));
         let both = KeyHeaders { authorization: true, x_api_key: false };
         assert_eq!(k.check(Some(&hv("Bearer gamma")), None), Some(both));
         assert_eq!(k.check(Some(&hv("bearer   gamma ")), None), Some(both));
