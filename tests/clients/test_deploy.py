@@ -1,6 +1,8 @@
 """Static checks of deploy/: every YAML (multi-document) and JSON file parses, and the pieces agree with each other.
 
-- Kubernetes (deploy/k8s): every document has apiVersion, kind and metadata.name; the ConfigMap's ssegate.toml
+- Kubernetes (deploy/k8s): every document has apiVersion, kind and metadata.name and validates strictly (no unknown
+  fields) against the Kubernetes schemas of 1.28 and the newest release kubernetes-validate knows (offline; CRDs such
+  as ServiceMonitor and the Kustomization are not in those schemas); the ConfigMap's ssegate.toml
   passes `ssegate check`; the Deployment's probes are /readyz (readiness) and /healthz (liveness) on the container
   port that the config's [admin] listen uses, the traffic port is exposed, the config is mounted where `--config`
   points, terminationGracePeriodSeconds > preStop sleep + shutdown_drain + 2 s; Service, HPA, PDB and ServiceMonitor
@@ -25,11 +27,13 @@ import tempfile
 import tomllib
 from pathlib import Path
 
+import kubernetes_validate
 import yaml
 
 from harness import ROOT, binary, check
 
 DEPLOY = ROOT / "deploy"
+K8S_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
 problems: list[str] = []
 
 
@@ -93,6 +97,13 @@ def k8s(docs: dict[Path, list]) -> None:
             if d["kind"] != "Kustomization":
                 expect(bool((d.get("metadata") or {}).get("name")), f"{rel(p)}: {d['kind']} without metadata.name")
             objs.setdefault(d["kind"], []).append(d)
+            for version in K8S_VERSIONS:
+                try:
+                    kubernetes_validate.validate(d, version, strict=True)
+                except kubernetes_validate.SchemaNotFoundError:
+                    expect(d["kind"] in ("ServiceMonitor", "Kustomization"), f"{rel(p)}: no schema for {d['kind']}")
+                except kubernetes_validate.ValidationError as e:
+                    problems.append(f"{rel(p)}: {d['kind']} invalid for Kubernetes {version}: {e.message}")
     for kind in ("ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "ServiceMonitor"):
         check(len(objs.get(kind, [])) == 1, f"deploy/k8s: expected one {kind}, found {len(objs.get(kind, []))}")
 
