@@ -250,6 +250,26 @@ async fn non_streaming_json_on_auto_route_passes_through() {
 }
 
 #[tokio::test]
+async fn non_streaming_json_on_fixed_format_routes_passes_through() {
+    // `stream: false` chat calls, `/v1/models` or Ollama's `/api/tags` on an sse / ndjson / lines route:
+    // the JSON answer reaches the client unchanged instead of being read as a stream.
+    bounded(async {
+        let body: &[u8] = b"{\n  \"object\": \"list\",\n  \"data\": [ { \"id\": \"m\xC3\xA9\" } ]\n}\n";
+        for format in ["sse", "ndjson", "lines", "chunks", "json-seq"] {
+            let mock = MockUpstream::serve(Reply::full(200, "application/json; charset=utf-8", body)).await;
+            let extra = format!("format = \"{format}\"\nheartbeat_interval = \"5s\"");
+            let gw = gateway_for(&mock.url(), &extra).await;
+            let mut resp = ssegate_tests::request(gw.addr(), "GET", "/r/v1/models", &[], b"").await;
+            assert_eq!(resp.status, 200, "{format}");
+            assert_eq!(resp.header("content-type"), Some("application/json; charset=utf-8"), "{format}");
+            assert_bytes(&resp.body_to_end().await, body);
+            assert_eq!(resp.end(), Some(&End::Clean), "{format}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn unknown_stream_type_passes_through_untouched() {
     bounded(async {
         let mock = MockUpstream::serve(Reply::stream(

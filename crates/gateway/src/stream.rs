@@ -547,6 +547,14 @@ impl<'a> Exchange<'a> {
         let chosen = match self.cfg().format {
             FormatChoice::Auto => Format::from_content_type(&content_type),
             FormatChoice::Passthrough => None,
+            // A fixed streaming format does not apply to a plain JSON answer (OpenAI `stream: false`,
+            // `/v1/models`, Ollama `/api/tags`): that is passed through like on an auto route. Only the
+            // JSON framings that read `application/json` bodies (Gemini's streamed array) decode it.
+            FormatChoice::Fixed(f)
+                if is_json(&content_type) && !matches!(f, Format::JsonArray | Format::JsonStream) =>
+            {
+                None
+            }
             FormatChoice::Fixed(f) => Some(f),
         };
 
