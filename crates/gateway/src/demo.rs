@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The canned answer, streamed one token at a time.
@@ -30,8 +29,9 @@ pub struct DemoOptions {
     pub admin: SocketAddr,
 }
 
-/// Starts the mock upstream, writes the demo config, and returns its path (the caller runs the gateway).
-pub fn prepare(opts: &DemoOptions) -> std::io::Result<PathBuf> {
+/// Starts the mock upstream and returns the demo config's TOML text (the caller runs the gateway; nothing is
+/// written to disk).
+pub fn prepare(opts: &DemoOptions) -> std::io::Result<String> {
     let mock = TcpListener::bind("127.0.0.1:0")?;
     let mock_addr = mock.local_addr()?;
     std::thread::Builder::new().name("demo-upstream".into()).spawn(move || {
@@ -67,8 +67,6 @@ format = "passthrough"
         listen = opts.listen,
         admin = opts.admin,
     );
-    let path = std::env::temp_dir().join(format!("ssegate-demo-{}.toml", std::process::id()));
-    std::fs::write(&path, config)?;
     let base = format!("http://{}", opts.listen);
     println!(
         "\nssegate demo\n\
@@ -80,7 +78,7 @@ format = "passthrough"
          Ctrl-C to stop.\n",
         admin = opts.admin,
     );
-    Ok(path)
+    Ok(config)
 }
 
 fn serve_mock(mut conn: TcpStream) -> std::io::Result<()> {

@@ -1,9 +1,10 @@
 //! `ssegate`: parse the command line, then hand over to the library.
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Parser;
 use ssegate::cli::{Cli, Command};
-use ssegate::config::Config;
+use ssegate::config::{Config, ConfigErrors};
 use ssegate::server::{self, RunOptions};
 
 fn main() -> ExitCode {
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
         Command::Demo { listen, admin } => {
             ssegate::logging::init(cli.log_format);
             match ssegate::demo::prepare(&ssegate::demo::DemoOptions { listen, admin }) {
-                Ok(path) => start(&path, RunOptions::default()),
+                Ok(src) => start(Config::from_str_at(Path::new("<demo>"), &src), RunOptions::default()),
                 Err(e) => {
                     eprintln!("ssegate demo: cannot start the mock upstream: {e}");
                     ExitCode::FAILURE
@@ -31,13 +32,13 @@ fn main() -> ExitCode {
         }
         Command::Run { config, upgrade, daemon } => {
             ssegate::logging::init(cli.log_format);
-            start(&config, RunOptions { upgrade, daemon })
+            start(Config::load(&config), RunOptions { upgrade, daemon })
         }
     }
 }
 
-fn start(config: &std::path::Path, opts: RunOptions) -> ExitCode {
-    let config = match Config::load(config) {
+fn start(config: Result<Config, ConfigErrors>, opts: RunOptions) -> ExitCode {
+    let config = match config {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
