@@ -109,3 +109,32 @@ async fn http_upstream_connections_are_pooled() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_pooled_connection_found_closed_is_retried_once_on_a_new_one() {
+    // The race every keep-alive proxy meets: the upstream closes an idle connection just as the gateway reuses
+    // it. Here the mock keeps the first connection open while idle (so the pool cannot notice), then closes it
+    // on reading the second request without answering a byte; the gateway must send that request again.
+    bounded(async {
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let mock = MockUpstream::start(move |_| {
+            match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                1 => Reply::raw(vec![Step::Close]),
+                _ => Reply::full(200, "application/x-ndjson", "{\"a\": 1}\n"),
+            }
+        })
+        .await;
+        let gw = gateway_for(&mock.url(), "").await;
+        for i in 0..2 {
+            let mut resp = get(gw.addr(), "/r").await;
+            assert_eq!(resp.status, 200, "request {i}");
+            assert_bytes(&resp.body_to_end().await, b"data: {\"a\":1}\n\n");
+            assert_eq!(resp.end(), Some(&End::Clean), "request {i}");
+        }
+        assert_eq!(mock.requests().len(), 3, "the second request is sent twice");
+        assert_eq!(mock.connections(), 2, "the retry goes on a new connection");
+        let scrape = ssegate_tests::metrics::Scrape::fetch(gw.admin_addr()).await;
+        assert_eq!(scrape.value("ssegate_upstream_retries_total", &[("route", "r")]), 1.0);
+    })
+    .await;
+}

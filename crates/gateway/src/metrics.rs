@@ -152,6 +152,7 @@ struct Families {
     auth_failures: IntCounterVec,
     rejected: IntCounterVec,
     downstream_rejected: IntCounterVec,
+    upstream_retries: IntCounterVec,
     build_info: IntGaugeVec,
     ready: IntGauge,
 }
@@ -282,6 +283,12 @@ impl Families {
                 "Requests refused before a route was chosen, by reason.",
                 &["reason"],
             ),
+            upstream_retries: counter_vec(
+                "ssegate_upstream_retries_total",
+                "Requests sent again on a new upstream connection because a reused (pooled) one was found closed \
+                 before any response.",
+                &["route"],
+            ),
             build_info: gauge_vec(
                 "ssegate_build_info",
                 "Always 1; the version of the running binary.",
@@ -310,6 +317,7 @@ impl Families {
         register(&f.auth_failures);
         register(&f.rejected);
         register(&f.downstream_rejected);
+        register(&f.upstream_retries);
         for reason in DOWNSTREAM_REJECT_REASONS {
             f.downstream_rejected.with_label_values(&[reason]).inc_by(0);
         }
@@ -351,6 +359,7 @@ pub struct RouteMetrics {
     /// `UPSTREAM_ERROR_KINDS` order.
     upstream_errors: [IntCounter; UPSTREAM_ERROR_KINDS.len()],
     auth_failures: IntCounter,
+    upstream_retries: IntCounter,
     /// `REJECT_REASONS` order.
     rejected: [IntCounter; REJECT_REASONS.len()],
     /// `[format][outcome]`, resolved on first use (one series per combination that actually happens).
@@ -418,6 +427,7 @@ pub fn route(name: &str) -> RouteMetrics {
         decode_errors: DECODE_ERROR_KINDS.map(|k| f.decode_errors.with_label_values(&[name, k])),
         upstream_errors: UPSTREAM_ERROR_KINDS.map(|k| f.upstream_errors.with_label_values(&[name, k])),
         auth_failures: f.auth_failures.with_label_values(&[name]),
+        upstream_retries: f.upstream_retries.with_label_values(&[name]),
         rejected: REJECT_REASONS.map(|r| f.rejected.with_label_values(&[name, r])),
         streams_total: Arc::new(std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new()))),
         duration: Arc::new(std::array::from_fn(|_| OnceLock::new())),
@@ -525,6 +535,11 @@ impl RouteMetrics {
     /// A request without a valid client key (`ssegate_auth_failures_total`).
     pub fn auth_failure(&self) {
         self.auth_failures.inc();
+    }
+
+    /// The request was sent again on a new connection (`ssegate_upstream_retries_total`).
+    pub fn upstream_retry(&self) {
+        self.upstream_retries.inc();
     }
 
     /// A request the route refused; `reason` is one of [`REJECT_REASONS`].
@@ -656,6 +671,7 @@ mod tests {
             "ssegate_auth_failures_total",
             "ssegate_rejected_total",
             "ssegate_downstream_rejected_total",
+            "ssegate_upstream_retries_total",
             "ssegate_build_info",
             "ssegate_ready",
         ] {
@@ -698,6 +714,7 @@ mod tests {
             );
         }
         assert_eq!(value("ssegate_auth_failures_total", &[("route", "t_zero")]), Some(0.0));
+        assert_eq!(value("ssegate_upstream_retries_total", &[("route", "t_zero")]), Some(0.0));
         for r in REJECT_REASONS {
             assert_eq!(value("ssegate_rejected_total", &[("route", "t_zero"), ("reason", r)]), Some(0.0));
         }

@@ -473,7 +473,7 @@ impl<'a> Exchange<'a> {
             }
         };
 
-        // 2. Connect and send the request.
+        // 2. The upstream request and peer.
         let converting = self.cfg().format != FormatChoice::Passthrough;
         let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
         let req = match upstream::build_request(
@@ -492,45 +492,65 @@ impl<'a> Exchange<'a> {
             Ok(p) => p,
             Err(e) => return self.upstream_fail(session, ErrorType::UpstreamConnect, &e.to_string()).await,
         };
-        let mut up = match upstream::connect(&self.route.connector, &peer).await {
-            Ok(s) => s,
-            Err(e) => return self.upstream_fail(session, ErrorType::UpstreamConnect, &e.to_string()).await,
-        };
-        let sent = async {
-            up.write_request_header(Box::new(req)).await?;
-            if !body.is_empty() {
-                up.write_request_body(body, true).await?;
-            }
-            up.finish_request_body().await
-        };
-        if let Err(e) = sent.await {
-            up.shutdown().await;
-            let msg = format!("sending the request upstream failed: {e}");
-            return self.upstream_fail(session, ErrorType::UpstreamConnect, &msg).await;
-        }
-        let request_sent = Instant::now();
-
-        // 3. Wait for the upstream's headers; commit early and heartbeat if they are slow.
-        self.deadlines.header = Some(request_sent + self.cfg().header_timeout);
+        // 3. Send it and wait for the upstream's headers; commit early and heartbeat if they are slow. A reused
+        // pooled connection that the upstream had already closed fails before any response byte (pingora marks
+        // such errors retryable on reused connections only): the request is then sent once more, on a new
+        // connection unless the pool holds another one.
         self.deadlines.heartbeat = self.cfg().heartbeat_interval.map(|i| self.started + i);
-        loop {
-            let wake = self.wake(session, up.read_response_header()).await;
-            match wake {
-                Wake::Upstream(Ok(())) => break,
-                Wake::Upstream(Err(e)) => {
-                    up.shutdown().await;
-                    let msg = format!("upstream failed before sending headers: {e}");
-                    return self.upstream_fail(session, ErrorType::UpstreamReset, &msg).await;
+        let mut retried = false;
+        let (mut up, request_sent) = loop {
+            let (mut up, reused) = match upstream::connect(&self.route.connector, &peer).await {
+                Ok(s) => s,
+                Err(e) => {
+                    return self.upstream_fail(session, ErrorType::UpstreamConnect, &e.to_string()).await
                 }
-                Wake::ClientGone => return self.client_gone(&mut up).await,
-                Wake::ShutdownChanged => self.check_shutdown(),
-                Wake::Timer => {
-                    if let Err(end) = self.on_timer(session, &mut up).await {
-                        return end;
+            };
+            let sent = async {
+                up.write_request_header(Box::new(req.clone())).await?;
+                if !body.is_empty() {
+                    up.write_request_body(body.clone(), true).await?;
+                }
+                up.finish_request_body().await
+            };
+            if let Err(e) = sent.await {
+                up.shutdown().await;
+                // Nothing was read: a write to a pooled connection the upstream closed is always safe to redo.
+                if reused && !retried {
+                    retried = true;
+                    self.metrics.upstream_retry();
+                    continue;
+                }
+                let msg = format!("sending the request upstream failed: {e}");
+                return self.upstream_fail(session, ErrorType::UpstreamConnect, &msg).await;
+            }
+            let request_sent = Instant::now();
+            self.deadlines.header = Some(request_sent + self.cfg().header_timeout);
+            let failed = loop {
+                let wake = self.wake(session, up.read_response_header()).await;
+                match wake {
+                    Wake::Upstream(Ok(())) => break None,
+                    Wake::Upstream(Err(e)) => break Some(e),
+                    Wake::ClientGone => return self.client_gone(&mut up).await,
+                    Wake::ShutdownChanged => self.check_shutdown(),
+                    Wake::Timer => {
+                        if let Err(end) = self.on_timer(session, &mut up).await {
+                            return end;
+                        }
                     }
                 }
+            };
+            let Some(e) = failed else { break (up, request_sent) };
+            up.shutdown().await;
+            let mut retry = e.retry;
+            retry.decide_reuse(reused);
+            if retry.retry() && !retried {
+                retried = true;
+                self.metrics.upstream_retry();
+                continue;
             }
-        }
+            let msg = format!("upstream failed before sending headers: {e}");
+            return self.upstream_fail(session, ErrorType::UpstreamReset, &msg).await;
+        };
         self.deadlines.header = None;
         self.metrics.upstream_header(request_sent.elapsed());
 

@@ -123,10 +123,13 @@ pub async fn peer(upstream: &Upstream, route: &Route) -> Result<HttpPeer, Connec
     Ok(peer)
 }
 
-/// Opens (or reuses) a session to `peer`.
-pub async fn connect(connector: &Arc<Connector>, peer: &HttpPeer) -> Result<HttpSession, ConnectError> {
+/// Opens (or reuses) a session to `peer`; `true` when it is a reused pooled connection.
+pub async fn connect(
+    connector: &Arc<Connector>,
+    peer: &HttpPeer,
+) -> Result<(HttpSession, bool), ConnectError> {
     match connector.get_http_session(peer).await {
-        Ok((session, _reused)) => Ok(session),
+        Ok(pair) => Ok(pair),
         Err(source) => Err(ConnectError::Connect { addr: peer_addr(peer), source }),
     }
 }
