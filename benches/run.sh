@@ -81,6 +81,8 @@ PIN_LOAD=(taskset -c "$LOAD_CPU")
 
 PACED="n=200&pace_ms=10&size=100"
 BURST="n=5000&pace_ms=0&size=100&batch=8"
+LITELLM_BURST="n=1000&pace_ms=0&size=100&batch=8"
+LITELLM_BURST_STREAMS=4
 if [ "$QUICK" = 1 ]; then
     STREAMS=(1 20 100)
     WINDOW=(2 2 2)
@@ -143,11 +145,12 @@ fi
 
 # --- helpers -----------------------------------------------------------------------------------------------
 
-# A port nothing listens on (probed with bash's /dev/tcp).
+# A port nothing listens on (probed with bash's /dev/tcp), below the ephemeral range (32768-60999 on Linux):
+# an outgoing connection's source port in TIME_WAIT / FIN_WAIT would make a later bind fail.
 free_port() {
     local p
     while true; do
-        p=$(( 20000 + RANDOM % 30000 ))
+        p=$(( 20000 + RANDOM % 12000 ))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return
@@ -202,6 +205,7 @@ write_ssegate_config() { # FILE PORT ADMIN_PORT
 [server]
 listen = ["127.0.0.1:$2"]
 threads = 1
+shutdown_drain = "0s"
 pid_file = "$WORK/ssegate-$2.pid"
 upgrade_sock = "$WORK/ssegate-$2.sock"
 
@@ -244,7 +248,8 @@ start_ssegate() {
 
 stop_ssegate() {
     if [ -n "$SSEGATE_PID" ]; then
-        kill "$SSEGATE_PID" 2>/dev/null || true
+        # SIGINT: pingora's fast shutdown (nothing to drain between scenarios).
+        kill -INT "$SSEGATE_PID" 2>/dev/null || true
         wait "$SSEGATE_PID" 2>/dev/null || true
         SSEGATE_PID=""
     fi
@@ -321,7 +326,7 @@ model_list:
   - model_name: burst
     litellm_params:
       model: ollama_chat/x
-      api_base: "http://127.0.0.1:$MOCK_PORT/_/$BURST"
+      api_base: "http://127.0.0.1:$MOCK_PORT/_/$LITELLM_BURST"
 general_settings:
   master_key: sk-ssegate-bench
 litellm_settings:
@@ -381,6 +386,21 @@ stream_scenarios ssegate-sse "http://127.0.0.1:$SSEGATE_PORT/sse" sse direct-sse
 log "ssegate: the same $((STREAMS[2])) streams while /metrics is scraped every second"
 stream ssegate-ndjson "paced-${STREAMS[2]}-scrape" "http://127.0.0.1:$SSEGATE_PORT/ndjson/api/chat?$PACED" sse direct-ndjson \
     "${STREAMS[2]}" "${WINDOW[2]}" 200 --scrape "http://127.0.0.1:$ADMIN_PORT/metrics"
+log "ssegate: CPU per /metrics scrape (no streams open, every series populated)"
+scrape_cost() { # PID HOST PORT COUNT
+    local before after bytes=0 i out
+    before=$(cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}')
+    for i in $(seq 1 "$4"); do
+        out=$( (exec 3<>"/dev/tcp/$2/$3" && printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" >&3 && cat <&3) | wc -c)
+        bytes=$out
+    done
+    after=$(cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}')
+    printf '{"kind": "scrape", "target": "ssegate", "scenario": "scrape", "scrapes": %d, "bytes": %d, "cpu_ms_per_scrape": %s}\n' \
+        "$4" "$bytes" "$(awk -v a="$before" -v b="$after" -v n="$4" 'BEGIN {printf "%.3f", (b - a) / n / 1e6}')"
+}
+sleep 1
+scrape_cost "$SSEGATE_PID" 127.0.0.1 "$ADMIN_PORT" 20 >"$OUT/scrape--ssegate.json"
+cat "$OUT/scrape--ssegate.json" >&2
 stop_ssegate
 
 log "nginx $("$NGINX" -v 2>&1 | sed 's/.*: //')"
@@ -400,7 +420,8 @@ if [ "$LITELLM" = 1 ]; then
         stream litellm "paced-${STREAMS[$i]}" "$LURL" sse direct-ndjson "${STREAMS[$i]}" "${WINDOW[$i]}" 200 "${LHDR[@]}" \
             --body '{"model":"paced","messages":[{"role":"user","content":"hi"}],"stream":true}' --read-timeout 60
     done
-    stream litellm burst "$LURL" sse direct-ndjson "$BURST_STREAMS" "$BURST_WINDOW" 5000 "${LHDR[@]}" \
+    # Shorter bursts: LiteLLM delivers ~1,500 events/s on one core, 5,000-message streams would take minutes.
+    stream litellm burst "$LURL" sse direct-ndjson "$LITELLM_BURST_STREAMS" "$BURST_WINDOW" 1000 "${LHDR[@]}" \
         --body '{"model":"burst","messages":[{"role":"user","content":"hi"}],"stream":true}' --read-timeout 60
     kill "${LITELLM_PIDS[@]}" 2>/dev/null || true
 fi

@@ -198,10 +198,10 @@ pub fn markdown(meta: &Value, results: &[Value]) -> String {
             first["warmup_s"],
         );
         md.push_str(
-            "| target | events/s | p50 latency µs | p99 latency µs | p50 added µs | p99 added µs | p99 added vs nginx | \
+            "| target | events/s | proxy CPU % | p50 latency µs | p99 latency µs | p50 added µs | p99 added µs | p99 added vs nginx | \
              p50 first event µs | proxy CPU µs/event | vs nginx | events per CPU-s | lost/dup/reord | failed streams |\n",
         );
-        md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         let nginx = find(results, scenario, "nginx-ndjson");
         let added = |r: &Value, q: &str| -> Option<f64> {
             let floor = find(results, scenario, r["floor"].as_str()?)?;
@@ -215,9 +215,14 @@ pub fn markdown(meta: &Value, results: &[Value]) -> String {
             let a99 = added(r, "p99_us");
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{}/{} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{}/{} | {} |",
                 name(r["target"].as_str().unwrap_or("?")),
                 num(f(&r["events_per_s"]), 0),
+                if is_floor {
+                    "–".into()
+                } else {
+                    num(f(&r["cpu"]["proxy_cpu_util"]).map(|u| u * 100.0), 0)
+                },
                 auto(f(&r["latency"]["p50_us"])),
                 auto(f(&r["latency"]["p99_us"])),
                 if is_floor { "0 (floor)".into() } else { auto(a50) },
@@ -309,10 +314,27 @@ fn scrape_table(md: &mut String, results: &[Value]) {
         .iter()
         .filter(|r| r["kind"] == "stream" && r["scrape"]["ok"].as_u64().unwrap_or(0) > 0)
         .collect();
+    let probe = results.iter().find(|r| r["kind"] == "scrape");
+    if with.is_empty() && probe.is_none() {
+        return;
+    }
+    md.push_str("### Cost of scraping `/metrics` once a second\n\n");
+    if let Some(p) = probe {
+        let ms = f(&p["cpu_ms_per_scrape"]);
+        let _ = writeln!(
+            md,
+            "Measured directly: {} scrapes of a quiet ssegate whose every series is populated ({} bytes each) cost \
+             **{} ms of CPU per scrape**, i.e. {} % of one core at one scrape per second.\n",
+            p["scrapes"],
+            p["bytes"],
+            auto(ms),
+            num(ms.map(|m| m / 10.0), 2),
+        );
+    }
     if with.is_empty() {
         return;
     }
-    md.push_str("### Cost of scraping `/metrics` once a second\n\nThe same scenario with and without a `GET /metrics` every second during the window.\n\n");
+    md.push_str("Under load: the same scenario with and without a `GET /metrics` every second during the window (differences of a few per cent are run-to-run noise).\n\n");
     md.push_str("| scenario | target | CPU µs/event without | with | difference | scrapes | extra CPU per scrape ms | p99 latency µs without / with |\n|---|---|---|---|---|---|---|---|\n");
     for r in with {
         let scenario = r["scenario"].as_str().unwrap_or("");
@@ -450,7 +472,7 @@ mod tests {
         let md = markdown(&json!({"date": "2026-11-21"}), &results);
         assert!(md.contains("### 50 paced streams"), "{md}");
         // ssegate: 50 µs added vs nginx 100 µs added; CPU 4 vs 8.
-        assert!(md.contains("| ssegate NDJSON→SSE | 5000 | 75.0 | 150 | 25.0 | 50.0 | 0.50× | 300 | 4.00 | 0.50× | 250000 | 0/0/0 | 0 |"), "{md}");
+        assert!(md.contains("| ssegate NDJSON→SSE | 5000 | – | 75.0 | 150 | 25.0 | 50.0 | 0.50× | 300 | 4.00 | 0.50× | 250000 | 0/0/0 | 0 |"), "{md}");
         assert!(
             md.contains(
                 "| p99 added latency, ssegate NDJSON→SSE ≤ nginx passthrough (paced-50) | 50.0 µs vs 100 µs"

@@ -839,6 +839,10 @@ fn run_ready(args: ReadyArgs) -> Result<(), String> {
                 ok = true;
                 break;
             }
+            if let Ok(Some(status)) = child.try_wait() {
+                eprintln!("loadgen ready: {} exited early: {status}", args.cmd[0]);
+                break;
+            }
             std::thread::sleep(Duration::from_micros(500));
         }
         if ok {

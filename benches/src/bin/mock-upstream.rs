@@ -137,7 +137,10 @@ async fn connection(mut sock: TcpStream, defaults: Params) -> std::io::Result<()
         if path == "/healthz" {
             respond_plain(&mut sock, 200, "ok").await?;
         } else if let Some(kind) = Kind::for_path(&path) {
-            stream(&mut sock, kind, &params, req.close).await?;
+            if !stream(&mut sock, &mut buf, kind, &params, req.close).await? {
+                // The client went away mid-stream.
+                return Ok(());
+            }
         } else {
             respond_plain(&mut sock, 404, "no such path").await?;
         }
@@ -194,8 +197,33 @@ async fn respond_plain(sock: &mut TcpStream, status: u16, body: &str) -> std::io
     sock.write_all(head.as_bytes()).await
 }
 
-/// One streamed response.
-async fn stream(sock: &mut TcpStream, kind: Kind, p: &Params, close: bool) -> std::io::Result<()> {
+/// Waits until `due`; meanwhile bytes from the client are kept in `buf` (a pipelined request). Returns false
+/// when the client closed the connection, so that a stream paced for minutes does not hold the socket (and
+/// the proxy's side of it) after its client has gone.
+async fn wait_until(sock: &mut TcpStream, buf: &mut Vec<u8>, due: Instant) -> std::io::Result<bool> {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => return Ok(true),
+            n = read_more(sock, buf) => {
+                if n? == 0 {
+                    return Ok(false);
+                }
+                if buf.len() > 64 * 1024 {
+                    return Err(std::io::Error::other("client sends data while streaming"));
+                }
+            }
+        }
+    }
+}
+
+/// One streamed response. Returns false if the client closed the connection before the end.
+async fn stream(
+    sock: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    kind: Kind,
+    p: &Params,
+    close: bool,
+) -> std::io::Result<bool> {
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n{}\r\n",
         kind.content_type(),
@@ -212,8 +240,8 @@ async fn stream(sock: &mut TcpStream, kind: Kind, p: &Params, close: bool) -> st
     let mut write_no: u32 = 0;
     while seq < p.n {
         let due = start + pace * write_no;
-        if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
+        if due > Instant::now() && !wait_until(sock, buf, due).await? {
+            return Ok(false);
         }
         msgs.clear();
         let last = (seq + per_write).min(p.n);
@@ -244,5 +272,6 @@ async fn stream(sock: &mut TcpStream, kind: Kind, p: &Params, close: bool) -> st
         encode_chunk(&kind.epilogue(0), &mut out);
         sock.write_all(&out).await?;
     }
-    sock.write_all(LAST_CHUNK).await
+    sock.write_all(LAST_CHUNK).await?;
+    Ok(true)
 }
