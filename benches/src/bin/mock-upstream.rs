@@ -150,12 +150,11 @@ async fn connection(mut sock: TcpStream, defaults: Params) -> std::io::Result<()
     }
 }
 
+/// Reads what is available into the spare capacity of `buf`. Cancel-safe (it is raced against timers while
+/// streaming): `buf` only grows by the bytes actually read.
 async fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let len = buf.len();
-    buf.resize(len + 16 * 1024, 0);
-    let n = sock.read(&mut buf[len..]).await;
-    buf.truncate(len + *n.as_ref().unwrap_or(&0));
-    n
+    buf.reserve(16 * 1024);
+    sock.read_buf(buf).await
 }
 
 /// Reads and drops a request body; leaves what follows it in `buf`.
