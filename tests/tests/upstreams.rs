@@ -117,11 +117,9 @@ async fn a_pooled_connection_found_closed_is_retried_once_on_a_new_one() {
     // on reading the second request without answering a byte; the gateway must send that request again.
     bounded(async {
         let n = std::sync::atomic::AtomicUsize::new(0);
-        let mock = MockUpstream::start(move |_| {
-            match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
-                1 => Reply::raw(vec![Step::Close]),
-                _ => Reply::full(200, "application/x-ndjson", "{\"a\": 1}\n"),
-            }
+        let mock = MockUpstream::start(move |_| match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            1 => Reply::raw(vec![Step::Close]),
+            _ => Reply::full(200, "application/x-ndjson", "{\"a\": 1}\n"),
         })
         .await;
         let gw = gateway_for(&mock.url(), "").await;
@@ -130,6 +128,9 @@ async fn a_pooled_connection_found_closed_is_retried_once_on_a_new_one() {
             assert_eq!(resp.status, 200, "request {i}");
             assert_bytes(&resp.body_to_end().await, b"data: {\"a\":1}\n\n");
             assert_eq!(resp.end(), Some(&End::Clean), "request {i}");
+            // The gateway returns the connection to its pool just after the client saw the end: give it time,
+            // so that the second request really reuses it.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
         assert_eq!(mock.requests().len(), 3, "the second request is sent twice");
         assert_eq!(mock.connections(), 2, "the retry goes on a new connection");

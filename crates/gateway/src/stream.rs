@@ -490,7 +490,9 @@ impl<'a> Exchange<'a> {
         };
         let peer = match upstream::peer(&self.cfg().upstream, self.cfg()).await {
             Ok(p) => p,
-            Err(e) => return self.upstream_fail(session, ErrorType::UpstreamConnect, &e.to_string()).await,
+            Err(e) => {
+                return self.upstream_fail(session, ErrorType::UpstreamConnect, e.public_message(), &e).await
+            }
         };
         // 3. Send it and wait for the upstream's headers; commit early and heartbeat if they are slow. A reused
         // pooled connection that the upstream had already closed fails before any response byte (pingora marks
@@ -502,7 +504,9 @@ impl<'a> Exchange<'a> {
             let (mut up, reused) = match upstream::connect(&self.route.connector, &peer).await {
                 Ok(s) => s,
                 Err(e) => {
-                    return self.upstream_fail(session, ErrorType::UpstreamConnect, &e.to_string()).await
+                    return self
+                        .upstream_fail(session, ErrorType::UpstreamConnect, e.public_message(), &e)
+                        .await
                 }
             };
             let sent = async {
@@ -520,8 +524,8 @@ impl<'a> Exchange<'a> {
                     self.metrics.upstream_retry();
                     continue;
                 }
-                let msg = format!("sending the request upstream failed: {e}");
-                return self.upstream_fail(session, ErrorType::UpstreamConnect, &msg).await;
+                let msg = "sending the request to the upstream failed";
+                return self.upstream_fail(session, ErrorType::UpstreamConnect, msg, &e).await;
             }
             let request_sent = Instant::now();
             self.deadlines.header = Some(request_sent + self.cfg().header_timeout);
@@ -548,8 +552,8 @@ impl<'a> Exchange<'a> {
                 self.metrics.upstream_retry();
                 continue;
             }
-            let msg = format!("upstream failed before sending headers: {e}");
-            return self.upstream_fail(session, ErrorType::UpstreamReset, &msg).await;
+            let msg = "the upstream connection broke before the response headers";
+            return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &e).await;
         };
         self.deadlines.header = None;
         self.metrics.upstream_header(request_sent.elapsed());
@@ -557,7 +561,8 @@ impl<'a> Exchange<'a> {
         // 4. Decide what to do with the answer.
         let Some(resp) = up.response_header() else {
             up.shutdown().await;
-            return self.upstream_fail(session, ErrorType::UpstreamReset, "no response header").await;
+            let msg = "the upstream sent no response header";
+            return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &msg).await;
         };
         let status = resp.status.as_u16();
         self.upstream_status = Some(status);
@@ -712,9 +717,8 @@ impl<'a> Exchange<'a> {
                 }
                 Wake::Upstream(Err(e)) => {
                     up.shutdown().await;
-                    self.metrics.upstream_error(ErrorType::UpstreamReset.as_str());
-                    let msg = format!("upstream connection broke mid-stream: {e}");
-                    return self.fail(session, ErrorType::UpstreamReset, &msg, None).await;
+                    let msg = "the upstream connection broke mid-stream";
+                    return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &e).await;
                 }
                 Wake::ClientGone => return self.client_gone(&mut up).await,
                 Wake::ShutdownChanged => self.check_shutdown(),
@@ -926,10 +930,18 @@ impl<'a> Exchange<'a> {
     }
 
     /// An upstream failure before or after commit, counted.
-    async fn upstream_fail(&mut self, session: &mut ServerSession, ty: ErrorType, msg: &str) -> End {
+    /// An upstream failure: counted, logged with its full `detail` (addresses, pingora's error chain), and
+    /// reported to the client with the short `public` message only.
+    async fn upstream_fail(
+        &mut self,
+        session: &mut ServerSession,
+        ty: ErrorType,
+        public: &str,
+        detail: &(dyn std::fmt::Display + Sync),
+    ) -> End {
         self.metrics.upstream_error(ty.as_str());
-        tracing::warn!(route = %self.route.cfg.name, error_type = ty.as_str(), error = %msg, "upstream failure");
-        self.fail(session, ty, msg, None).await
+        tracing::warn!(route = %self.route.cfg.name, error_type = ty.as_str(), error = %detail, "upstream failure");
+        self.fail(session, ty, public, None).await
     }
 
     /// Reports a failure the only way the committed state allows, then ends the response.

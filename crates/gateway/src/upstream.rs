@@ -105,6 +105,28 @@ pub enum ConnectError {
     Connect { addr: SocketAddr, source: Box<pingora::Error> },
 }
 
+impl ConnectError {
+    /// What the client is told: the kind of failure, without the upstream's host, address or pingora's
+    /// internals (those go to the log).
+    pub fn public_message(&self) -> &'static str {
+        use pingora::ErrorType as E;
+        match self {
+            ConnectError::Resolve { .. } | ConnectError::NoAddress { .. } => {
+                "the upstream's host name could not be resolved"
+            }
+            ConnectError::Connect { source, .. } => match source.etype() {
+                E::ConnectTimedout => "connecting to the upstream timed out",
+                E::ConnectRefused => "the upstream refused the connection",
+                E::ConnectNoRoute => "no route to the upstream",
+                E::TLSHandshakeFailure | E::TLSHandshakeTimedout | E::InvalidCert | E::HandshakeError => {
+                    "the TLS handshake with the upstream failed"
+                }
+                _ => "cannot connect to the upstream",
+            },
+        }
+    }
+}
+
 /// Resolves the upstream (DNS off the blocking path) and returns a peer with the route's timeouts.
 pub async fn peer(upstream: &Upstream, route: &Route) -> Result<HttpPeer, ConnectError> {
     let addr = match upstream.host.parse::<std::net::IpAddr>() {
