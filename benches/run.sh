@@ -356,73 +356,87 @@ stream() {
     "${PIN_LOAD[@]}" "$LOADGEN" "${args[@]}" "$@" >/dev/null
 }
 
-# stream_scenarios TARGET BASE_URL(without the mock path) NDJSON_OR_SSE FLOOR
-stream_scenarios() {
-    local target=$1 base=$2 kind=$3 floor=$4 path parse i
-    if [ "$kind" = ndjson ]; then path=/api/chat; else path=/v1/chat/completions; fi
-    parse=sse
-    case "$target" in direct-ndjson|nginx-ndjson) parse=ndjson ;; esac
-    for i in 0 1 2; do
-        stream "$target" "paced-${STREAMS[$i]}" "$base$path?$PACED" "$parse" "$floor" "${STREAMS[$i]}" "${WINDOW[$i]}" 200
-    done
-    stream "$target" burst "$base$path?$BURST" "$parse" "$floor" "$BURST_STREAMS" "$BURST_WINDOW" 5000
+# run_target TARGET SCENARIO STREAMS WINDOW paced|burst: one target in one scenario.
+run_target() {
+    local target=$1 scenario=$2 streams=$3 window=$4 mode=$5 q=$PACED expect=200
+    if [ "$mode" = burst ]; then q=$BURST; expect=5000; fi
+    local nd=/api/chat?$q sse=/v1/chat/completions?$q
+    case "$target" in
+        direct-ndjson) SUT_PIDS=(); stream "$target" "$scenario" "http://127.0.0.1:$MOCK_PORT$nd" ndjson - "$streams" "$window" "$expect" ;;
+        direct-sse) SUT_PIDS=(); stream "$target" "$scenario" "http://127.0.0.1:$MOCK_PORT$sse" sse - "$streams" "$window" "$expect" ;;
+        ssegate-ndjson)
+            SUT_PIDS=("$SSEGATE_PID")
+            stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/ndjson$nd" sse direct-ndjson "$streams" "$window" "$expect" ;;
+        ssegate-sse)
+            SUT_PIDS=("$SSEGATE_PID")
+            stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/sse$sse" sse direct-sse "$streams" "$window" "$expect" ;;
+        nginx-ndjson)
+            SUT_PIDS=("${NGINX_PIDS[@]}")
+            stream "$target" "$scenario" "http://127.0.0.1:$NGINX_PORT$nd" ndjson direct-ndjson "$streams" "$window" "$expect" ;;
+        nginx-sse)
+            SUT_PIDS=("${NGINX_PIDS[@]}")
+            stream "$target" "$scenario" "http://127.0.0.1:$NGINX_PORT$sse" sse direct-sse "$streams" "$window" "$expect" ;;
+        litellm)
+            SUT_PIDS=("${LITELLM_PIDS[@]}")
+            local model=paced
+            if [ "$mode" = burst ]; then
+                # Shorter bursts: LiteLLM delivers ~2,500 events/s on one core; 5,000-message streams would take minutes.
+                model=burst; streams=$LITELLM_BURST_STREAMS; expect=1000
+            fi
+            stream litellm "$scenario" "http://127.0.0.1:$LITELLM_PORT/v1/chat/completions" sse direct-ndjson \
+                "$streams" "$window" "$expect" --header "Authorization: Bearer sk-ssegate-bench" --read-timeout 60 \
+                --body '{"model":"'"$model"'","messages":[{"role":"user","content":"hi"}],"stream":true}' ;;
+    esac
 }
 
-# --- the runs ----------------------------------------------------------------------------------------------
-
-log "results in $OUT"
-start_mock
-
-log "floor: the mock read directly"
-SUT_PIDS=()
-stream_scenarios direct-ndjson "http://127.0.0.1:$MOCK_PORT" ndjson -
-stream_scenarios direct-sse "http://127.0.0.1:$MOCK_PORT" sse -
-
-log "ssegate"
-start_ssegate
-SUT_PIDS=("$SSEGATE_PID")
-stream_scenarios ssegate-ndjson "http://127.0.0.1:$SSEGATE_PORT/ndjson" ndjson direct-ndjson
-stream_scenarios ssegate-sse "http://127.0.0.1:$SSEGATE_PORT/sse" sse direct-sse
-log "ssegate: the same $((STREAMS[2])) streams while /metrics is scraped every second"
-stream ssegate-ndjson "paced-${STREAMS[2]}-scrape" "http://127.0.0.1:$SSEGATE_PORT/ndjson/api/chat?$PACED" sse direct-ndjson \
-    "${STREAMS[2]}" "${WINDOW[2]}" 200 --scrape "http://127.0.0.1:$ADMIN_PORT/metrics"
-log "ssegate: CPU per /metrics scrape (no streams open, every series populated)"
-scrape_cost() { # PID HOST PORT COUNT
-    local before after bytes=0 i out
+scrape_cost() { # PID HOST PORT COUNT: CPU of PID per GET /metrics, as a result file on stdout
+    local before after bytes=0 i
     before=$(cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}')
     for i in $(seq 1 "$4"); do
-        out=$( (exec 3<>"/dev/tcp/$2/$3" && printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" >&3 && cat <&3) | wc -c)
-        bytes=$out
+        bytes=$( (exec 3<>"/dev/tcp/$2/$3" && printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" >&3 && cat <&3) | wc -c)
     done
     after=$(cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}')
     printf '{"kind": "scrape", "target": "ssegate", "scenario": "scrape", "scrapes": %d, "bytes": %d, "cpu_ms_per_scrape": %s}\n' \
         "$4" "$bytes" "$(awk -v a="$before" -v b="$after" -v n="$4" 'BEGIN {printf "%.3f", (b - a) / n / 1e6}')"
 }
+
+# --- the runs ----------------------------------------------------------------------------------------------
+# Scenario by scenario, every target back to back, so that whatever else runs on the machine affects the
+# targets of one table alike. The proxies idle (no CPU) while another target is measured.
+
+log "results in $OUT"
+start_mock
+start_ssegate
+start_nginx
+TARGETS=(direct-ndjson direct-sse ssegate-ndjson ssegate-sse nginx-ndjson nginx-sse)
+for i in 0 1 2; do
+    log "paced-${STREAMS[$i]}: ${STREAMS[$i]} streams, 10 ms between messages"
+    for t in "${TARGETS[@]}"; do
+        run_target "$t" "paced-${STREAMS[$i]}" "${STREAMS[$i]}" "${WINDOW[$i]}" paced
+    done
+done
+log "ssegate: ${STREAMS[2]} streams again while /metrics is scraped every second"
+SUT_PIDS=("$SSEGATE_PID")
+stream ssegate-ndjson "paced-${STREAMS[2]}-scrape" "http://127.0.0.1:$SSEGATE_PORT/ndjson/api/chat?$PACED" sse direct-ndjson \
+    "${STREAMS[2]}" "${WINDOW[2]}" 200 --scrape "http://127.0.0.1:$ADMIN_PORT/metrics"
+log "burst: $BURST_STREAMS streams of 5,000 messages, 8 per write, no pause"
+for t in "${TARGETS[@]}"; do
+    run_target "$t" burst "$BURST_STREAMS" "$BURST_WINDOW" burst
+done
+log "ssegate: CPU per /metrics scrape (no streams open, every series populated)"
 sleep 1
 scrape_cost "$SSEGATE_PID" 127.0.0.1 "$ADMIN_PORT" 20 >"$OUT/scrape--ssegate.json"
 cat "$OUT/scrape--ssegate.json" >&2
 stop_ssegate
-
-log "nginx $("$NGINX" -v 2>&1 | sed 's/.*: //')"
-start_nginx
-SUT_PIDS=("${NGINX_PIDS[@]}")
-stream_scenarios nginx-ndjson "http://127.0.0.1:$NGINX_PORT" ndjson direct-ndjson
-stream_scenarios nginx-sse "http://127.0.0.1:$NGINX_PORT" sse direct-sse
 stop_nginx
 
 if [ "$LITELLM" = 1 ]; then
-    log "LiteLLM $("$VENV/bin/pip" show litellm 2>/dev/null | sed -n 's/^Version: //p')"
+    log "LiteLLM $("$VENV/bin/pip" show litellm 2>/dev/null | sed -n 's/^Version: //p') (paced-${STREAMS[0]}, paced-${STREAMS[1]}, a shorter burst)"
     start_litellm
-    SUT_PIDS=("${LITELLM_PIDS[@]}")
-    LHDR=(--header "Authorization: Bearer sk-ssegate-bench")
-    LURL="http://127.0.0.1:$LITELLM_PORT/v1/chat/completions"
     for i in 0 1; do
-        stream litellm "paced-${STREAMS[$i]}" "$LURL" sse direct-ndjson "${STREAMS[$i]}" "${WINDOW[$i]}" 200 "${LHDR[@]}" \
-            --body '{"model":"paced","messages":[{"role":"user","content":"hi"}],"stream":true}' --read-timeout 60
+        run_target litellm "paced-${STREAMS[$i]}" "${STREAMS[$i]}" "${WINDOW[$i]}" paced
     done
-    # Shorter bursts: LiteLLM delivers ~1,500 events/s on one core, 5,000-message streams would take minutes.
-    stream litellm burst "$LURL" sse direct-ndjson "$LITELLM_BURST_STREAMS" "$BURST_WINDOW" 1000 "${LHDR[@]}" \
-        --body '{"model":"burst","messages":[{"role":"user","content":"hi"}],"stream":true}' --read-timeout 60
+    run_target litellm burst "$BURST_STREAMS" "$BURST_WINDOW" burst
     kill "${LITELLM_PIDS[@]}" 2>/dev/null || true
 fi
 

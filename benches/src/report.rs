@@ -188,9 +188,17 @@ pub fn markdown(meta: &Value, results: &[Value]) -> String {
         }
         rows.sort_by_key(|r| rank(r["target"].as_str().unwrap_or("")));
         let first = rows[0];
+        let loads: Vec<f64> = rows.iter().filter_map(|r| f(&r["loadavg_end"])).collect();
+        let load = if loads.is_empty() {
+            String::new()
+        } else {
+            let min = loads.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = loads.iter().copied().fold(0.0, f64::max);
+            format!(" 1-minute load average at the end of each window: {min:.1}–{max:.1}.")
+        };
         let _ = writeln!(
             md,
-            "### {title}\n\n{} streams, {} messages per stream, mock parameters `{}`; window {} s after a {} s warm-up.\n",
+            "### {title}\n\n{} streams, {} messages per stream, mock parameters `{}`; window {} s after a {} s warm-up.{load}\n",
             first["streams"],
             first["expect"],
             first["url"].as_str().and_then(|u| u.split_once('?')).map(|(_, q)| q).unwrap_or(""),

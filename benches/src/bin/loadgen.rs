@@ -632,9 +632,15 @@ async fn run_streams(args: StreamArgs) -> Result<(), String> {
         "cpu_us_per_event": if ev > 0.0 && !c.pid.is_empty() { json!(proxy_cpu_s * 1e6 / ev) } else { Value::Null },
         "events_per_cpu_s": if proxy_cpu_s > 0.0 { json!(ev / proxy_cpu_s) } else { Value::Null },
         "rss_kib": { "window_start": rss_a, "window_end": rss_b },
+        "loadavg_end": loadavg(),
         "scrape": { "url": args.scrape, "ok": scrape_ok, "failed": scrape_err, "bytes": scrape_bytes },
     });
     finish(&result, c.json.as_deref())
+}
+
+/// The 1-minute load average (other work on the machine during the run).
+fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 async fn scrape_once(url: &Url) -> Result<usize, String> {
