@@ -179,9 +179,10 @@ wait_status() { # HOST PORT PATH WANT SECONDS
 
 # All descendants of a PID (and the PID itself).
 pid_tree() {
-    local pid=$1 child
+    local pid=$1 child children
     echo "$pid"
-    for child in $(pgrep -P "$pid" 2>/dev/null || true); do
+    children=$(cat /proc/"$pid"/task/*/children 2>/dev/null || pgrep -P "$pid" 2>/dev/null || true)
+    for child in $children; do
         pid_tree "$child"
     done
 }
@@ -469,6 +470,12 @@ write_ssegate_config "$WORK/ready.toml" "$RPORT" "$RADMIN"
 # --- report ------------------------------------------------------------------------------------------------
 
 RUN_S=$(( $(date +%s) - RUN_START ))
+if [ -n "${SSEGATE_BIN:-}" ]; then
+    # A prebuilt binary: say where it came from (a file next to it, BIN.commit, may name the commit).
+    SSEGATE_DESC="$SSEGATE_BIN$( [ -f "$SSEGATE_BIN.commit" ] && echo " (built from $(cat "$SSEGATE_BIN.commit"))")"
+else
+    SSEGATE_DESC="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet -- crates 2>/dev/null || echo ' with uncommitted changes in crates/')"
+fi
 CPU_MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 CMD="benches/run.sh"
 [ "$QUICK" = 1 ] && CMD="$CMD --quick"
@@ -482,7 +489,7 @@ cat >"$OUT/meta.json" <<EOF
   "nproc": $NCPU,
   "cpu_model": "${CPU_MODEL//\"/}",
   "kernel": "$(uname -r)",
-  "ssegate": "$("$SSEGATE" --version 2>/dev/null | head -1 || echo ssegate) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet -- crates 2>/dev/null || echo ', uncommitted changes in crates/'))",
+  "ssegate": "$SSEGATE_DESC",
   "nginx": "$("$NGINX" -v 2>&1 | sed 's/.*: //')",
   "command": "$CMD",
   "quick": $QUICK,
