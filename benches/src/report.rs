@@ -163,6 +163,7 @@ pub fn markdown(meta: &Value, results: &[Value]) -> String {
         s(&meta["kernel"]),
         s(&meta["conditions"])
     );
+    let _ = writeln!(md, "- **Versions**: ssegate {}; {}.", s(&meta["ssegate"]), s(&meta["nginx"]));
     let _ = writeln!(md, "- **Pinning**: {}.", s(&meta["pinning"]));
     let _ = writeln!(md, "- **Command**: `{}` (run took {} s).", s(&meta["command"]), meta["run_s"]);
     let _ = writeln!(
