@@ -274,3 +274,83 @@ async fn stream(
     sock.write_all(LAST_CHUNK).await?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use ssegate_bench::chunked::ChunkedDecoder;
+    use ssegate_bench::http::parse_response;
+    use ssegate_bench::marker;
+
+    use super::*;
+
+    /// Reads one chunked response from `sock` (leftover bytes in `buf`); returns its body.
+    async fn response(sock: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, Vec<u8>) {
+        let end = loop {
+            if let Some(end) = head_end(buf) {
+                break end;
+            }
+            assert!(read_more(sock, buf).await.unwrap() > 0, "closed before the head");
+        };
+        let head = parse_response(&buf[..end]).unwrap();
+        buf.drain(..end);
+        assert_eq!(head.body, Framing::Chunked);
+        let mut dec = ChunkedDecoder::new();
+        let mut body = Vec::new();
+        loop {
+            let used = dec.feed(buf, |b| body.extend_from_slice(b)).unwrap();
+            buf.drain(..used);
+            if dec.is_done() {
+                return (head.status, body);
+            }
+            assert!(read_more(sock, buf).await.unwrap() > 0, "closed mid-body");
+        }
+    }
+
+    /// Paced streams on one keep-alive connection: every message of both responses, in order, and the
+    /// connection still usable after the pacing timers raced the reads.
+    #[tokio::test]
+    async fn paced_streams_on_a_keep_alive_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let _ = connection(sock, Params::default()).await;
+        });
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        let mut buf = Vec::new();
+        for (path, split) in [("/api/chat?n=4&pace_ms=3", b'\n'), ("/raw?n=3&pace_ms=2&chunk=split", b'\n')] {
+            let req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}");
+            sock.write_all(req.as_bytes()).await.unwrap();
+            let (status, body) = response(&mut sock, &mut buf).await;
+            assert_eq!(status, 200);
+            let seqs: Vec<u64> =
+                body.split(|&b| b == split).filter_map(marker::find).map(|(seq, _)| seq).collect();
+            let n: u64 = path.split("n=").nth(1).unwrap()[..1].parse().unwrap();
+            assert_eq!(seqs, (0..n).collect::<Vec<_>>(), "{path}");
+        }
+        sock.write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut rest = Vec::new();
+        sock.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.starts_with(b"HTTP/1.1 404"), "{}", String::from_utf8_lossy(&rest));
+    }
+
+    /// A client that leaves while the mock waits for the next message frees the connection at once.
+    #[tokio::test]
+    async fn a_client_gone_mid_wait_ends_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            connection(sock, Params::default()).await
+        });
+        let mut sock = TcpStream::connect(addr).await.unwrap();
+        sock.write_all(b"GET /api/chat?n=1&first_ms=600000 HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut head = [0u8; 12];
+        sock.read_exact(&mut head).await.unwrap();
+        drop(sock);
+        let done = tokio::time::timeout(Duration::from_secs(5), server).await;
+        assert!(done.is_ok(), "the mock still holds the connection");
+    }
+}
