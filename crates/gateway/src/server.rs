@@ -10,6 +10,7 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, Re
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -247,11 +248,15 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     server.bootstrap();
 
     let mut service = Service::new("ssegate".to_string(), Counted(app));
+    // No L4 read buffer: pingora's default is 64 KiB per downstream connection, most of it resident for the
+    // life of a stream, while an SSE client sends one small request and then nothing. Request heads are read
+    // into the HTTP layer's own buffer; TLS records into rustls' buffer.
+    let l4 = L4BufferSettings::default().read(0);
     for addr in &server_cfg.listen {
-        service.add_tcp(&addr.to_string());
+        service.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(l4));
     }
     if let Some((addr, settings)) = tls {
-        service.add_tls_with_settings(&addr.to_string(), None, settings);
+        service.add_listener(ListenerConfig::tcp(addr.to_string()).tls(settings).l4_buffer(l4));
     }
     server.add_service(service);
     if let Some(admin) = &config.admin {
