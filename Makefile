@@ -1,5 +1,5 @@
 # The two commands of the README's quick start, and a few more.
-.PHONY: demo test clients lint bench fuzz
+.PHONY: demo test clients lint bench load-bench fuzz
 
 demo:
 	@scripts/setup.sh --build-only
@@ -18,5 +18,10 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# Framing-core throughput (criterion).
 bench:
 	cargo bench -p ssegate-bench --bench frame
+
+# Load benchmarks: the floor, ssegate, nginx (installed when missing); about 5 minutes after the builds.
+load-bench:
+	benches/run.sh
