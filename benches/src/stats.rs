@@ -61,8 +61,13 @@ mod tests {
         assert_eq!(s["p99_us"], 99.0);
         assert_eq!(s["max_us"], 100.0);
         assert_eq!(summary(&histogram())["count"], 0);
+        // Out of range: clamped to the top of the range (10 minutes), not dropped, no panic.
         record(&mut h, u64::MAX);
-        assert!(s["max_us"].as_f64().unwrap() <= h.max() as f64 / 1_000.0 + 1.0);
+        let s = summary(&h);
+        assert_eq!(s["count"], 102);
+        let max_us = s["max_us"].as_f64().unwrap();
+        assert!(max_us <= h.max() as f64 / 1_000.0 + 1.0);
+        assert!((600e6..=610e6).contains(&max_us), "{max_us}");
     }
 
     #[test]
