@@ -37,6 +37,10 @@ pub struct Response {
     pub content_type: Option<String>,
 }
 
+/// The largest request or response head either binary reads; a peer sending more without ending its head is
+/// answered with an error instead of growing the buffer.
+pub const MAX_HEAD: usize = 64 * 1024;
+
 /// Where the head ends: the index just past the blank line, if `buf` holds a whole head.
 pub fn head_end(buf: &[u8]) -> Option<usize> {
     memchr::memmem::find(buf, b"\r\n\r\n").map(|p| p + 4)

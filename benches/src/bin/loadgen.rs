@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use ssegate_bench::chunked::ChunkedDecoder;
-use ssegate_bench::http::{head_end, parse_response, Framing, Url};
+use ssegate_bench::http::{head_end, parse_response, Framing, Url, MAX_HEAD};
 use ssegate_bench::marker::{self, now_ns};
 use ssegate_bench::seq::{SeqChecker, SeqReport};
 use ssegate_bench::{procfs, stats};
@@ -353,6 +353,9 @@ async fn open(ctx: &StreamCtx) -> Result<(TcpStream, BodyReader, BytesMut), Stre
     let end = loop {
         if let Some(end) = head_end(&buf) {
             break end;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(("http", format!("no end of the response head in {} bytes", buf.len())));
         }
         let n = read(&mut sock, &mut buf, ctx.read_timeout).await?;
         if n == 0 {
@@ -823,6 +826,9 @@ fn run_ready(args: ReadyArgs) -> Result<(), String> {
             }
             if memchr::memmem::find(&got, until).is_some() {
                 return got.starts_with(b"HTTP/1.1 200");
+            }
+            if got.len() > MAX_HEAD {
+                return false; // a probe answer is small: `until` is not coming
             }
         }
         got.starts_with(b"HTTP/1.1 200") && memchr::memmem::find(&got, until).is_some()

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ssegate_bench::chunked::{encode_chunk, ChunkedDecoder, LAST_CHUNK};
-use ssegate_bench::http::{head_end, parse_request, Framing};
+use ssegate_bench::http::{head_end, parse_request, Framing, MAX_HEAD};
 use ssegate_bench::marker::now_ns;
 use ssegate_bench::msg::Kind;
 use ssegate_bench::params::{parse_target, Chunking, Params};
@@ -117,7 +117,7 @@ async fn connection(mut sock: TcpStream, defaults: Params) -> std::io::Result<()
             if let Some(end) = head_end(&buf) {
                 break end;
             }
-            if buf.len() > 64 * 1024 {
+            if buf.len() > MAX_HEAD {
                 return respond_plain(&mut sock, 431, "request head too large").await;
             }
             if read_more(&mut sock, &mut buf).await? == 0 {
@@ -207,7 +207,7 @@ async fn wait_until(sock: &mut TcpStream, buf: &mut Vec<u8>, due: Instant) -> st
                 if n? == 0 {
                     return Ok(false);
                 }
-                if buf.len() > 64 * 1024 {
+                if buf.len() > MAX_HEAD {
                     return Err(std::io::Error::other("client sends data while streaming"));
                 }
             }
