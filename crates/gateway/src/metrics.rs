@@ -152,6 +152,8 @@ struct Families {
     auth_failures: IntCounterVec,
     rejected: IntCounterVec,
     downstream_rejected: IntCounterVec,
+    /// `DOWNSTREAM_REJECT_REASONS` order (created at 0 in [`Families::new`]).
+    downstream_rejected_by_reason: [IntCounter; DOWNSTREAM_REJECT_REASONS.len()],
     upstream_retries: IntCounterVec,
     build_info: IntGaugeVec,
     ready: IntGauge,
@@ -193,6 +195,11 @@ fn register<C: Collector + Clone + 'static>(c: &C) {
 
 impl Families {
     fn new() -> Families {
+        let downstream_rejected = counter_vec(
+            "ssegate_downstream_rejected_total",
+            "Requests refused before a route was chosen, by reason.",
+            &["reason"],
+        );
         let f = Families {
             connections_open: gauge(
                 "ssegate_downstream_connections_open",
@@ -278,11 +285,9 @@ impl Families {
                 "Requests a route refused before contacting the upstream, by reason.",
                 &["route", "reason"],
             ),
-            downstream_rejected: counter_vec(
-                "ssegate_downstream_rejected_total",
-                "Requests refused before a route was chosen, by reason.",
-                &["reason"],
-            ),
+            downstream_rejected_by_reason: DOWNSTREAM_REJECT_REASONS
+                .map(|r| downstream_rejected.with_label_values(&[r])),
+            downstream_rejected,
             upstream_retries: counter_vec(
                 "ssegate_upstream_retries_total",
                 "Requests sent again on a new upstream connection because a reused (pooled) one was found closed \
@@ -318,9 +323,6 @@ impl Families {
         register(&f.rejected);
         register(&f.downstream_rejected);
         register(&f.upstream_retries);
-        for reason in DOWNSTREAM_REJECT_REASONS {
-            f.downstream_rejected.with_label_values(&[reason]).inc_by(0);
-        }
         register(&f.build_info);
         register(&f.ready);
         f.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -444,7 +446,19 @@ pub fn connection_opened() -> OpenConnection {
 
 /// A request refused before a route was chosen; `reason` is one of [`DOWNSTREAM_REJECT_REASONS`].
 pub fn downstream_rejected(reason: &'static str) {
-    families().downstream_rejected.with_label_values(&[reason]).inc();
+    let f = families();
+    inc_by_label(&f.downstream_rejected_by_reason, &DOWNSTREAM_REJECT_REASONS, reason, || {
+        f.downstream_rejected.with_label_values(&[reason])
+    });
+}
+
+/// Increments the pre-resolved handle of `label` (`handles[i]` belongs to `labels[i]`). A label missing
+/// from the list (added to the code without updating it) is still counted, by a label lookup (`slow`).
+fn inc_by_label(handles: &[IntCounter], labels: &[&str], label: &str, slow: impl FnOnce() -> IntCounter) {
+    match labels.iter().position(|l| *l == label).and_then(|i| handles.get(i)) {
+        Some(c) => c.inc(),
+        None => slow().inc(),
+    }
 }
 
 /// Sets `ssegate_ready`. The admin listener refreshes it from the `/readyz` state on every scrape.
@@ -517,19 +531,16 @@ impl RouteMetrics {
 
     /// `kind` is [`ssegate_frame::DecodeError::kind`] (one of [`DECODE_ERROR_KINDS`]).
     pub fn decode_error(&self, kind: &'static str) {
-        match DECODE_ERROR_KINDS.iter().position(|k| *k == kind) {
-            Some(i) => self.decode_errors[i].inc(),
-            // A kind added without updating the list: still counted (slow path, bounded by the code).
-            None => families().decode_errors.with_label_values(&[&*self.route, kind]).inc(),
-        }
+        inc_by_label(&self.decode_errors, &DECODE_ERROR_KINDS, kind, || {
+            families().decode_errors.with_label_values(&[&*self.route, kind])
+        });
     }
 
     /// `kind` is one of [`UPSTREAM_ERROR_KINDS`].
     pub fn upstream_error(&self, kind: &'static str) {
-        match UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind) {
-            Some(i) => self.upstream_errors[i].inc(),
-            None => families().upstream_errors.with_label_values(&[&*self.route, kind]).inc(),
-        }
+        inc_by_label(&self.upstream_errors, &UPSTREAM_ERROR_KINDS, kind, || {
+            families().upstream_errors.with_label_values(&[&*self.route, kind])
+        });
     }
 
     /// A request without a valid client key (`ssegate_auth_failures_total`).
@@ -544,10 +555,9 @@ impl RouteMetrics {
 
     /// A request the route refused; `reason` is one of [`REJECT_REASONS`].
     pub fn rejected(&self, reason: &'static str) {
-        match REJECT_REASONS.iter().position(|r| *r == reason) {
-            Some(i) => self.rejected[i].inc(),
-            None => families().rejected.with_label_values(&[&*self.route, reason]).inc(),
-        }
+        inc_by_label(&self.rejected, &REJECT_REASONS, reason, || {
+            families().rejected.with_label_values(&[&*self.route, reason])
+        });
     }
 
     /// The stream ended: `ssegate_streams_total{format,outcome}` and `ssegate_stream_duration_seconds`.
