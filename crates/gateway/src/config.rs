@@ -937,32 +937,16 @@ impl<'a> Cx<'a> {
         let mut ok = true;
         for var in raw.keys_env.unwrap_or_default() {
             let name = var.get_ref();
-            if !is_env_name(name) {
-                self.err(var.span(), format!("auth.keys_env: {name:?} is not an environment variable name"));
+            let Some(text) = self.env_var("auth.keys_env", name, var.span()) else {
                 ok = false;
                 continue;
+            };
+            let found = security::parse_keys(&text, false);
+            if found.is_empty() {
+                self.err(var.span(), format!("auth.keys_env: environment variable {name} holds no key"));
+                ok = false;
             }
-            match std::env::var(name) {
-                Err(std::env::VarError::NotPresent) => {
-                    self.err(var.span(), format!("auth.keys_env: environment variable {name} is not set"));
-                    ok = false;
-                }
-                Err(std::env::VarError::NotUnicode(_)) => {
-                    self.err(var.span(), format!("auth.keys_env: environment variable {name} is not UTF-8"));
-                    ok = false;
-                }
-                Ok(text) => {
-                    let found = security::parse_keys(&text, false);
-                    if found.is_empty() {
-                        self.err(
-                            var.span(),
-                            format!("auth.keys_env: environment variable {name} holds no key"),
-                        );
-                        ok = false;
-                    }
-                    keys.extend(found);
-                }
-            }
+            keys.extend(found);
         }
         for file in raw.keys_file.unwrap_or_default() {
             if file.get_ref().is_empty() {
@@ -970,21 +954,16 @@ impl<'a> Cx<'a> {
                 ok = false;
                 continue;
             }
-            let path = self.resolve(file.get_ref());
-            match std::fs::read_to_string(&path) {
-                Err(e) => {
-                    self.err(file.span(), format!("auth.keys_file: cannot read {}: {e}", path.display()));
-                    ok = false;
-                }
-                Ok(text) => {
-                    let found = security::parse_keys(&text, true);
-                    if found.is_empty() {
-                        self.err(file.span(), format!("auth.keys_file: {} holds no key", path.display()));
-                        ok = false;
-                    }
-                    keys.extend(found);
-                }
+            let Some((path, text)) = self.read_text("auth.keys_file", file.get_ref(), file.span()) else {
+                ok = false;
+                continue;
+            };
+            let found = security::parse_keys(&text, true);
+            if found.is_empty() {
+                self.err(file.span(), format!("auth.keys_file: {} holds no key", path.display()));
+                ok = false;
             }
+            keys.extend(found);
         }
         (ok && !keys.is_empty()).then(|| KeySet::new(keys))
     }
@@ -1049,43 +1028,15 @@ impl<'a> Cx<'a> {
             };
             let reference = &after[..end];
             if let Some(name) = reference.strip_prefix("env:") {
-                if !is_env_name(name) {
-                    self.err(
-                        raw.span(),
-                        format!("upstream_headers.{key}: {name:?} is not an environment variable name"),
-                    );
-                    return None;
-                }
-                match std::env::var(name) {
-                    Ok(v) => out.push_str(&v),
-                    Err(e) => {
-                        let why = match e {
-                            std::env::VarError::NotPresent => "is not set",
-                            std::env::VarError::NotUnicode(_) => "is not UTF-8",
-                        };
-                        self.err(
-                            raw.span(),
-                            format!("upstream_headers.{key}: environment variable {name} {why}"),
-                        );
-                        return None;
-                    }
-                }
+                let v = self.env_var(&format!("upstream_headers.{key}"), name, raw.span())?;
+                out.push_str(&v);
             } else if let Some(file) = reference.strip_prefix("file:") {
                 if file.is_empty() {
                     self.err(raw.span(), format!("upstream_headers.{key}: empty file path in ${{file:}}"));
                     return None;
                 }
-                let path = self.resolve(file);
-                match std::fs::read_to_string(&path) {
-                    Ok(v) => out.push_str(v.trim_end_matches(['\r', '\n'])),
-                    Err(e) => {
-                        self.err(
-                            raw.span(),
-                            format!("upstream_headers.{key}: cannot read {}: {e}", path.display()),
-                        );
-                        return None;
-                    }
-                }
+                let (_, v) = self.read_text(&format!("upstream_headers.{key}"), file, raw.span())?;
+                out.push_str(v.trim_end_matches(['\r', '\n']));
             } else {
                 self.err(
                     raw.span(),
@@ -1099,6 +1050,37 @@ impl<'a> Cx<'a> {
         }
         out.push_str(rest);
         Some(Secret::new(out))
+    }
+
+    /// The value of the environment variable `name`; `what` (`auth.keys_env`) starts the error messages.
+    fn env_var(&mut self, what: &str, name: &str, span: Range<usize>) -> Option<String> {
+        if !is_env_name(name) {
+            self.err(span, format!("{what}: {name:?} is not an environment variable name"));
+            return None;
+        }
+        match std::env::var(name) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let why = match e {
+                    std::env::VarError::NotPresent => "is not set",
+                    std::env::VarError::NotUnicode(_) => "is not UTF-8",
+                };
+                self.err(span, format!("{what}: environment variable {name} {why}"));
+                None
+            }
+        }
+    }
+
+    /// The resolved path of `file` and its text; `what` (`auth.keys_file`) starts the error message.
+    fn read_text(&mut self, what: &str, file: &str, span: Range<usize>) -> Option<(PathBuf, String)> {
+        let path = self.resolve(file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Some((path, text)),
+            Err(e) => {
+                self.err(span, format!("{what}: cannot read {}: {e}", path.display()));
+                None
+            }
+        }
     }
 
     fn cors(&mut self, raw: Spanned<RawCors>) -> Option<Cors> {
