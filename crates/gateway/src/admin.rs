@@ -59,6 +59,11 @@ impl Health {
     const fn new() -> Health {
         Health { ready: AtomicBool::new(false), draining: AtomicBool::new(false) }
     }
+
+    /// Every traffic listener accepted a probe and draining has not started.
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+    }
 }
 
 static HEALTH: Health = Health::new();
@@ -75,7 +80,7 @@ pub fn is_draining() -> bool {
 
 /// Whether `/readyz` answers 200: every traffic listener accepted a probe and draining has not started.
 pub fn is_ready() -> bool {
-    HEALTH.ready.load(Ordering::SeqCst) && !is_draining()
+    HEALTH.is_ready()
 }
 
 #[async_trait]
@@ -307,9 +312,7 @@ fn respond_with(method: &str, path: &str, health: &Health) -> (u16, &'static str
     }
     match path {
         "/metrics" => {
-            crate::metrics::set_ready(
-                health.ready.load(Ordering::SeqCst) && !health.draining.load(Ordering::SeqCst),
-            );
+            crate::metrics::set_ready(health.is_ready());
             let mut body = Vec::with_capacity(16 * 1024);
             match prometheus::TextEncoder::new().encode(&prometheus::gather(), &mut body) {
                 Ok(()) => (200, METRICS_CONTENT_TYPE, body),

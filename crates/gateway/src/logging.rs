@@ -209,7 +209,7 @@ fn ms(d: Duration) -> f64 {
 pub fn access(rec: &AccessRecord<'_>) {
     let path = rec.path.split('?').next().unwrap_or(rec.path);
     tracing::info!(
-        target: "ssegate::access",
+        target: ACCESS_TARGET,
         route = rec.route,
         method = rec.method,
         path = path,
