@@ -6,14 +6,16 @@
 #   scripts/setup.sh --build-only only what building the binary needs (what `make demo` needs)
 #
 # The test dependencies are Debian packages: promtool, Chromium + chromedriver (browser test of the demo page),
-# Python's venv module and Node/npm. The Python and npm packages of tests/clients are project-local (a venv and
-# node_modules under tests/clients) and installed by scripts/clients.sh.
+# Python's venv module, Node/npm and systemd-analyze (verifies deploy/systemd). The Python and npm packages of
+# tests/clients are project-local (a venv and node_modules under tests/clients) and installed by scripts/clients.sh.
 set -euo pipefail
 
 build_only=0
 [ "${1:-}" != "--build-only" ] || build_only=1
 
 need=()
+command -v make >/dev/null 2>&1 || need+=(make)                   # .ci/run calls `make test` after this script
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)            # the linker rustc calls; C parts of dependencies
 command -v cmake >/dev/null 2>&1 || need+=(cmake)                 # pingora-core builds zlib-ng with cmake
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates) # https upstreams use the system roots
 command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -25,6 +27,7 @@ if [ "$build_only" -eq 0 ]; then
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)    # test_deploy: `systemd-analyze verify` of the unit
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
