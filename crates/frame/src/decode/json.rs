@@ -44,6 +44,11 @@ impl Invalid {
     }
 }
 
+/// The error item of a framing failure (a stray or mismatched bracket, a truncated value, ...).
+pub(crate) fn malformed(reason: &'static str, recoverable: bool) -> Item {
+    Item::Error(DecodeError::MalformedJson { reason, recoverable })
+}
+
 /// The content of a JSON string in the message: `start..end` excludes the quotes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Span {

@@ -16,8 +16,7 @@
 
 use bytes::Bytes;
 
-use super::json::skip_ws;
-use super::json_stream::malformed;
+use super::json::{malformed, skip_ws};
 use super::scan::{Fed, Framer};
 use crate::Item;
 

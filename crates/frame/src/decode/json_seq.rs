@@ -17,8 +17,7 @@
 use bytes::Bytes;
 use memchr::memchr;
 
-use super::json::skip_ws;
-use super::json_stream::malformed;
+use super::json::{malformed, skip_ws};
 use super::scan::{Fed, Framer};
 use crate::Item;
 

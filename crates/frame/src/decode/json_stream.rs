@@ -18,9 +18,9 @@
 use bytes::Bytes;
 use memchr::memchr;
 
-use super::json::skip_ws;
+use super::json::{malformed, skip_ws};
 use super::scan::{Fed, Framer};
-use crate::{DecodeError, Item};
+use crate::Item;
 
 /// The json-stream decoder.
 #[derive(Debug)]
@@ -29,10 +29,6 @@ pub(crate) struct JsonStreamDecoder {
     in_value: bool,
     /// After a framing error: skip to the next LF.
     resync: bool,
-}
-
-pub(crate) fn malformed(reason: &'static str, recoverable: bool) -> Item {
-    Item::Error(DecodeError::MalformedJson { reason, recoverable })
 }
 
 impl JsonStreamDecoder {

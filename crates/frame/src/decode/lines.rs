@@ -10,39 +10,20 @@
 
 use bytes::Bytes;
 
-use super::split::{Breaks, LineSink, LineSplitter};
+use super::split::{Breaks, LineDecoder, LineSink};
 use crate::{DecodeError, Event, Item};
 
 /// The lines decoder.
-#[derive(Debug)]
-pub(crate) struct LinesDecoder {
-    lines: LineSplitter,
-    sink: Sink,
-}
+pub(crate) type LinesDecoder = LineDecoder<Sink>;
 
 #[derive(Debug)]
-struct Sink {
+pub(crate) struct Sink {
     max: usize,
 }
 
 impl LinesDecoder {
     pub(crate) fn new(max: usize) -> Self {
-        LinesDecoder { lines: LineSplitter::new(Breaks::Any), sink: Sink { max } }
-    }
-
-    pub(crate) fn push(&mut self, chunk: &Bytes, out: &mut Vec<Item>) {
-        self.lines.push(&mut self.sink, chunk, out);
-    }
-
-    pub(crate) fn buffered(&self) -> usize {
-        self.lines.buffered()
-    }
-
-    pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {
-        let last = self.lines.finish();
-        if !last.is_empty() {
-            self.sink.line(&last, None, out);
-        }
+        LineDecoder::from_sink(Breaks::Any, Sink { max })
     }
 }
 

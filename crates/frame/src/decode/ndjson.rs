@@ -13,38 +13,21 @@
 use bytes::Bytes;
 
 use super::json::{self, is_ws};
-use super::split::{Breaks, LineSink, LineSplitter};
+use super::split::{Breaks, LineDecoder, LineSink};
 use crate::{DecodeError, Item};
 
 /// The NDJSON decoder.
-#[derive(Debug)]
-pub(crate) struct NdjsonDecoder {
-    lines: LineSplitter,
-    sink: Sink,
-}
+pub(crate) type NdjsonDecoder = LineDecoder<Sink>;
 
 #[derive(Debug)]
-struct Sink {
+pub(crate) struct Sink {
     max: usize,
     field: Option<Box<[u8]>>,
 }
 
 impl NdjsonDecoder {
     pub(crate) fn new(max: usize, field: Option<Box<[u8]>>) -> Self {
-        NdjsonDecoder { lines: LineSplitter::new(Breaks::Lf), sink: Sink { max, field } }
-    }
-
-    pub(crate) fn push(&mut self, chunk: &Bytes, out: &mut Vec<Item>) {
-        self.lines.push(&mut self.sink, chunk, out);
-    }
-
-    pub(crate) fn buffered(&self) -> usize {
-        self.lines.buffered()
-    }
-
-    pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {
-        let last = self.lines.finish();
-        self.sink.line(&last, None, out);
+        LineDecoder::from_sink(Breaks::Lf, Sink { max, field })
     }
 }
 

@@ -32,6 +32,36 @@ pub(crate) trait LineSink {
     fn too_long(&mut self, out: &mut Vec<Item>);
 }
 
+/// A decoder that is a [`LineSplitter`] feeding one [`LineSink`] (`lines` and `ndjson`; `sse` adds the BOM
+/// and its end-of-stream rule around its own).
+#[derive(Debug)]
+pub(crate) struct LineDecoder<S> {
+    lines: LineSplitter,
+    sink: S,
+}
+
+impl<S: LineSink> LineDecoder<S> {
+    pub(crate) fn from_sink(breaks: Breaks, sink: S) -> Self {
+        LineDecoder { lines: LineSplitter::new(breaks), sink }
+    }
+
+    pub(crate) fn push(&mut self, chunk: &Bytes, out: &mut Vec<Item>) {
+        self.lines.push(&mut self.sink, chunk, out);
+    }
+
+    pub(crate) fn buffered(&self) -> usize {
+        self.lines.buffered()
+    }
+
+    /// Ends the stream: the unterminated last line, if there is one, goes to the sink.
+    pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {
+        let last = self.lines.finish();
+        if !last.is_empty() {
+            self.sink.line(&last, None, out);
+        }
+    }
+}
+
 /// Splits a byte stream into lines.
 #[derive(Debug)]
 pub(crate) struct LineSplitter {
