@@ -192,6 +192,13 @@ pid_tree() {
     done
 }
 
+# stop_pid PID SIGNAL: signals a process this script started and waits for it to exit (nothing when PID is empty).
+stop_pid() {
+    [ -n "$1" ] || return 0
+    kill -"$2" "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
 MOCK_PID=""
 MOCK_PORT=""
 start_mock() {
@@ -252,14 +259,8 @@ start_ssegate() {
     wait_status 127.0.0.1 "$SSEGATE_PORT" "/ndjson/api/chat?n=1&pace_ms=0" 200 5
 }
 
-stop_ssegate() {
-    if [ -n "$SSEGATE_PID" ]; then
-        # SIGINT: pingora's fast shutdown (nothing to drain between scenarios).
-        kill -INT "$SSEGATE_PID" 2>/dev/null || true
-        wait "$SSEGATE_PID" 2>/dev/null || true
-        SSEGATE_PID=""
-    fi
-}
+# SIGINT: pingora's fast shutdown (nothing to drain between scenarios).
+stop_ssegate() { stop_pid "$SSEGATE_PID" INT; SSEGATE_PID=""; }
 
 NGINX_PID=""
 NGINX_PORT=""
@@ -310,13 +311,7 @@ EOF
     PIDS+=("${NGINX_PIDS[@]}")
 }
 
-stop_nginx() {
-    if [ -n "$NGINX_PID" ]; then
-        kill "$NGINX_PID" 2>/dev/null || true
-        wait "$NGINX_PID" 2>/dev/null || true
-        NGINX_PID=""
-    fi
-}
+stop_nginx() { stop_pid "$NGINX_PID" TERM; NGINX_PID=""; }
 
 LITELLM_PID=""
 LITELLM_PORT=""
@@ -348,18 +343,32 @@ EOF
     PIDS+=("${LITELLM_PIDS[@]}")
 }
 
-# stream TARGET SCENARIO URL PARSE FLOOR STREAMS WINDOW EXPECT [extra loadgen args...]; PIDs in SUT_PIDS.
+# The processes of the system under test (the proxy measured); loadgen reads their CPU and RSS.
 SUT_PIDS=()
+# loadgen MODE TARGET SCENARIO NAME [loadgen args...]: one measurement, the result in OUT/NAME--TARGET.json.
+loadgen() {
+    local mode=$1 target=$2 scenario=$3 name=$4 pid args=()
+    shift 4
+    for pid in "${SUT_PIDS[@]}"; do args+=(--pid "$pid"); done
+    "${PIN_LOAD[@]}" "$LOADGEN" "$mode" --method POST --mock-pid "$MOCK_PID" "${args[@]}" \
+        --target "$target" --scenario "$scenario" --json "$OUT/$name--$target.json" "$@" >/dev/null
+}
+
+# stream TARGET SCENARIO URL PARSE FLOOR STREAMS WINDOW EXPECT [extra loadgen args...]
 stream() {
     local target=$1 scenario=$2 url=$3 parse=$4 floor=$5 streams=$6 window=$7 expect=$8
     shift 8
-    local args=(stream --url "$url" --method POST --parse "$parse" --expect "$expect" --streams "$streams"
-        --duration "$window" --warmup "$WARMUP" --ramp-rate 1000 --mock-pid "$MOCK_PID"
-        --target "$target" --scenario "$scenario" --json "$OUT/$scenario--$target.json")
+    local args=(--url "$url" --parse "$parse" --expect "$expect" --streams "$streams"
+        --duration "$window" --warmup "$WARMUP" --ramp-rate 1000)
     [ "$floor" = - ] || args+=(--floor "$floor")
-    local pid
-    for pid in "${SUT_PIDS[@]}"; do args+=(--pid "$pid"); done
-    "${PIN_LOAD[@]}" "$LOADGEN" "${args[@]}" "$@" >/dev/null
+    loadgen stream "$target" "$scenario" "$scenario" "${args[@]}" "$@"
+}
+
+# idle TARGET URL: IDLE_STREAMS streams that stay open without messages (the upstream's first one is 10 minutes
+# away), held IDLE_HOLD seconds.
+idle() {
+    loadgen idle "$1" "idle-$IDLE_STREAMS" idle --url "$2?n=1&first_ms=600000" --streams "$IDLE_STREAMS" \
+        --ramp-rate 3000 --hold "$IDLE_HOLD"
 }
 
 # run_target TARGET SCENARIO STREAMS WINDOW paced|burst: one target in one scenario.
@@ -446,22 +455,16 @@ if [ "$LITELLM" = 1 ]; then
     kill "${LITELLM_PIDS[@]}" 2>/dev/null || true
 fi
 
-IDLE_URL_ARGS="n=1&first_ms=600000"
-IDLE_RAMP=3000
 log "idle: $IDLE_STREAMS streams, ssegate (fresh process, heartbeat every 1 s)"
 start_ssegate
-"${PIN_LOAD[@]}" "$LOADGEN" idle --url "http://127.0.0.1:$SSEGATE_PORT/idle/api/chat?$IDLE_URL_ARGS" --method POST \
-    --streams "$IDLE_STREAMS" --ramp-rate "$IDLE_RAMP" --hold "$IDLE_HOLD" --pid "$SSEGATE_PID" --mock-pid "$MOCK_PID" \
-    --target ssegate --scenario "idle-$IDLE_STREAMS" --json "$OUT/idle--ssegate.json" >/dev/null
+SUT_PIDS=("$SSEGATE_PID")
+idle ssegate "http://127.0.0.1:$SSEGATE_PORT/idle/api/chat"
 stop_ssegate
 
 log "idle: $IDLE_STREAMS streams, nginx (fresh process, no heartbeats)"
 start_nginx
-IDLE_PID_ARGS=()
-for pid in "${NGINX_PIDS[@]}"; do IDLE_PID_ARGS+=(--pid "$pid"); done
-"${PIN_LOAD[@]}" "$LOADGEN" idle --url "http://127.0.0.1:$NGINX_PORT/api/chat?$IDLE_URL_ARGS" --method POST \
-    --streams "$IDLE_STREAMS" --ramp-rate "$IDLE_RAMP" --hold "$IDLE_HOLD" "${IDLE_PID_ARGS[@]}" --mock-pid "$MOCK_PID" \
-    --target nginx --scenario "idle-$IDLE_STREAMS" --json "$OUT/idle--nginx.json" >/dev/null
+SUT_PIDS=("${NGINX_PIDS[@]}")
+idle nginx "http://127.0.0.1:$NGINX_PORT/api/chat"
 stop_nginx
 
 log "start → ready: $READY_RUNS starts of ssegate"
