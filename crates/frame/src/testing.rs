@@ -56,27 +56,38 @@ pub fn concat_data(items: &[Item]) -> Vec<u8> {
 /// contract) the concatenated data must be invariant instead and every event valid UTF-8.
 pub fn check_invariance(format: Format, opts: &DecoderOptions, input: &[u8]) -> Result<(), String> {
     let whole = feed_whole(format, opts, input);
-    let same = |other: &[Item], how: &dyn Fn() -> String| -> Result<(), String> {
-        if format == Format::Chunks {
-            if concat_data(other) != concat_data(&whole) {
-                return Err(format!("{format}: concatenated data differs when {}", how()));
-            }
-            if let Some(bad) = events(other).find(|ev| std::str::from_utf8(&ev.data).is_err()) {
-                return Err(format!("{format}: event {bad:?} splits a character when {}", how()));
-            }
-        } else if other != whole.as_slice() {
-            return Err(format!(
-                "{format}: items differ when {}\n whole: {whole:?}\n split: {other:?}\n input: {:?}",
-                how(),
-                String::from_utf8_lossy(input)
-            ));
-        }
-        Ok(())
-    };
     for at in 0..=input.len() {
-        same(&feed_split(format, opts, input, at), &|| format!("split at {at}"))?;
+        same_items(format, input, &whole, &feed_split(format, opts, input, at), &|| {
+            format!("split at {at}")
+        })?;
     }
-    same(&feed_bytewise(format, opts, input), &|| "fed byte by byte".to_string())
+    same_items(format, input, &whole, &feed_bytewise(format, opts, input), &|| "fed byte by byte".to_string())
+}
+
+/// Whether `other`, the items of `input` fed in another chunking (`how`), agree with `whole`, those of the
+/// unsplit feed: the same items, or for [`Format::Chunks`] the same text in events that split no character.
+fn same_items(
+    format: Format,
+    input: &[u8],
+    whole: &[Item],
+    other: &[Item],
+    how: &dyn Fn() -> String,
+) -> Result<(), String> {
+    if format == Format::Chunks {
+        if concat_data(other) != concat_data(whole) {
+            return Err(format!("{format}: concatenated data differs when {}", how()));
+        }
+        if let Some(bad) = events(other).find(|ev| std::str::from_utf8(&ev.data).is_err()) {
+            return Err(format!("{format}: event {bad:?} splits a character when {}", how()));
+        }
+    } else if other != whole {
+        return Err(format!(
+            "{format}: items differ when {}\n whole: {whole:?}\n split: {other:?}\n input: {:?}",
+            how(),
+            String::from_utf8_lossy(input)
+        ));
+    }
+    Ok(())
 }
 
 fn events(items: &[Item]) -> impl Iterator<Item = &Event> {
@@ -129,20 +140,8 @@ pub fn oracle_format(format: Format, opts: &DecoderOptions, input: &[u8], at: us
     let whole = feed_whole(format, opts, input);
     let split = feed_split(format, opts, input, at);
     let bytewise = feed_bytewise(format, opts, input);
-    if format == Format::Chunks {
-        for other in [&split, &bytewise] {
-            if concat_data(other) != concat_data(&whole) {
-                return Err(format!("chunks: text depends on chunking: {whole:?} vs {other:?}"));
-            }
-        }
-    } else {
-        if split != whole {
-            return Err(format!("{format}: split at {at} differs:\n whole: {whole:?}\n split: {split:?}"));
-        }
-        if bytewise != whole {
-            return Err(format!("{format}: byte-by-byte differs:\n whole: {whole:?}\n bytes: {bytewise:?}"));
-        }
-    }
+    same_items(format, input, &whole, &split, &|| format!("split at {at}"))?;
+    same_items(format, input, &whole, &bytewise, &|| "fed byte by byte".to_string())?;
     for ev in events(&whole).chain(events(&split)) {
         check_event_text(ev)?;
         if format == Format::Lines && ev.data.iter().any(|&c| c == b'\r' || c == b'\n') {
