@@ -186,20 +186,9 @@ impl Gateway {
         }
         let config_path = dir.path().join("ssegate.toml");
         std::fs::write(&config_path, &text).expect("write the config");
-        let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
-        let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
-        let child = Command::new(bin)
-            .envs(env.iter().copied())
-            .args(args)
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let mut cmd = Command::new(bin);
+        cmd.envs(env.iter().copied()).args(args).arg("run").arg("--config").arg(&config_path);
+        let child = spawn_logged(cmd, dir.path());
         let mut gw = Gateway { child, dir, config_path, addr, addr2, admin, tls, exited: None };
 
         let mut wait_for = vec![addr];
@@ -247,20 +236,9 @@ impl Gateway {
     /// the new process logs into its own temp dir.
     pub fn spawn_upgrade(&self) -> Gateway {
         let dir = tempfile::Builder::new().prefix("ssegate-upgrade-").tempdir().expect("create a temp dir");
-        let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
-        let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
-        let bin = binary();
-        let child = Command::new(&bin)
-            .arg("run")
-            .arg("-u")
-            .arg("--config")
-            .arg(&self.config_path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let mut cmd = Command::new(binary());
+        cmd.arg("run").arg("-u").arg("--config").arg(&self.config_path);
+        let child = spawn_logged(cmd, dir.path());
         Gateway {
             child,
             dir,
@@ -361,21 +339,55 @@ impl Drop for Gateway {
     }
 }
 
-/// Runs `ssegate <args>` to completion; returns (exit code, stdout + stderr).
+/// Spawns `cmd` in `dir` with stdin closed and stdout/stderr into `dir/stdout.log` / `dir/stderr.log` (read
+/// back by [`Gateway::stdout`] and [`Gateway::stderr`]).
+fn spawn_logged(mut cmd: Command, dir: &Path) -> Child {
+    let stdout = File::create(dir.join("stdout.log")).expect("create stdout.log");
+    let stderr = File::create(dir.join("stderr.log")).expect("create stderr.log");
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()))
+}
+
+/// How long [`run_cli`] waits for the command to exit.
+pub const CLI_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `ssegate <args>` to completion (killed, and a panic, if it does not exit within [`CLI_TIMEOUT`]);
+/// returns (exit code, stdout and stderr interleaved as written).
 pub fn run_cli(args: &[&str]) -> (Option<i32>, String) {
     run_cli_env(args, &[])
 }
 
 /// Like [`run_cli`], with extra environment variables.
 pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let out = Command::new(binary())
+    let dir = tempfile::tempdir().expect("create a temp dir");
+    let out_path = dir.path().join("out.log");
+    let out = File::create(&out_path).expect("create out.log");
+    let mut child = Command::new(binary())
         .envs(env.iter().copied())
         .args(args)
         .current_dir(workspace_root())
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::from(out.try_clone().expect("clone out.log")))
+        .stderr(Stdio::from(out))
+        .spawn()
         .expect("run ssegate");
-    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code(), text)
+    let deadline = Instant::now() + CLI_TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for ssegate") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(status.is_some(), "ssegate {args:?} did not exit within {CLI_TIMEOUT:?}:\n{text}");
+    (status.and_then(|s| s.code()), text)
 }

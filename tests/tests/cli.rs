@@ -5,10 +5,8 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use ssegate_tests::gateway::{binary, run_cli, workspace_root};
+use ssegate_tests::gateway::{run_cli, workspace_root};
 
 fn write_temp(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
@@ -109,40 +107,11 @@ fn version_prints_the_version() {
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
 }
 
-/// Runs `ssegate args` with a 10 s bound; (exit code, output).
-fn run_bounded(args: &[&str]) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("out.log");
-    let out = std::fs::File::create(&out_path).unwrap();
-    let mut child = Command::new(binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if t.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
-    assert!(status.is_some(), "ssegate {args:?} did not exit within 10 s:\n{text}");
-    (status.and_then(|s| s.code()), text)
-}
-
 #[test]
 fn run_with_a_broken_config_exits_non_zero_without_panicking() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_temp(dir.path(), "broken.toml", "[server]\nlisten = [\"127.0.0.1:8080\"]\nbogus = 1\n");
-    let (code, out) = run_bounded(&["run", "--config", &path]);
+    let (code, out) = run_cli(&["run", "--config", &path]);
     assert!(code.is_some_and(|c| c != 0), "non-zero exit, got {code:?}:\n{out}");
     assert!(!out.contains("panicked"), "no panic:\n{out}");
     assert_has_location(&out, &path, 3);
@@ -162,7 +131,7 @@ fn run_with_a_port_in_use_exits_non_zero_without_panicking() {
              [[route]]\nname = \"r\"\npath_prefix = \"/r\"\nupstream = \"http://127.0.0.1:9\"\n"
         ),
     );
-    let (code, out) = run_bounded(&["run", "--config", &path]);
+    let (code, out) = run_cli(&["run", "--config", &path]);
     assert!(code.is_some_and(|c| c != 0), "non-zero exit, got {code:?}:\n{out}");
     assert!(!out.contains("panicked"), "no panic:\n{out}");
     assert!(out.contains(&port.to_string()), "the message names the address:\n{out}");
