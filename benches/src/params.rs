@@ -16,6 +16,10 @@ pub enum Chunking {
     Batch,
 }
 
+/// The largest write a request may ask for (`size` × messages per write): the mock assembles a write in
+/// memory, and loadgen's decoder takes events up to this size.
+pub const MAX_WRITE: u64 = 16 << 20;
+
 /// Parameters of one mock response.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params {
@@ -69,7 +73,12 @@ impl Params {
                     }
                     self.chunk = Chunking::Batch;
                 }
-                "first_ms" => self.first_ms = v.parse().map_err(|_| bad())?,
+                "first_ms" => {
+                    self.first_ms = v.parse().map_err(|_| bad())?;
+                    if self.first_ms > 3_600_000 {
+                        return Err(bad());
+                    }
+                }
                 _ => return Err(format!("unknown parameter {k:?}")),
             }
         }
@@ -98,6 +107,9 @@ pub fn parse_target(target: &str, defaults: &Params) -> Result<(String, Params),
         path = format!("/{tail}");
     }
     params.apply(query)?;
+    if (params.size as u64).saturating_mul(params.per_write()) > MAX_WRITE {
+        return Err(format!("size × messages per write is above {MAX_WRITE} bytes"));
+    }
     Ok((path, params))
 }
 
@@ -120,5 +132,10 @@ mod tests {
         assert!(parse_target("/x?bogus=1", &d).is_err());
         assert!(parse_target("/x?n=-1", &d).is_err());
         assert!(parse_target("/x?batch=0", &d).is_err());
+        // Bounded: a request cannot make the mock allocate without limit or overflow its clock.
+        assert!(parse_target("/x?first_ms=18446744073709551615", &d).is_err());
+        assert!(parse_target("/x?size=99999999999", &d).is_err());
+        assert!(parse_target("/_/size=1048576/x?batch=17", &d).is_err());
+        assert!(parse_target("/x?size=1048576&batch=16", &d).is_ok());
     }
 }

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use ssegate_bench::chunked::ChunkedDecoder;
 use ssegate_bench::http::{head_end, parse_response, Framing, Url, MAX_HEAD};
 use ssegate_bench::marker::{self, now_ns};
+use ssegate_bench::params::MAX_WRITE;
 use ssegate_bench::seq::{SeqChecker, SeqReport};
 use ssegate_bench::{procfs, stats};
 use ssegate_frame::{Decoder, DecoderOptions, Format, Item};
@@ -284,7 +285,7 @@ struct BodyReader {
 
 impl BodyReader {
     fn new(framing: Framing, format: Format) -> Self {
-        let opts = DecoderOptions { max_event_size: 16 << 20, event_field: None, comments: true };
+        let opts = DecoderOptions { max_event_size: MAX_WRITE as usize, event_field: None, comments: true };
         BodyReader {
             framing,
             chunked: ChunkedDecoder::new(),
