@@ -487,6 +487,17 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
+    /// Whether `GET /readyz` answers something `want` accepts within a generous bound (5 s).
+    async fn readyz_becomes(addr: SocketAddr, want: impl Fn(&str) -> bool) -> bool {
+        for _ in 0..500 {
+            if want(&get(addr, "GET /readyz HTTP/1.1\r\n\r\n").await) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     #[tokio::test]
     async fn serves_over_tcp_and_keeps_serving_after_shutdown() {
         let health = leak(false, false);
@@ -508,15 +519,7 @@ mod tests {
 
         // The traffic listener comes up: ready within a generous bound.
         let _traffic = TcpListener::bind(traffic_addr).await.unwrap();
-        let mut ready = false;
-        for _ in 0..500 {
-            if get(addr, "GET /readyz HTTP/1.1\r\n\r\n").await.ends_with("\r\n\r\nready") {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(ready);
+        assert!(readyz_becomes(addr, |r| r.ends_with("\r\n\r\nready")).await);
 
         let r = get(addr, "GET /metrics HTTP/1.1\r\n\r\n").await;
         assert!(r.contains("Content-Type: text/plain; version=0.0.4\r\n"), "{r}");
@@ -532,16 +535,7 @@ mod tests {
 
         // Shutdown: still serving, /readyz now draining.
         tx.send(true).unwrap();
-        let mut draining = false;
-        for _ in 0..500 {
-            let r = get(addr, "GET /readyz HTTP/1.1\r\n\r\n").await;
-            if r.starts_with("HTTP/1.1 503 ") && r.ends_with("draining") {
-                draining = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(draining);
+        assert!(readyz_becomes(addr, |r| r.starts_with("HTTP/1.1 503 ") && r.ends_with("draining")).await);
         drop(tx);
         tokio::time::sleep(Duration::from_millis(20)).await;
         let r = get(addr, "GET /healthz HTTP/1.1\r\n\r\n").await;

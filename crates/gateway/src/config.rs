@@ -798,18 +798,17 @@ impl<'a> Cx<'a> {
                 Some(ef) => {
                     if ef.get_ref().is_empty() {
                         self.err(ef.span(), "event_field must not be empty");
-                    } else if let Some(FormatChoice::Passthrough | FormatChoice::Fixed(_)) = format {
-                        let json = matches!(format, Some(FormatChoice::Fixed(f)) if f.is_json());
-                        if !json {
-                            let name = format.map_or("", format_choice_name);
-                            self.err(
-                                ef.span(),
-                                format!(
-                                    "event_field only applies to JSON formats (ndjson, json-stream, json-seq, \
-                                     json-array) or auto, not format {name:?}"
-                                ),
-                            );
-                        }
+                    } else if matches!(format, Some(FormatChoice::Passthrough))
+                        || matches!(format, Some(FormatChoice::Fixed(f)) if !f.is_json())
+                    {
+                        let name = format.map_or("", format_choice_name);
+                        self.err(
+                            ef.span(),
+                            format!(
+                                "event_field only applies to JSON formats (ndjson, json-stream, json-seq, \
+                                 json-array) or auto, not format {name:?}"
+                            ),
+                        );
                     }
                     Some(ef.into_inner())
                 }
