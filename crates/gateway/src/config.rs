@@ -229,7 +229,12 @@ pub const MIN_HEARTBEAT: Duration = Duration::from_millis(10);
 /// Longest accepted duration anywhere in the file (365 days): keeps every `Instant + d` far from overflow.
 pub const MAX_DURATION_VALUE: Duration = Duration::from_secs(365 * 24 * 3600);
 
-const FORMAT_NAMES: &str = "auto, passthrough, sse, ndjson, json-stream, json-seq, json-array, lines, chunks";
+/// Every accepted `format` value, for the "unknown format" message (derived, so a new format is listed).
+fn format_names() -> String {
+    let mut names = vec!["auto", "passthrough"];
+    names.extend(Format::ALL.map(Format::name));
+    names.join(", ")
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Raw TOML structs: a 1:1 mirror of the file. Everything that is validated keeps its span.
@@ -779,7 +784,7 @@ impl<'a> Cx<'a> {
                     None => {
                         self.err(
                             f.span(),
-                            format!("unknown format {:?}; expected one of {FORMAT_NAMES}", f.get_ref()),
+                            format!("unknown format {:?}; expected one of {}", f.get_ref(), format_names()),
                         );
                         None
                     }
