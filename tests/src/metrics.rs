@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,19 @@ impl Scrape {
             content_type: resp.header("content-type").map(str::to_string),
             text,
             samples,
+        }
+    }
+
+    /// Scrapes until `pred` holds (up to 3 s: metrics are updated one after another, a moment after the
+    /// client saw the response); returns the last scrape either way.
+    pub async fn until(admin: SocketAddr, pred: impl Fn(&Scrape) -> bool) -> Scrape {
+        let t = Instant::now();
+        loop {
+            let s = Scrape::fetch(admin).await;
+            if pred(&s) || t.elapsed() > Duration::from_secs(3) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -15,18 +15,6 @@ use ssegate_tests::{bounded, gateway_for, get, request, show, sse, Gateway, Mock
 
 const R: (&str, &str) = ("route", "r");
 
-/// Scrapes until `pred` holds (up to 3 s); returns the last scrape either way.
-async fn scrape_until(gw: &Gateway, pred: impl Fn(&Scrape) -> bool) -> Scrape {
-    let t = Instant::now();
-    loop {
-        let s = Scrape::fetch(gw.admin_addr()).await;
-        if pred(&s) || t.elapsed() > Duration::from_secs(3) {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The non-bucket `ssegate_` lines of a scrape, for failure messages.
 fn report(s: &Scrape) -> String {
     s.text
@@ -42,7 +30,7 @@ type Expect<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
 /// Scrapes until every expectation holds (metrics are updated one after another, so a scrape can land in
 /// between; up to 3 s), then asserts each, reporting every mismatch.
 async fn expect_metrics(gw: &Gateway, expected: &[Expect<'_>]) -> Scrape {
-    let s = scrape_until(gw, |s| expected.iter().all(|(n, l, v)| s.value(n, l) == *v)).await;
+    let s = Scrape::until(gw.admin_addr(), |s| expected.iter().all(|(n, l, v)| s.value(n, l) == *v)).await;
     let bad: Vec<String> = expected
         .iter()
         .filter(|(n, l, v)| s.value(n, l) != *v)
@@ -68,7 +56,7 @@ async fn admin_endpoints_answer() {
         let mut h = request(gw.admin_addr(), "GET", "/healthz", &[], b"").await;
         h.body_to_end().await;
         assert_eq!(h.status, 200);
-        let s = scrape_until(&gw, |_| true).await;
+        let s = Scrape::fetch(gw.admin_addr()).await;
         assert_eq!(s.status, 200);
         assert!(
             s.content_type.as_deref().is_some_and(|c| c.starts_with("text/plain")),
@@ -113,7 +101,7 @@ async fn stream_gauges_counters_and_histograms_follow_a_completed_stream() {
         ))
         .await;
         let gw = gateway_for(&mock.url(), "heartbeat_interval = \"0s\"").await;
-        let before = scrape_until(&gw, |_| true).await;
+        let before = Scrape::fetch(gw.admin_addr()).await;
         assert_eq!(before.value("ssegate_streams_active", &[R]), 0.0);
 
         let mut resp = get(gw.addr(), "/r").await;
@@ -196,7 +184,7 @@ async fn client_disconnect_is_counted() {
         let gw = gateway_for(&mock.url(), "").await;
         let mut resp = get(gw.addr(), "/r").await;
         resp.next_event().await.unwrap();
-        let during = scrape_until(&gw, |s| s.value("ssegate_streams_active", &[R]) == 1.0).await;
+        let during = Scrape::until(gw.admin_addr(), |s| s.value("ssegate_streams_active", &[R]) == 1.0).await;
         assert_eq!(during.value("ssegate_streams_active", &[R]), 1.0, "{}", during.text);
         drop(resp);
         expect_metrics(
@@ -320,7 +308,7 @@ async fn dashboard_queries_only_metrics_that_exist() {
         let names: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
         assert!(!names.is_empty(), "the dashboard queries no ssegate metrics");
         let (gw, _mock) = busy_gateway().await;
-        let scrape = scrape_until(&gw, |_| true).await;
+        let scrape = Scrape::fetch(gw.admin_addr()).await;
         let have = scrape.names();
         let missing: Vec<_> = names.iter().filter(|n| !have.contains(*n)).collect();
         assert!(missing.is_empty(), "dashboard metrics missing from a real scrape: {missing:?}");
@@ -332,7 +320,7 @@ async fn dashboard_queries_only_metrics_that_exist() {
 async fn promtool_accepts_a_real_scrape() {
     bounded(async {
         let (gw, _mock) = busy_gateway().await;
-        let scrape = scrape_until(&gw, |_| true).await;
+        let scrape = Scrape::fetch(gw.admin_addr()).await;
         let child = Command::new("promtool")
             .args(["check", "metrics"])
             .stdin(Stdio::piped())

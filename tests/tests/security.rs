@@ -32,18 +32,8 @@ async fn expect_json_error(resp: &mut Response, status: u16, ty: &str) {
 
 /// Scrapes until `name{labels}` reaches `value` (up to 3 s); asserts it.
 async fn expect_metric(gw: &Gateway, name: &str, labels: &[(&str, &str)], value: f64) {
-    let t = Instant::now();
-    loop {
-        let s = Scrape::fetch(gw.admin_addr()).await;
-        let v = s.value(name, labels);
-        if v == value {
-            return;
-        }
-        if t.elapsed() > Duration::from_secs(3) {
-            panic!("{name}{labels:?} = {v}, expected {value}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let v = Scrape::until(gw.admin_addr(), |s| s.value(name, labels) == value).await.value(name, labels);
+    assert!(v == value, "{name}{labels:?} = {v}, expected {value}");
 }
 
 // ---- client keys ------------------------------------------------------------------------------------
@@ -207,8 +197,13 @@ async fn injected_credentials_replace_the_clients_and_no_secret_leaks_anywhere()
                 run_cli_env(&["check", "--config", &gw.config_path().display().to_string()], &env);
             assert_eq!(code, Some(0), "{out}");
             captured.push_str(&out);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let log = gw.stderr() + &gw.stdout();
+            // The access line of the last stream is written a moment after its client saw the end.
+            let t = Instant::now();
+            let mut log = gw.stderr() + &gw.stdout();
+            while !log.contains("stream finished") && t.elapsed() < Duration::from_secs(3) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                log = gw.stderr() + &gw.stdout();
+            }
             assert!(log.contains("stream finished"), "no access log at trace level?\n{log}");
             assert!(
                 log.contains("DEBUG") || log.contains("\"level\":\"DEBUG\""),

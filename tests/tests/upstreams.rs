@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ssegate_tests::client::End;
+use ssegate_tests::metrics::Scrape;
 use ssegate_tests::tls::TestCert;
 use ssegate_tests::{
     assert_bytes, assert_sse_head, bounded, config, gateway_for, get, route, show, sse, Gateway,
@@ -134,8 +135,8 @@ async fn a_pooled_connection_found_closed_is_retried_once_on_a_new_one() {
         }
         assert_eq!(mock.requests().len(), 3, "the second request is sent twice");
         assert_eq!(mock.connections(), 2, "the retry goes on a new connection");
-        let scrape = ssegate_tests::metrics::Scrape::fetch(gw.admin_addr()).await;
-        assert_eq!(scrape.value("ssegate_upstream_retries_total", &[("route", "r")]), 1.0);
+        let retries = |s: &Scrape| s.value("ssegate_upstream_retries_total", &[("route", "r")]);
+        assert_eq!(retries(&Scrape::until(gw.admin_addr(), |s| retries(s) == 1.0).await), 1.0);
     })
     .await;
 }
