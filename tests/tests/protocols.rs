@@ -27,6 +27,14 @@ fn gated_ndjson(gate: &Gate) -> Reply {
     )
 }
 
+/// A gateway with `routes` and a `[server.tls]` listener presenting `cert` next to the plaintext one.
+async fn tls_gateway(cert: &TestCert, routes: &str) -> Gateway {
+    let tls = "\n[server.tls]\nlisten = \"$TLS_LISTEN\"\ncert = \"$DIR/cert.pem\"\nkey = \"$DIR/key.pem\"\n";
+    let files: &[(&str, &[u8])] =
+        &[("cert.pem", cert.cert_pem.as_bytes()), ("key.pem", cert.key_pem.as_bytes())];
+    Gateway::start_with(&config_with(tls, routes), files).await
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge_streaming() {
     bounded(async {
@@ -72,14 +80,7 @@ async fn tls_h2_streaming_with_a_generated_certificate() {
         let cert = TestCert::generate();
         let gate = Gate::new();
         let mock = MockUpstream::serve(gated_ndjson(&gate)).await;
-        let tls =
-            "\n[server.tls]\nlisten = \"$TLS_LISTEN\"\ncert = \"$DIR/cert.pem\"\nkey = \"$DIR/key.pem\"\n";
-        let cfg = config_with(tls, &route("r", "/r", &mock.url(), "heartbeat_interval = \"0s\""));
-        let gw = Gateway::start_with(
-            &cfg,
-            &[("cert.pem", cert.cert_pem.as_bytes()), ("key.pem", cert.key_pem.as_bytes())],
-        )
-        .await;
+        let gw = tls_gateway(&cert, &route("r", "/r", &mock.url(), "heartbeat_interval = \"0s\"")).await;
         let mut resp = h2_tls_request(gw.tls_addr().unwrap(), &cert.cert_der, "GET", "/r/s", b"").await;
         assert_eq!(resp.version, "HTTP/2.0");
         assert_sse_head(&resp);
@@ -203,14 +204,7 @@ async fn tls_listener_also_serves_http1_by_alpn() {
             vec![Step::send("{\"a\": 1}\n"), Step::End],
         ))
         .await;
-        let tls =
-            "\n[server.tls]\nlisten = \"$TLS_LISTEN\"\ncert = \"$DIR/cert.pem\"\nkey = \"$DIR/key.pem\"\n";
-        let cfg = config_with(tls, &route("r", "/r", &mock.url(), ""));
-        let gw = Gateway::start_with(
-            &cfg,
-            &[("cert.pem", cert.cert_pem.as_bytes()), ("key.pem", cert.key_pem.as_bytes())],
-        )
-        .await;
+        let gw = tls_gateway(&cert, &route("r", "/r", &mock.url(), "")).await;
         let conn = ssegate_tests::client::Conn::tls(gw.tls_addr().unwrap(), &cert.cert_der).await;
         let mut resp = conn.send("GET", "/r", &[("Accept", "text/event-stream")], b"").await;
         assert_eq!(resp.version, "HTTP/1.1");
