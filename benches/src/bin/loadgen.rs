@@ -74,7 +74,7 @@ struct Common {
     #[arg(long, default_value_t = 1)]
     streams: usize,
     /// Connections opened per second.
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(long, default_value_t = 1000.0, value_parser = positive)]
     ramp_rate: f64,
     /// PIDs of the system under test (CPU time and RSS are summed over them), repeatable.
     #[arg(long)]
@@ -119,7 +119,7 @@ struct StreamArgs {
     #[arg(long)]
     scrape: Option<String>,
     /// Seconds between scrapes.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = positive)]
     scrape_interval: f64,
 }
 
@@ -191,8 +191,19 @@ fn run_local(fut: impl std::future::Future<Output = Result<(), String>>) -> Resu
     rt.block_on(local.run_until(fut))
 }
 
+/// Seconds from the command line or arithmetic on them: negative and NaN give 0, anything above 10^9 s (an
+/// infinite ramp, say) is cut there, so that neither `Duration` nor `Instant` arithmetic can panic.
 fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s.max(0.0))
+    Duration::try_from_secs_f64(s.clamp(0.0, 1e9)).unwrap_or_default()
+}
+
+/// A rate or an interval that must be above zero (`--ramp-rate 0` would never open a stream, `--scrape-interval
+/// 0` would scrape in a busy loop).
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a number above 0")),
+    }
 }
 
 /// Everything the streams of one run add up.
