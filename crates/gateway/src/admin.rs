@@ -191,10 +191,9 @@ async fn probe_until_ready(probe: Vec<SocketAddr>, health: &'static Health) {
 /// One admin connection: read the head, answer, close.
 async fn handle(mut stream: TcpStream, health: &'static Health) {
     let mut buf = Vec::with_capacity(1024);
-    let (head, unread) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
-        Ok(Ok(read)) => read,
-        Ok(Err(HeadError::Closed)) | Err(_) => return,
-        Ok(Err(HeadError::TooLarge)) => (Head::TooLarge, true),
+    let Ok(Some((head, unread))) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await
+    else {
+        return;
     };
     let (status, content_type, body, head_only) = match head {
         Head::TooLarge => (431, TEXT, b"request header too large".to_vec(), false),
@@ -227,11 +226,6 @@ async fn handle(mut stream: TcpStream, health: &'static Health) {
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
-enum HeadError {
-    Closed,
-    TooLarge,
-}
-
 enum Head {
     Request { method: String, path: String },
     Malformed,
@@ -239,21 +233,22 @@ enum Head {
 }
 
 /// Reads until the end of the request head (blank line) and parses the request line. The flag says
-/// whether the client sent or announced bytes past the head (a body, a pipelined request).
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(Head, bool), HeadError> {
+/// whether the client sent or announced bytes past the head (a body, a pipelined request, the rest of a
+/// head over [`MAX_HEAD`]). `None`: the connection closed or failed first.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Head, bool)> {
     let mut chunk = [0u8; 1024];
     loop {
         if let Some(end) = head_end(buf) {
             let head = &buf[..end];
             let unread = end < buf.len() || announces_body(head);
-            return Ok((parse_request_line(head), unread));
+            return Some((parse_request_line(head), unread));
         }
         if buf.len() >= MAX_HEAD {
-            return Err(HeadError::TooLarge);
+            return Some((Head::TooLarge, true));
         }
-        let n = stream.read(&mut chunk).await.map_err(|_| HeadError::Closed)?;
+        let n = stream.read(&mut chunk).await.ok()?;
         if n == 0 {
-            return Err(HeadError::Closed);
+            return None;
         }
         buf.extend_from_slice(&chunk[..n]);
     }
