@@ -146,18 +146,10 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
     }
     let (path, query) = match security::check_target(session.req_header().raw_path()) {
         Ok((path, query)) => (path.to_owned(), query.map(str::to_owned)),
-        Err(msg) => {
-            metrics::downstream_rejected("bad_target");
-            let reusable = session.drain_request_body().await.is_ok();
-            respond::send_json_error(session, ErrorType::BadRequest, msg).await;
-            return reusable;
-        }
+        Err(msg) => return refuse(session, "bad_target", ErrorType::BadRequest, msg).await,
     };
     let Some((state, rest)) = gw.router.find(&path) else {
-        metrics::downstream_rejected("not_found");
-        let reusable = session.drain_request_body().await.is_ok();
-        respond::send_json_error(session, ErrorType::NotFound, "no route matches this path").await;
-        return reusable;
+        return refuse(session, "not_found", ErrorType::NotFound, "no route matches this path").await;
     };
     let cors = match &state.cfg.cors {
         None => Vec::new(),
@@ -203,6 +195,16 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
     matches!(end, End::Completed | End::Failed { reusable: true, .. }) && !*shutdown.borrow()
 }
 
+/// A refusal before a route is chosen: counted, the body drained within [`drain_some`]'s bounds, answered.
+/// Returns whether the connection may be reused.
+async fn refuse(session: &mut ServerSession, reason: &'static str, ty: ErrorType, msg: &str) -> bool {
+    metrics::downstream_rejected(reason);
+    drain_some(session).await;
+    let reusable = keep_if_body_done(session);
+    respond::send_json_error(session, ty, msg).await;
+    reusable
+}
+
 /// The CORS headers of an actual (non-preflight) response on a CORS route: always `Vary: Origin`; for an
 /// allowed origin also `Access-Control-Allow-Origin` (the origin, or `*`), `-Allow-Credentials` when
 /// configured, and `-Expose-Headers`. A disallowed origin gets no CORS headers (the browser then refuses
@@ -229,7 +231,8 @@ async fn preflight_answer(
     cors: &security::Cors,
     origin: &HeaderValue,
 ) -> bool {
-    let reusable = session.drain_request_body().await.is_ok();
+    drain_some(session).await;
+    let reusable = keep_if_body_done(session);
     let req = session.req_header();
     let method = req.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD).map_or(&b""[..], |v| v.as_bytes());
     let allowed = cors
@@ -427,13 +430,11 @@ impl<'a> Exchange<'a> {
         extra: Option<(HeaderName, HeaderValue)>,
     ) -> End {
         self.route.metrics.rejected(reason);
-        if !session.is_body_done() {
-            session.set_keepalive(None);
-        }
+        let reusable = keep_if_body_done(session);
         let mut headers = self.cors.clone();
         headers.extend(extra);
         Box::pin(respond::send_json_error_with(session, ty, msg, &headers)).await;
-        End::Failed { ty, reusable: session.is_body_done() }
+        End::Failed { ty, reusable }
     }
 
     async fn run(&mut self, session: &mut ServerSession, upstream_path: &str) -> End {
@@ -1013,6 +1014,16 @@ async fn drain_some(session: &mut ServerSession) {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// After a refusal the connection is kept only if the request body was read to its end (unread body bytes
+/// would be taken for the next request); otherwise it is closed after the answer.
+fn keep_if_body_done(session: &mut ServerSession) -> bool {
+    let done = session.is_body_done();
+    if !done {
+        session.set_keepalive(None);
+    }
+    done
 }
 
 async fn read_body(session: &mut ServerSession, limit: usize) -> Result<Bytes, ErrorType> {
