@@ -73,6 +73,17 @@ pub async fn gateway_for(upstream: &str, extra: &str) -> Gateway {
     Gateway::start(&config(&route("r", "/r", upstream, extra))).await
 }
 
+/// Reads a JSON error response to its end; asserts the status, `Content-Type: application/json` and the
+/// documented error body (see [`sse::assert_error_json`]) of type `ty` whose `status` is the HTTP status.
+pub async fn expect_json_error(resp: &mut Response, status: u16, ty: &str) {
+    let body = resp.body_to_end().await;
+    assert_eq!(resp.status, status, "{} {:?} {}", resp.status, resp.headers, show(&body));
+    assert_eq!(resp.header("content-type"), Some("application/json"), "{:?}", resp.headers);
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): \"{}\"", show(&body)));
+    assert_eq!(sse::assert_error_json(&v, ty), u64::from(status));
+}
+
 /// Asserts the SSE response head: 200, `text/event-stream; charset=utf-8`, `no-cache, no-transform`,
 /// `X-Accel-Buffering: no`, no Content-Length, no Content-Encoding; chunked on HTTP/1.1, no `Connection`
 /// on h2.

@@ -9,7 +9,8 @@ use ssegate_tests::client::End;
 use ssegate_tests::mock::{dead_upstream_url, Gate};
 use ssegate_tests::sse::{assert_error_event, assert_error_json};
 use ssegate_tests::{
-    assert_bytes, assert_sse_head, bounded, gateway_for, get, request, show, sse, MockUpstream, Reply, Step,
+    assert_bytes, assert_sse_head, bounded, expect_json_error, gateway_for, get, request, show, sse,
+    MockUpstream, Reply, Step,
 };
 
 /// Reads the rest of a committed stream; asserts it is `expected_events` (exact bytes, heartbeats removed),
@@ -36,17 +37,6 @@ async fn expect_events_then_error(
     let status = assert_error_event(&blocks[0], ty);
     assert_eq!(resp.end(), Some(&End::Clean), "after the error event the chunked body ends cleanly");
     status
-}
-
-/// Asserts a JSON error response with `status` and error `type`.
-async fn expect_json_error(resp: &mut ssegate_tests::Response, status: u16, ty: &str) {
-    assert_eq!(resp.status, status, "headers: {:?}", resp.headers);
-    let ct = resp.header("content-type").unwrap_or_default().to_ascii_lowercase();
-    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
-    let body = resp.body_to_end().await;
-    let v: serde_json::Value = serde_json::from_slice(&body)
-        .unwrap_or_else(|e| panic!("body is not JSON ({e}): \"{}\"", show(&body)));
-    assert_eq!(assert_error_json(&v, ty), u64::from(status));
 }
 
 #[tokio::test]

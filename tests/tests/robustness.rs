@@ -12,8 +12,8 @@ use ssegate_tests::client::{Conn, End, H2Conn};
 use ssegate_tests::gateway::config_with;
 use ssegate_tests::mock::Gate;
 use ssegate_tests::{
-    assert_bytes, assert_sse_head, bounded, gateway_for, get, request, route, show, sse, Gateway,
-    MockUpstream, Reply, Step,
+    assert_bytes, assert_sse_head, bounded, expect_json_error, gateway_for, get, request, route, show, sse,
+    Gateway, MockUpstream, Reply, Step,
 };
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -139,9 +139,7 @@ async fn request_body_over_the_limit_is_413() {
         let gw = Gateway::start(&cfg).await;
         let body = vec![b'x'; 2048];
         let mut resp = request(gw.addr(), "POST", "/r", &[("Content-Type", "text/plain")], &body).await;
-        assert_eq!(resp.status, 413);
-        let v: serde_json::Value = serde_json::from_slice(&resp.body_to_end().await).unwrap();
-        assert_eq!(sse::assert_error_json(&v, "payload_too_large"), 413);
+        expect_json_error(&mut resp, 413, "payload_too_large").await;
         assert_eq!(mock.requests().len(), 0);
         // At the limit it passes.
         let mut resp = request(gw.addr(), "POST", "/r", &[], &body[..1024]).await;

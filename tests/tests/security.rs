@@ -10,24 +10,14 @@ use ssegate_tests::gateway::{config_with, run_cli_env};
 use ssegate_tests::metrics::Scrape;
 use ssegate_tests::mock::Gate;
 use ssegate_tests::{
-    assert_sse_head, bounded, config, get, request, route, show, sse, Gateway, MockUpstream, Reply, Response,
-    Step,
+    assert_sse_head, bounded, config, expect_json_error, get, request, route, show, sse, Gateway,
+    MockUpstream, Reply, Step,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn ndjson() -> Reply {
     Reply::stream("application/x-ndjson", vec![Step::send("{\"a\":1}\n"), Step::End])
-}
-
-/// Reads a JSON error response to its end; asserts status and error type.
-async fn expect_json_error(resp: &mut Response, status: u16, ty: &str) {
-    let body = resp.body_to_end().await;
-    assert_eq!(resp.status, status, "{} {:?} {}", resp.status, resp.headers, show(&body));
-    assert_eq!(resp.header("content-type"), Some("application/json"), "{:?}", resp.headers);
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&body)));
-    assert_eq!(sse::assert_error_json(&v, ty), u64::from(status));
 }
 
 /// Scrapes until `name{labels}` reaches `value` (up to 3 s); asserts it.

@@ -7,7 +7,7 @@ use ssegate_tests::client::End;
 use ssegate_tests::metrics::Scrape;
 use ssegate_tests::tls::TestCert;
 use ssegate_tests::{
-    assert_bytes, assert_sse_head, bounded, config, gateway_for, get, route, show, sse, Gateway,
+    assert_bytes, assert_sse_head, bounded, config, expect_json_error, gateway_for, get, route, Gateway,
     MockUpstream, Reply, Step,
 };
 
@@ -66,11 +66,7 @@ async fn https_upstream_with_an_untrusted_certificate_is_502() {
         let mock = MockUpstream::serve_tls(&cert, ndjson()).await;
         let gw = gateway_for(&mock.url(), "heartbeat_interval = \"5s\"").await; // no ca_file
         let mut resp = get(gw.addr(), "/r").await;
-        assert_eq!(resp.status, 502, "{:?}", resp.headers);
-        let body = resp.body_to_end().await;
-        let v: serde_json::Value =
-            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&body)));
-        assert_eq!(sse::assert_error_json(&v, "upstream_connect"), 502);
+        expect_json_error(&mut resp, 502, "upstream_connect").await;
         assert!(mock.requests().is_empty(), "no request over an untrusted connection");
     })
     .await;
