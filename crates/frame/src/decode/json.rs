@@ -170,38 +170,24 @@ fn parse<const UTF8: bool>(b: &[u8], field: Option<&[u8]>) -> Result<Checked, In
     'value: loop {
         let is_name = std::mem::take(&mut next_is_name);
         match p.peek() {
-            b'{' => {
+            open @ (b'{' | b'[') => {
                 p.i += 1;
                 depth += 1;
                 if depth > MAX_DEPTH {
                     return Err(Invalid::Json("nesting too deep"));
                 }
-                objects |= 1 << (depth - 1);
-                in_object = true;
-                p.inner_ws();
-                if p.peek() == b'}' {
-                    p.i += 1;
-                    depth -= 1;
-                    in_object = depth > 0 && (objects >> (depth - 1)) & 1 == 1;
+                in_object = open == b'{';
+                if in_object {
+                    objects |= 1 << (depth - 1);
                 } else {
-                    next_is_name = p.key(depth == 1, field)?;
-                    continue 'value;
+                    objects &= !(1 << (depth - 1));
                 }
-            }
-            b'[' => {
-                p.i += 1;
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(Invalid::Json("nesting too deep"));
-                }
-                objects &= !(1 << (depth - 1));
-                in_object = false;
                 p.inner_ws();
-                if p.peek() == b']' {
-                    p.i += 1;
-                    depth -= 1;
-                    in_object = depth > 0 && (objects >> (depth - 1)) & 1 == 1;
-                } else {
+                // An empty container is closed by the loop below like any other.
+                if p.peek() != if in_object { b'}' } else { b']' } {
+                    if in_object {
+                        next_is_name = p.key(depth == 1, field)?;
+                    }
                     continue 'value;
                 }
             }
@@ -230,12 +216,7 @@ fn parse<const UTF8: bool>(b: &[u8], field: Option<&[u8]>) -> Result<Checked, In
                     }
                     continue 'value;
                 }
-                b'}' if in_object => {
-                    p.i += 1;
-                    depth -= 1;
-                    in_object = depth > 0 && (objects >> (depth - 1)) & 1 == 1;
-                }
-                b']' if !in_object => {
+                close @ (b'}' | b']') if (close == b'}') == in_object => {
                     p.i += 1;
                     depth -= 1;
                     in_object = depth > 0 && (objects >> (depth - 1)) & 1 == 1;
