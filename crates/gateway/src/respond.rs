@@ -122,8 +122,8 @@ pub async fn send_json_error_with(
     let status = ty.status();
     let body = json_body(ty, message, status);
     let Ok(mut resp) = ResponseHeader::build(status, Some(3 + extra.len())) else { return };
-    let _ = resp.insert_header("content-type", "application/json");
-    let _ = resp.insert_header("cache-control", "no-store");
+    let _ = resp.insert_header("content-type", HeaderValue::from_static("application/json"));
+    let _ = resp.insert_header("cache-control", HeaderValue::from_static("no-store"));
     let _ = resp.set_content_length(body.len());
     for (name, value) in extra {
         let _ = resp.append_header(name.clone(), value.clone());

@@ -82,7 +82,7 @@ pub fn build_request(
         req.insert_header("content-length", body_len.to_string())?;
     }
     if converting {
-        req.insert_header("accept-encoding", "identity")?;
+        req.insert_header("accept-encoding", http::HeaderValue::from_static("identity"))?;
     }
     if let Some(ip) = client_addr {
         let xff = match client.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
