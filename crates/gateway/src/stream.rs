@@ -52,6 +52,8 @@ pub struct RouteState {
     pub streams: AtomicUsize,
     /// The `Retry-After` value of a `max_streams` 503 (whole seconds, at least 1).
     pub retry_after: HeaderValue,
+    /// `done_event`, encoded once.
+    done_event: Option<Bytes>,
 }
 
 impl RouteState {
@@ -61,12 +63,23 @@ impl RouteState {
         connector: Arc<pingora::connectors::http::Connector>,
     ) -> Self {
         let secs = cfg.retry_after.as_secs() + u64::from(cfg.retry_after.subsec_nanos() > 0);
+        let done_event = cfg.done_event.as_ref().map(|done| {
+            let ev = Event {
+                name: done.event.clone().map(Bytes::from),
+                data: Bytes::from(done.data.clone()),
+                ..Event::default()
+            };
+            let mut out = BytesMut::new();
+            encode::event(&ev, &mut out);
+            out.freeze()
+        });
         RouteState {
             cfg,
             metrics,
             connector,
             streams: AtomicUsize::new(0),
             retry_after: HeaderValue::from(secs.max(1)),
+            done_event,
         }
     }
 
@@ -713,13 +726,8 @@ impl<'a> Exchange<'a> {
                         if let Err(end) = self.deliver(session, &mut up, read_at).await {
                             return end;
                         }
-                        if let Some(done) = &self.cfg().done_event {
-                            let ev = Event {
-                                name: done.event.clone().map(Bytes::from),
-                                data: Bytes::from(done.data.clone()),
-                                ..Event::default()
-                            };
-                            encode::event(&ev, &mut self.out);
+                        if let Some(done) = &self.route.done_event {
+                            self.out.extend_from_slice(done);
                         }
                     }
                     let ended = Box::pin(async {
@@ -1097,8 +1105,9 @@ fn header_str<'h>(resp: &'h ResponseHeader, name: &str) -> Option<&'h str> {
 }
 
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || essence.ends_with("+json")
+    let essence = content_type.split(';').next().unwrap_or("").trim().as_bytes();
+    essence.eq_ignore_ascii_case(b"application/json")
+        || essence.len() >= 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json")
 }
 
 /// The upstream's response header for the client, minus hop-by-hop headers. On a CORS route the
@@ -1109,10 +1118,10 @@ fn passthrough_header(
     cors: &[(HeaderName, HeaderValue)],
 ) -> ResponseHeader {
     let mut out = resp.clone();
-    let tokens = upstream::connection_tokens(resp.headers.get("connection").map(|v| v.as_bytes()));
+    let connection = resp.headers.get(header::CONNECTION).map(|v| v.as_bytes());
     for name in resp.headers.keys() {
         let n = name.as_str();
-        if upstream::is_hop_by_hop(n, &tokens) || (cors_route && n.starts_with("access-control-")) {
+        if upstream::is_hop_by_hop(n, connection) || (cors_route && n.starts_with("access-control-")) {
             out.remove_header(name);
         }
     }

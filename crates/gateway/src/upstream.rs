@@ -29,19 +29,13 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Whether a header must not cross the proxy. `connection_tokens` are the names listed in the
-/// message's own `Connection` header.
-pub fn is_hop_by_hop(name: &str, connection_tokens: &[String]) -> bool {
+/// Whether a header must not cross the proxy: a hop-by-hop header, or one named in the message's own
+/// `Connection` header (`connection`, its value). Nothing is allocated: it runs for every forwarded header.
+pub fn is_hop_by_hop(name: &str, connection: Option<&[u8]>) -> bool {
     HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || connection_tokens.iter().any(|t| name.eq_ignore_ascii_case(t))
-}
-
-/// The header names listed in a `Connection` header value.
-pub fn connection_tokens(value: Option<&[u8]>) -> Vec<String> {
-    value
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()).filter(|t| !t.is_empty()).collect())
-        .unwrap_or_default()
+        || connection.is_some_and(|v| {
+            v.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+        })
 }
 
 /// Builds the request sent upstream from the client's request.
@@ -59,10 +53,10 @@ pub fn build_request(
     key_headers: KeyHeaders,
 ) -> pingora::Result<RequestHeader> {
     let mut req = RequestHeader::build(client.method.clone(), path_and_query.as_bytes(), None)?;
-    let tokens = connection_tokens(client.headers.get("connection").map(|v| v.as_bytes()));
+    let connection = client.headers.get(http::header::CONNECTION).map(|v| v.as_bytes());
     for (name, value) in client.headers.iter() {
         let n = name.as_str();
-        if is_hop_by_hop(n, &tokens)
+        if is_hop_by_hop(n, connection)
             || n == "host"
             || n == "content-length"
             || (converting && n == "accept-encoding")
@@ -242,9 +236,11 @@ mod tests {
 
     #[test]
     fn hop_by_hop_includes_connection_tokens() {
-        let t = connection_tokens(Some(b"close, X-Secret"));
-        assert!(is_hop_by_hop("x-secret", &t));
-        assert!(is_hop_by_hop("Transfer-Encoding", &t));
-        assert!(!is_hop_by_hop("authorization", &t));
+        let t = Some(&b"close, X-Secret"[..]);
+        assert!(is_hop_by_hop("x-secret", t));
+        assert!(is_hop_by_hop("Transfer-Encoding", t));
+        assert!(!is_hop_by_hop("authorization", t));
+        assert!(!is_hop_by_hop("x-secre", t));
+        assert!(!is_hop_by_hop("x-secret", None));
     }
 }
