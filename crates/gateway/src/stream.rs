@@ -689,8 +689,8 @@ impl<'a> Exchange<'a> {
                     self.deadlines.idle = Some(read_at + idle);
                     self.metrics.bytes_in(chunk.len() as u64);
                     let Some(dec) = decoder.as_mut() else {
-                        self.out.extend_from_slice(&chunk);
-                        if self.flush(session).await.is_err() {
+                        // Passthrough: the upstream's chunk as it is, not copied.
+                        if self.write(session, chunk).await.is_err() {
                             return Box::pin(self.client_gone(&mut up)).await;
                         }
                         continue;
@@ -876,12 +876,18 @@ impl<'a> Exchange<'a> {
         Ok(())
     }
 
-    /// Writes what is buffered, as one chunk (flushed by pingora on every body write).
+    /// Writes what is buffered, as one chunk.
     async fn flush(&mut self, session: &mut ServerSession) -> Result<(), ()> {
-        if self.out.is_empty() {
+        let data = self.out.split().freeze();
+        self.write(session, data).await
+    }
+
+    /// Writes `data` (if any) as one chunk, flushed by pingora on every body write; counts it and moves the
+    /// heartbeat.
+    async fn write(&mut self, session: &mut ServerSession, data: Bytes) -> Result<(), ()> {
+        if data.is_empty() {
             return Ok(());
         }
-        let data = self.out.split().freeze();
         let n = data.len() as u64;
         match session.write_response_body(data, false).await {
             Ok(()) => {

@@ -73,7 +73,7 @@ pub fn build_request(
         req.insert_header(h.name.clone(), h.value.clone())?;
     }
     if body_len > 0 || client.method.as_str() == "POST" || client.method.as_str() == "PUT" {
-        req.insert_header("content-length", body_len.to_string())?;
+        req.insert_header("content-length", http::HeaderValue::from(body_len))?;
     }
     if converting {
         req.insert_header("accept-encoding", http::HeaderValue::from_static("identity"))?;
