@@ -650,8 +650,7 @@ impl<'a> Exchange<'a> {
             Err(enc) => {
                 up.shutdown().await;
                 let msg = format!("upstream used unsupported content-encoding {enc:?}");
-                self.metrics.upstream_error(ErrorType::Decode.as_str());
-                return self.fail(session, ErrorType::Decode, &msg, None).await;
+                return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
             }
         };
         if self.committed == Committed::No {
@@ -701,7 +700,7 @@ impl<'a> Exchange<'a> {
                         Some(Err(e)) => {
                             up.shutdown().await;
                             let msg = format!("cannot decompress the upstream body: {e}");
-                            return self.fail(session, ErrorType::Decode, &msg, None).await;
+                            return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
                         }
                     };
                     dec.push(&chunk, &mut self.items);
@@ -718,7 +717,7 @@ impl<'a> Exchange<'a> {
                                 Ok(_) => {}
                                 Err(e) => {
                                     let msg = format!("truncated compressed upstream body: {e}");
-                                    return self.fail(session, ErrorType::Decode, &msg, None).await;
+                                    return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
                                 }
                             }
                         }
