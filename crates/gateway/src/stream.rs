@@ -42,6 +42,10 @@ use crate::upstream::{self, Decompressor};
 const POOL_IDLE: Duration = Duration::from_secs(60);
 /// The most of an upstream error body quoted in an `upstream_status` error event.
 const ERROR_BODY_LIMIT: usize = 16 * 1024;
+/// The largest output buffer and decoded-item list an exchange keeps between reads: one upstream chunk of
+/// many small messages can fill much more, and a stream may then stay open and idle for hours.
+const KEEP_BUFFER: usize = 64 * 1024;
+const KEEP_ITEMS: usize = 64;
 
 /// A configured route with its resolved runtime parts.
 pub struct RouteState {
@@ -842,6 +846,9 @@ impl<'a> Exchange<'a> {
                 }
             }
         }
+        if self.items.capacity() > KEEP_ITEMS {
+            self.items = Vec::new();
+        }
         if self.flush(session).await.is_err() {
             return Err(self.client_gone(up).await);
         }
@@ -878,6 +885,10 @@ impl<'a> Exchange<'a> {
     /// Writes what is buffered, as one chunk.
     async fn flush(&mut self, session: &mut ServerSession) -> Result<(), ()> {
         let data = self.out.split().freeze();
+        if data.len() > KEEP_BUFFER {
+            // Let a burst's allocation go with the written chunk (`out` would otherwise reclaim it for good).
+            self.out = BytesMut::new();
+        }
         self.write(session, data).await
     }
 
