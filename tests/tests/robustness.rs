@@ -488,3 +488,24 @@ async fn max_duration_while_waiting_for_slow_headers() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_refused_request_whose_body_never_ends_is_answered_and_closed() {
+    // 404 (and 400, preflights) read at most 64 KiB / 1 s of a request body before answering: a client that
+    // announces a body and trickles nothing cannot hold the connection at an unrouted path.
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::full(200, "application/json", "{}")).await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let started = Instant::now();
+        let conn = Conn::connect(gw.addr()).await;
+        let raw = b"POST /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n0123456789";
+        let mut resp = conn.send_raw(raw, false).await;
+        assert_eq!(resp.status, 404);
+        resp.body_to_end().await;
+        assert_eq!(resp.end(), Some(&End::Clean), "the answer is complete, then the connection closes");
+        assert_eq!(resp.header("connection"), Some("close"), "headers: {:?}", resp.headers);
+        assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
+        assert!(mock.requests().is_empty());
+    })
+    .await;
+}

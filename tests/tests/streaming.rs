@@ -343,6 +343,39 @@ async fn gzip_upstream_is_decoded() {
 }
 
 #[tokio::test]
+async fn corrupt_gzip_upstream_is_a_counted_decode_error() {
+    bounded(async {
+        let mut pieces = gzip_pieces(&[b"{\"a\": 1}\n"]);
+        // Valid first message, then bytes that are no deflate stream at all.
+        pieces.truncate(1);
+        let steps = vec![
+            Step::Send(pieces.remove(0)),
+            Step::Sleep(30),
+            Step::send(b"\xFF\xFF\xFF\xFFgarbage"),
+            Step::End,
+        ];
+        let mock = MockUpstream::serve(
+            Reply::stream("application/x-ndjson", steps).with_header("Content-Encoding", "gzip"),
+        )
+        .await;
+        let gw = gateway_for(&mock.url(), "").await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        let body = resp.body_to_end().await;
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with("data: {\"a\":1}\n\n"), "{text}");
+        assert!(text.contains("event: error\n") && text.contains("\"type\":\"decode\""), "{text}");
+        let labels = [("route", "r"), ("kind", "decode")];
+        let scrape = ssegate_tests::metrics::Scrape::until(gw.admin_addr(), |s| {
+            s.value("ssegate_upstream_errors_total", &labels) >= 1.0
+        })
+        .await;
+        assert_eq!(scrape.value("ssegate_upstream_errors_total", &labels), 1.0);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn longest_prefix_wins_and_prefix_is_stripped() {
     bounded(async {
         let reply = Reply::stream("application/x-ndjson", vec![Step::send("{}\n"), Step::End]);
