@@ -382,6 +382,8 @@ struct Exchange<'a> {
     events: u64,
     bytes_out: u64,
     heartbeats: u64,
+    /// Bad upstream messages so far (only the first is logged at warn: a broken upstream cannot flood the log).
+    decode_errors: u64,
     next_id: u64,
     out: BytesMut,
     items: Vec<Item>,
@@ -416,6 +418,7 @@ impl<'a> Exchange<'a> {
             events: 0,
             bytes_out: 0,
             heartbeats: 0,
+            decode_errors: 0,
             next_id: 0,
             out: BytesMut::new(),
             items: Vec::new(),
@@ -838,7 +841,13 @@ impl<'a> Exchange<'a> {
                 Item::Retry(ms) => encode::retry(ms, &mut self.out),
                 Item::Error(e) => {
                     self.metrics.decode_error(e.kind());
-                    tracing::warn!(route = %self.route.cfg.name, kind = e.kind(), error = %e, "bad upstream message");
+                    self.decode_errors += 1;
+                    if self.decode_errors == 1 {
+                        tracing::warn!(route = %self.route.cfg.name, kind = e.kind(), error = %e,
+                            "bad upstream message (further ones of this stream are logged at debug)");
+                    } else {
+                        tracing::debug!(route = %self.route.cfg.name, kind = e.kind(), error = %e, "bad upstream message");
+                    }
                     if !e.recoverable() || self.route.cfg.on_decode_error == DecodeErrorPolicy::Close {
                         fatal = Some(e);
                         break;
