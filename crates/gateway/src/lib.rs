@@ -4,27 +4,33 @@
 //!
 //! ```text
 //! client ─HTTP/1.1|h2─> server (pingora listeners, TLS, graceful upgrade)
-//!                         └─> route (longest prefix) ─> upstream (connect, forward request, read headers)
-//!                                                          │
-//! client <─ flush per event <─ encode <─ events <─ decode(format) <─ upstream body bytes
-//!            ^ heartbeat deadline (reset by every write)   ^ typed `event: error` on upstream failure
+//!                         └─> edge (target rule, route, CORS preflight, key, max_streams, request body)
+//!                               └─> exchange ─> upstream (connect, send, retry, head)
+//!                                      │ choose (decode | passthrough | error event)
+//! client <─ downstream (flush per read) <─ deliver (ids, policy) <─ pump (read → decompress → decode)
+//!            ^ timers: heartbeat, header, idle, max duration, drain      ^ typed `event: error` on failure
 //! ```
 //!
-//! Modules follow the path a byte takes: [`server`] (listeners, the pingora app) → [`route`] → [`upstream`]
-//! → [`stream`] (decode → encode → flush, heartbeats, disconnects, shutdown) → [`respond`] (error
-//! responses and error events) ; [`config`] is the one place configuration is parsed and validated,
-//! [`metrics`] the one place metrics are named, [`security`] the
-//! edge checks (client keys, the request-target rule, CORS), [`admin`] the `/metrics` `/healthz` `/readyz` listener.
+//! Modules follow the path a byte takes: [`server`] (listeners, the pingora app) → [`edge`] (admission)
+//! → [`exchange`] (one stream: [`upstream`] request, `choose`, `pump` → `deliver` → `downstream`, `timers`,
+//! `disconnect`) ; [`gateway`] is the per-route runtime state built from a [`config::Config`] and held
+//! behind a swappable pointer; [`error`] classifies every failure once; [`respond`] writes error bodies;
+//! [`config`] is the one place configuration is parsed and validated, [`metrics`] the one place metrics
+//! are named; [`security`] the edge checks (client keys, the request-target rule, CORS); [`admin`] the
+//! `/metrics` `/healthz` `/readyz` listener. `docs/ARCHITECTURE.md` has the state chart of an exchange.
 
 pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod edge;
+pub mod error;
+pub mod exchange;
+pub mod gateway;
 pub mod logging;
 pub mod metrics;
 pub mod respond;
 pub mod route;
 pub mod security;
 pub mod server;
-pub mod stream;
 pub mod upstream;

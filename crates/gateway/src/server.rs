@@ -1,5 +1,5 @@
 //! The process: pingora's server (listeners, TLS with h2 by ALPN, h2c, graceful upgrade, signals), the
-//! HTTP app that hands every request to [`crate::stream::serve`], and the admin background service.
+//! HTTP app that hands every request to [`crate::edge::serve`], and the admin background service.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
-use pingora::connectors::http::Connector;
-use pingora::connectors::ConnectorOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::http::ServerSession;
@@ -20,13 +18,11 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminService;
 use crate::config::Config;
-use crate::respond::{self, ErrorType};
-use crate::route::Router;
-use crate::stream::{Gateway, RouteState, Settings};
-use crate::{metrics, stream};
-
-/// Upstream keep-alive pool size (connections kept per process).
-const POOL_SIZE: usize = 256;
+use crate::edge;
+use crate::error::ErrorType;
+use crate::exchange::downstream::send_json_error;
+use crate::gateway::{Gateway, SharedGateway};
+use crate::metrics::{self, EdgeReason};
 
 /// `ssegate run` flags that shape the process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,7 +45,7 @@ pub enum StartError {
 /// The pingora HTTP app.
 #[derive(Debug)]
 pub struct App {
-    gateway: Gateway,
+    gateway: Arc<SharedGateway>,
     options: HttpServerOptions,
     /// `server.max_header_size`
     max_header_size: usize,
@@ -82,12 +78,12 @@ impl HttpServerApp for App {
             Ok(Ok(false)) => return None,
             Ok(Err(e)) => {
                 // Only the kind: the error's context quotes the raw request bytes, which may hold a key.
-                metrics::downstream_rejected("malformed");
+                metrics::downstream_rejected(EdgeReason::Malformed);
                 tracing::debug!(error = e.etype().as_str(), "could not read a request");
                 return None;
             }
             Err(_) => {
-                metrics::downstream_rejected("header_timeout");
+                metrics::downstream_rejected(EdgeReason::HeaderTimeout);
                 tracing::debug!(timeout = ?self.header_timeout, "request head not received in time; closing");
                 return None;
             }
@@ -96,13 +92,18 @@ impl HttpServerApp for App {
             session.set_keepalive(None);
         }
         let reusable = if head_size(session.req_header()) > self.max_header_size {
-            metrics::downstream_rejected("header_too_large");
+            metrics::downstream_rejected(EdgeReason::HeaderTooLarge);
             session.set_keepalive(None);
             let msg = "the request head is larger than max_header_size";
-            respond::send_json_error(&mut session, ErrorType::HeaderTooLarge, msg).await;
+            send_json_error(&mut session, ErrorType::HeaderTooLarge, msg).await;
             false
         } else {
-            stream::serve(&self.gateway, &mut session, shutdown).await
+            // A snapshot of the gateway for this request: a swap (reload) never changes a request in flight.
+            let gateway = self.gateway.load_full();
+            let serve = edge::serve(&gateway, &mut session, shutdown);
+            static SIZE: std::sync::Once = std::sync::Once::new();
+            SIZE.call_once(|| tracing::debug!(bytes = std::mem::size_of_val(&serve), "exchange future size"));
+            serve.await
         };
         if !reusable {
             session.set_keepalive(None);
@@ -157,7 +158,7 @@ impl ServerApp for Counted {
         // request_header_timeout (the bytes stay in the stream; TLS streams cannot peek and pass at once).
         let mut preface = [0u8; H2_PREFACE_LEN];
         if tokio::time::timeout(self.0.header_timeout, stream.try_peek(&mut preface)).await.is_err() {
-            metrics::downstream_rejected("header_timeout");
+            metrics::downstream_rejected(EdgeReason::HeaderTimeout);
             tracing::debug!(timeout = ?self.0.header_timeout, "no request within request_header_timeout; closing");
             return None;
         }
@@ -195,33 +196,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     };
 
     metrics::init();
-    let shared = Arc::new(Connector::new(Some(ConnectorOptions::new(POOL_SIZE))));
-    let routes = config
-        .routes
-        .iter()
-        .map(|r| {
-            let connector = match &r.upstream.ca_file {
-                Some(ca) => {
-                    let mut o = ConnectorOptions::new(POOL_SIZE);
-                    o.ca_file = Some(ca.display().to_string());
-                    Arc::new(Connector::new(Some(o)))
-                }
-                None => shared.clone(),
-            };
-            let state = RouteState::new(r.clone(), metrics::route(&r.name), connector);
-            (r.path_prefix.clone(), Arc::new(state))
-        })
-        .collect();
-    let gateway = Gateway {
-        router: Router::new(routes),
-        settings: Settings {
-            write_timeout: server_cfg.write_timeout,
-            max_request_body: server_cfg.max_request_body,
-            request_body_timeout: server_cfg.request_body_timeout,
-            shutdown_drain: server_cfg.shutdown_drain,
-            shutdown_retry: server_cfg.shutdown_retry,
-        },
-    };
+    let gateway = Gateway::build(&config).shared();
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     // An HTTP/2 connection without open streams is closed after the keep-alive idle time, like HTTP/1.1.

@@ -1,0 +1,160 @@
+//! Delivery: decoded items to encoded output, with the route's event ids and its decode-error policy.
+//! No I/O: what it encodes is written by the downstream writer in one flush.
+
+use std::fmt::Write as _;
+
+use bytes::BytesMut;
+use ssegate_frame::{encode, DecodeError, Item};
+
+use crate::config::DecodeErrorPolicy;
+use crate::metrics::RouteMetrics;
+
+/// The most decoded items kept allocated between reads.
+const KEEP_ITEMS: usize = 64;
+
+/// Per-stream delivery state.
+#[derive(Debug)]
+pub struct Delivery {
+    /// `ids = true`: number events `id: 1`, `id: 2`, … (replacing upstream ids).
+    ids: bool,
+    policy: DecodeErrorPolicy,
+    next_id: u64,
+    /// Bad upstream messages so far (only the first is logged at warn: a broken upstream cannot flood the log).
+    decode_errors: u64,
+}
+
+/// What one [`Delivery::deliver`] did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Delivered {
+    /// Events encoded.
+    pub events: u64,
+    /// A decode error that ends the stream (after the events before it).
+    pub fatal: Option<DecodeError>,
+}
+
+impl Delivery {
+    pub fn new(ids: bool, policy: DecodeErrorPolicy) -> Delivery {
+        Delivery { ids, policy, next_id: 0, decode_errors: 0 }
+    }
+
+    /// Encodes `items` (draining them) into `out`. Bad messages are counted and logged; one that the policy
+    /// (or the decoder) makes fatal stops the batch: the events before it are delivered, nothing after it.
+    pub fn deliver(
+        &mut self,
+        items: &mut Vec<Item>,
+        out: &mut BytesMut,
+        metrics: &RouteMetrics,
+    ) -> Delivered {
+        let mut done = Delivered::default();
+        for item in items.drain(..) {
+            match item {
+                Item::Event(mut ev) => {
+                    if self.ids {
+                        // `id: N` written in place (it is the field `encode::event` writes first, and digits
+                        // need no escaping): no string per event.
+                        self.next_id += 1;
+                        ev.id = None;
+                        let _ = writeln!(out, "id: {}", self.next_id);
+                    }
+                    encode::event(&ev, out);
+                    done.events += 1;
+                }
+                Item::Comment(text) => encode::comment(&text, out),
+                Item::Retry(ms) => encode::retry(ms, out),
+                Item::Error(e) => {
+                    metrics.decode_error(&e);
+                    self.decode_errors += 1;
+                    if self.decode_errors == 1 {
+                        tracing::warn!(route = metrics.name(), kind = e.kind(), error = %e,
+                            "bad upstream message (further ones of this stream are logged at debug)");
+                    } else {
+                        tracing::debug!(route = metrics.name(), kind = e.kind(), error = %e, "bad upstream message");
+                    }
+                    if !e.recoverable() || self.policy == DecodeErrorPolicy::Close {
+                        done.fatal = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if items.capacity() > KEEP_ITEMS {
+            *items = Vec::new();
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use ssegate_frame::Event;
+
+    use super::*;
+
+    fn ev(data: &str, id: Option<&str>) -> Item {
+        Item::Event(Event {
+            data: Bytes::from(data.to_owned()),
+            id: id.map(|i| Bytes::from(i.to_owned())),
+            ..Event::default()
+        })
+    }
+
+    fn bad(recoverable: bool) -> Item {
+        Item::Error(DecodeError::MalformedJson { reason: "x", recoverable })
+    }
+
+    #[test]
+    fn ids_replace_upstream_ids_and_continue_across_batches() {
+        let m = crate::metrics::route("t_deliver_ids");
+        let mut d = Delivery::new(true, DecodeErrorPolicy::Skip);
+        let mut out = BytesMut::new();
+        let mut items = vec![ev("a", Some("up-7")), Item::Comment(Bytes::from_static(b"c")), ev("b", None)];
+        assert_eq!(d.deliver(&mut items, &mut out, &m), Delivered { events: 2, fatal: None });
+        let mut items = vec![ev("c", None)];
+        d.deliver(&mut items, &mut out, &m);
+        assert_eq!(&out[..], b"id: 1\ndata: a\n\n: c\n\nid: 2\ndata: b\n\nid: 3\ndata: c\n\n");
+        assert!(items.is_empty());
+    }
+
+    #[test]
+    fn without_ids_upstream_ids_pass() {
+        let m = crate::metrics::route("t_deliver_noids");
+        let mut d = Delivery::new(false, DecodeErrorPolicy::Skip);
+        let mut out = BytesMut::new();
+        d.deliver(&mut vec![ev("a", Some("7")), Item::Retry(1500)], &mut out, &m);
+        assert_eq!(&out[..], b"id: 7\ndata: a\n\nretry: 1500\n\n");
+    }
+
+    #[test]
+    fn skip_policy_drops_bad_messages_and_goes_on() {
+        let m = crate::metrics::route("t_deliver_skip");
+        let mut d = Delivery::new(false, DecodeErrorPolicy::Skip);
+        let mut out = BytesMut::new();
+        let got = d.deliver(&mut vec![ev("a", None), bad(true), ev("b", None)], &mut out, &m);
+        assert_eq!(got, Delivered { events: 2, fatal: None });
+        assert_eq!(&out[..], b"data: a\n\ndata: b\n\n");
+    }
+
+    #[test]
+    fn close_policy_and_unrecoverable_errors_stop_after_the_events_before() {
+        let m = crate::metrics::route("t_deliver_close");
+        for (policy, recoverable) in [(DecodeErrorPolicy::Close, true), (DecodeErrorPolicy::Skip, false)] {
+            let mut d = Delivery::new(false, policy);
+            let mut out = BytesMut::new();
+            let got = d.deliver(&mut vec![ev("a", None), bad(recoverable), ev("b", None)], &mut out, &m);
+            assert_eq!(got.events, 1);
+            assert!(got.fatal.is_some());
+            assert_eq!(&out[..], b"data: a\n\n");
+        }
+    }
+
+    #[test]
+    fn a_large_item_list_is_not_kept() {
+        let m = crate::metrics::route("t_deliver_keep");
+        let mut d = Delivery::new(false, DecodeErrorPolicy::Skip);
+        let mut items: Vec<Item> = (0..1000).map(|i| ev(&i.to_string(), None)).collect();
+        let mut out = BytesMut::new();
+        d.deliver(&mut items, &mut out, &m);
+        assert!(items.capacity() <= KEEP_ITEMS);
+    }
+}

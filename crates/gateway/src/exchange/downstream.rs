@@ -1,0 +1,244 @@
+//! The downstream writer: the only code that writes to pingora's [`ServerSession`] — response heads
+//! (SSE, passthrough, JSON errors, CORS preflights), body chunks, the end of the body.
+//!
+//! It owns what the client has been sent so far ([`Committed`]), the output buffer that events are encoded
+//! into, and the CORS headers every response of the request carries. It knows nothing of upstreams,
+//! timers or metrics: it reports what happened ([`WriteError`], bytes written) and the exchange acts on it.
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderName, HeaderValue};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use ssegate_frame::encode;
+
+use super::choose::Committed;
+use crate::error::ErrorType;
+use crate::respond;
+use crate::upstream;
+
+/// The largest output buffer kept between reads: one upstream chunk of many small messages can fill much
+/// more, and a stream may then stay open and idle for hours.
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// Why a write failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteError {
+    /// The client did not accept the data within `write_timeout` (it stopped reading).
+    Slow,
+    /// The client is gone (connection closed or reset).
+    Gone,
+}
+
+/// The response side of one exchange.
+#[derive(Debug)]
+pub struct Downstream {
+    committed: Committed,
+    /// Encoded output not yet written.
+    out: BytesMut,
+    /// CORS headers for every response of this request (empty unless the route has `cors`).
+    cors: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Downstream {
+    pub fn new(cors: Vec<(HeaderName, HeaderValue)>) -> Downstream {
+        Downstream { committed: Committed::No, out: BytesMut::new(), cors }
+    }
+
+    /// What the client has been sent.
+    pub fn committed(&self) -> Committed {
+        self.committed
+    }
+
+    /// The CORS headers of this request.
+    pub fn cors(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.cors
+    }
+
+    /// The buffer events are encoded into; [`Downstream::flush`] writes it.
+    pub fn out(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    /// Commits `200 text/event-stream` with the SSE headers.
+    pub async fn commit_sse(&mut self, session: &mut ServerSession) -> Result<(), WriteError> {
+        let mut head = ResponseHeader::build(200, Some(6)).map_err(|_| WriteError::Gone)?;
+        let _ =
+            head.insert_header("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
+        let _ = head.insert_header("cache-control", HeaderValue::from_static("no-cache, no-transform"));
+        let _ = head.insert_header("x-accel-buffering", HeaderValue::from_static("no"));
+        for (name, value) in &self.cors {
+            let _ = head.append_header(name.clone(), value.clone());
+        }
+        if chunked_allowed(session) {
+            let _ = head.insert_header("transfer-encoding", HeaderValue::from_static("chunked"));
+        }
+        session.write_response_header(Box::new(head)).await.map_err(|_| WriteError::Gone)?;
+        self.committed = Committed::Sse;
+        Ok(())
+    }
+
+    /// Commits the upstream's own response head (minus hop-by-hop headers; on a CORS route its
+    /// `Access-Control-*` headers replaced by the route's).
+    pub async fn commit_passthrough(
+        &mut self,
+        session: &mut ServerSession,
+        resp: &ResponseHeader,
+        cors_route: bool,
+    ) -> Result<(), WriteError> {
+        let status = resp.status.as_u16();
+        let bodyless = session.req_header().method.as_str() == "HEAD" || status == 204 || status == 304;
+        let mut head = passthrough_header(resp, cors_route, &self.cors);
+        if chunked_allowed(session) && !bodyless && head.headers.get("content-length").is_none() {
+            let _ = head.insert_header("transfer-encoding", "chunked");
+        }
+        session.write_response_header(Box::new(head)).await.map_err(|_| WriteError::Gone)?;
+        self.committed = Committed::Passthrough;
+        Ok(())
+    }
+
+    /// Writes what is buffered, as one chunk; returns the bytes written.
+    pub async fn flush(&mut self, session: &mut ServerSession) -> Result<usize, WriteError> {
+        let data = self.out.split().freeze();
+        if data.len() > KEEP_BUFFER {
+            // Let a burst's allocation go with the written chunk (`out` would otherwise reclaim it for good).
+            self.out = BytesMut::new();
+        }
+        write(session, data).await
+    }
+
+    /// Writes `data` (a passthrough chunk, not copied) as one chunk; returns the bytes written.
+    pub async fn write(&mut self, session: &mut ServerSession, data: Bytes) -> Result<usize, WriteError> {
+        write(session, data).await
+    }
+
+    /// Writes a heartbeat comment.
+    pub async fn heartbeat(&mut self, session: &mut ServerSession) -> Result<usize, WriteError> {
+        self.out.extend_from_slice(encode::HEARTBEAT);
+        self.flush(session).await
+    }
+
+    /// Ends the body (after flushing what is buffered). Returns the bytes of the last chunk, or `None`
+    /// when the client is gone.
+    pub async fn finish(&mut self, session: &mut ServerSession) -> Option<usize> {
+        let n = self.flush(session).await.ok()?;
+        session.finish_body().await.ok()?;
+        Some(n)
+    }
+
+    /// Reports a failure the only way the committed state allows, then ends the response: a JSON error
+    /// response while nothing is committed, `event: error` (after `retry: retry_ms` when given) on an SSE
+    /// stream, nothing on a passthrough body (cut short: the client sees an incomplete message, never a
+    /// forged end). Returns whether the connection may be reused.
+    pub async fn fail(
+        &mut self,
+        session: &mut ServerSession,
+        ty: ErrorType,
+        msg: &str,
+        status: u16,
+        retry_ms: Option<u64>,
+    ) -> bool {
+        match self.committed {
+            Committed::No => {
+                let reusable = session.is_body_done();
+                Box::pin(send_json_error_with(session, ty, msg, &self.cors)).await;
+                reusable
+            }
+            Committed::Sse => {
+                if let Some(ms) = retry_ms {
+                    encode::retry(ms, &mut self.out);
+                }
+                respond::error_event(ty, msg, status, &mut self.out);
+                Box::pin(self.finish(session)).await.is_some()
+            }
+            Committed::Passthrough => false,
+        }
+    }
+}
+
+async fn write(session: &mut ServerSession, data: Bytes) -> Result<usize, WriteError> {
+    if data.is_empty() {
+        return Ok(0);
+    }
+    let n = data.len();
+    match session.write_response_body(data, false).await {
+        Ok(()) => Ok(n),
+        Err(e) if e.etype() == &pingora::ErrorType::WriteTimedout => Err(WriteError::Slow),
+        Err(e) => {
+            tracing::debug!(error = %e, "client write failed");
+            Err(WriteError::Gone)
+        }
+    }
+}
+
+/// Writes a complete JSON error response (before anything was committed). Errors writing to a client that
+/// is gone are ignored: there is nobody left to tell.
+pub async fn send_json_error(session: &mut ServerSession, ty: ErrorType, message: &str) {
+    send_json_error_with(session, ty, message, &[]).await;
+}
+
+/// Like [`send_json_error`], with extra response headers (`WWW-Authenticate`, `Retry-After`, CORS, `Allow`).
+pub async fn send_json_error_with(
+    session: &mut ServerSession,
+    ty: ErrorType,
+    message: &str,
+    extra: &[(HeaderName, HeaderValue)],
+) {
+    let status = ty.status();
+    let body = respond::json_body(ty, message, status);
+    let Ok(mut resp) = ResponseHeader::build(status, Some(3 + extra.len())) else { return };
+    let _ = resp.insert_header("content-type", HeaderValue::from_static("application/json"));
+    let _ = resp.insert_header("cache-control", HeaderValue::from_static("no-store"));
+    let _ = resp.set_content_length(body.len());
+    for (name, value) in extra {
+        let _ = resp.append_header(name.clone(), value.clone());
+    }
+    if session.write_response_header(Box::new(resp)).await.is_ok() {
+        let _ = session.write_response_body(body, true).await;
+    }
+}
+
+/// Writes a `204` CORS preflight answer with `headers`; whether the connection may be reused.
+pub async fn send_preflight(session: &mut ServerSession, headers: &[(HeaderName, HeaderValue)]) -> bool {
+    let Ok(mut resp) = ResponseHeader::build(204, Some(headers.len())) else { return false };
+    for (name, value) in headers {
+        let _ = resp.insert_header(name.clone(), value.clone());
+    }
+    if session.write_response_header(Box::new(resp)).await.is_err() {
+        return false;
+    }
+    session.finish_body().await.is_ok()
+}
+
+/// Whether the response may use chunked transfer coding: HTTP/1.1 only. h2 frames bodies itself, and an
+/// HTTP/1.0 client must not get `Transfer-Encoding` (RFC 9112 §6.1): its body ends when the connection closes.
+fn chunked_allowed(session: &mut ServerSession) -> bool {
+    if session.is_http2() {
+        return false;
+    }
+    if session.req_header().version == pingora::http::Version::HTTP_10 {
+        session.set_keepalive(None);
+        return false;
+    }
+    true
+}
+
+/// The upstream's response header for the client, minus hop-by-hop headers. On a CORS route the
+/// upstream's own `Access-Control-*` headers are replaced by the route's (`cors`).
+fn passthrough_header(
+    resp: &ResponseHeader,
+    cors_route: bool,
+    cors: &[(HeaderName, HeaderValue)],
+) -> ResponseHeader {
+    let mut out = resp.clone();
+    let connection = resp.headers.get(header::CONNECTION).map(|v| v.as_bytes());
+    for name in resp.headers.keys() {
+        let n = name.as_str();
+        if upstream::is_hop_by_hop(n, connection) || (cors_route && n.starts_with("access-control-")) {
+            out.remove_header(name);
+        }
+    }
+    for (name, value) in cors {
+        let _ = out.append_header(name.clone(), value.clone());
+    }
+    out
+}

@@ -1,0 +1,470 @@
+//! One exchange, after the edge admitted it: open the upstream, wait for its head (committing early and
+//! heartbeating if it is slow), decide what to do with the answer, then run one loop over
+//!
+//! - upstream body reads → decompress → decode → items ([`pump`], the producer),
+//! - items → ids, decode-error policy → encoded output ([`deliver`]) → one write + flush per read
+//!   ([`downstream`], the consumer and the only writer to the client),
+//! - every deadline in one timer ([`timers`]): heartbeat, header, idle, max duration, shutdown drain,
+//! - the client going away ([`disconnect`], the one exit),
+//! - the process shutting down (streams may finish during `shutdown_drain`, then get `retry:` and close).
+//!
+//! The producer and the consumer meet in this task and this `select!`: no channel, no extra wake-up or
+//! allocation per event. See `docs/ARCHITECTURE.md` for the state chart.
+//!
+//! Memory per stream is bounded: an upstream chunk is decoded, written and flushed before the next one is
+//! read, and a write that the client does not accept within `write_timeout` ends the stream.
+//!
+//! An async fn's state is as large as its largest await, and the exchange's state lives as long as the
+//! stream: so the cold awaits (DNS, connect, error answers, heartbeats, timeouts, pool release) are boxed
+//! futures, allocated only while they run. The per-event path boxes nothing.
+
+pub mod choose;
+mod deliver;
+mod disconnect;
+pub mod downstream;
+mod pump;
+mod request;
+mod stats;
+mod timers;
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue};
+use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use pingora::upstreams::peer::HttpPeer;
+use ssegate_frame::{Decoder, DecoderOptions};
+use tokio::time::Instant;
+
+use crate::config::FormatChoice;
+use crate::error::{ErrorType, Outcome};
+use crate::gateway::{RouteState, Settings};
+use crate::security::KeyHeaders;
+use crate::upstream::{self, Decompressor};
+use choose::{choose, Choice, Committed};
+use deliver::Delivery;
+use downstream::{Downstream, WriteError};
+use pump::{Produced, Pump};
+pub use stats::Stats;
+use timers::{Due, Timers};
+
+/// The most of an upstream error body quoted in an `upstream_status` error event.
+const ERROR_BODY_LIMIT: usize = 16 * 1024;
+
+/// How an exchange ended.
+#[derive(Debug)]
+pub enum End {
+    /// The upstream ended cleanly and everything was delivered.
+    Completed,
+    /// The client went away (or stopped reading).
+    ClientGone,
+    /// A failure, reported to the client as an error response or `event: error`.
+    Failed { ty: ErrorType, reusable: bool },
+}
+
+impl End {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            End::Completed => Outcome::Completed,
+            End::ClientGone => Outcome::ClientClosed,
+            End::Failed { ty, .. } => ty.outcome(),
+        }
+    }
+
+    pub fn error_type(&self) -> Option<ErrorType> {
+        match self {
+            End::Failed { ty, .. } => Some(*ty),
+            _ => None,
+        }
+    }
+
+    /// Whether the client connection may serve another request.
+    pub fn reusable(&self) -> bool {
+        matches!(self, End::Completed | End::Failed { reusable: true, .. })
+    }
+}
+
+/// What an admitted request brings to the exchange.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The path and query sent upstream.
+    pub upstream_path: String,
+    /// The request body, read to its end within the limits.
+    pub body: Bytes,
+    /// Which headers carried the client's gateway key (not forwarded).
+    pub key_headers: KeyHeaders,
+    /// CORS headers for every response of this request.
+    pub cors: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// What woke the loop.
+enum Wake<T> {
+    Upstream(T),
+    Timer,
+    ClientGone,
+    ShutdownChanged,
+}
+
+/// When the shutdown watch first turned true, as seen by any exchange.
+static SHUTDOWN_AT: OnceLock<Instant> = OnceLock::new();
+
+fn shutdown_started() -> Instant {
+    *SHUTDOWN_AT.get_or_init(|| {
+        crate::admin::set_draining();
+        Instant::now()
+    })
+}
+
+/// One exchange: disjoint parts, orchestrated here.
+#[derive(Debug)]
+pub struct Exchange<'a> {
+    route: &'a RouteState,
+    settings: &'a Settings,
+    started: Instant,
+    shutdown: ShutdownWatch,
+    timers: Timers,
+    down: Downstream,
+    delivery: Delivery,
+    pub stats: Stats,
+}
+
+impl<'a> Exchange<'a> {
+    pub fn new(
+        route: &'a RouteState,
+        settings: &'a Settings,
+        started: Instant,
+        shutdown: ShutdownWatch,
+        cors: Vec<(HeaderName, HeaderValue)>,
+    ) -> Self {
+        let cfg = &route.cfg;
+        let mut ex = Exchange {
+            route,
+            settings,
+            started,
+            shutdown,
+            timers: Timers::new(started, cfg.heartbeat_interval, cfg.max_duration, cfg.idle_timeout),
+            down: Downstream::new(cors),
+            delivery: Delivery::new(cfg.ids, cfg.on_decode_error),
+            stats: Stats::default(),
+        };
+        ex.check_shutdown();
+        ex
+    }
+
+    /// Runs the exchange to its end.
+    pub async fn run(&mut self, session: &mut ServerSession, req: Admitted) -> End {
+        let route = self.route;
+        let cfg = &route.cfg;
+        let converting = cfg.format != FormatChoice::Passthrough;
+        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
+        let head = upstream::build_request(
+            session.req_header(),
+            cfg,
+            &req.upstream_path,
+            req.body.len(),
+            converting,
+            client_ip,
+            req.key_headers,
+        );
+        let head = match head {
+            Ok(h) => h,
+            Err(e) => return self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await,
+        };
+        let peer = match Box::pin(upstream::peer(&cfg.upstream, cfg)).await {
+            Ok(p) => p,
+            Err(e) => {
+                return self.upstream_fail(session, ErrorType::UpstreamConnect, e.public_message(), &e).await
+            }
+        };
+        let mut up = match self.request(session, &peer, head, req.body).await {
+            Ok(up) => up,
+            Err(end) => return end,
+        };
+        let Some(resp) = up.response_header() else {
+            up.shutdown().await;
+            let msg = "the upstream sent no response header";
+            return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &msg).await;
+        };
+        let status = resp.status.as_u16();
+        self.stats.upstream_status = Some(status);
+        let content_type = header_str(resp, "content-type").unwrap_or("");
+        match choose(cfg.format, status, content_type, self.down.committed()) {
+            Choice::Passthrough => {
+                let head = resp.clone();
+                if self.down.commit_passthrough(session, &head, cfg.cors.is_some()).await.is_err() {
+                    return Box::pin(disconnect::client_gone(Some(&mut up), &self.route.metrics)).await;
+                }
+                self.timers.passthrough_committed();
+                let end = self.pump(session, Pump::new(up, None, None), &peer).await;
+                if status >= 400 && matches!(end, End::Completed) {
+                    // The upstream's own error reached the client unchanged; it is still an upstream error.
+                    self.route.metrics.stream_error(ErrorType::UpstreamStatus);
+                    return End::Failed { ty: ErrorType::UpstreamStatus, reusable: true };
+                }
+                end
+            }
+            Choice::ErrorEvent => {
+                let message = Box::pin(read_error_body(&mut up, status)).await;
+                up.shutdown().await;
+                self.fail(session, ErrorType::UpstreamStatus, &message, Some(status)).await
+            }
+            Choice::Decode(format) => {
+                let decompressor = match Decompressor::for_encoding(header_str(resp, "content-encoding")) {
+                    Ok(d) => d,
+                    Err(enc) => {
+                        up.shutdown().await;
+                        let msg = format!("upstream used unsupported content-encoding {enc:?}");
+                        return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
+                    }
+                };
+                if self.down.committed() == Committed::No {
+                    if let Err(e) = Box::pin(self.commit_sse(session)).await {
+                        return Box::pin(self.write_failed(e, Some(&mut up))).await;
+                    }
+                }
+                self.stats.format = Some(format);
+                let opts = DecoderOptions {
+                    max_event_size: cfg.max_event_size,
+                    event_field: cfg.event_field.clone(),
+                    comments: cfg.forward_comments,
+                };
+                let pump = Pump::new(up, Some(Decoder::new(format, opts)), decompressor);
+                self.pump(session, pump, &peer).await
+            }
+        }
+    }
+
+    /// The body loop: the producer's items to the consumer, until the upstream ends, fails, the client
+    /// leaves or a deadline passes.
+    async fn pump(&mut self, session: &mut ServerSession, mut pump: Pump, peer: &HttpPeer) -> End {
+        self.timers.upstream_read(Instant::now());
+        loop {
+            let wake = wake(&mut self.timers, session, &mut self.shutdown, pump.read()).await;
+            match wake {
+                Wake::Upstream(Ok(Some(chunk))) => {
+                    let read_at = Instant::now();
+                    self.timers.upstream_read(read_at);
+                    self.route.metrics.bytes_in(chunk.len() as u64);
+                    match pump.push(chunk) {
+                        Ok(Produced::Bytes(chunk)) => {
+                            // Passthrough: the upstream's chunk as it is, not copied.
+                            let written = self.down.write(session, chunk).await;
+                            if let Err(e) = self.wrote(written) {
+                                return Box::pin(self.write_failed(e, Some(pump.session()))).await;
+                            }
+                        }
+                        Ok(Produced::Items) => {
+                            if let Err(end) = self.deliver(session, &mut pump, read_at).await {
+                                return end;
+                            }
+                        }
+                        Err(msg) => {
+                            pump.abort().await;
+                            return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
+                        }
+                    }
+                }
+                Wake::Upstream(Ok(None)) => {
+                    let read_at = Instant::now();
+                    if pump.decoding() {
+                        if let Err(msg) = pump.finish() {
+                            return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
+                        }
+                        if let Err(end) = self.deliver(session, &mut pump, read_at).await {
+                            return end;
+                        }
+                        if let Some(done) = &self.route.done_event {
+                            self.down.out().extend_from_slice(done);
+                        }
+                    }
+                    match Box::pin(self.down.finish(session)).await {
+                        Some(n) => self.stats.wrote(n, &self.route.metrics),
+                        None => return Box::pin(disconnect::client_gone(None, &self.route.metrics)).await,
+                    }
+                    Box::pin(pump.release(self.route, peer)).await;
+                    return End::Completed;
+                }
+                Wake::Upstream(Err(e)) => {
+                    pump.abort().await;
+                    let msg = "the upstream connection broke mid-stream";
+                    return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &e).await;
+                }
+                Wake::ClientGone => {
+                    return Box::pin(disconnect::client_gone(Some(pump.session()), &self.route.metrics)).await
+                }
+                Wake::ShutdownChanged => self.check_shutdown(),
+                Wake::Timer => {
+                    if let Err(end) = Box::pin(self.on_timer(session, pump.session())).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers the pump's items in one flush. A fatal decode error ends the stream after the events before
+    /// it are delivered.
+    async fn deliver(
+        &mut self,
+        session: &mut ServerSession,
+        pump: &mut Pump,
+        read_at: Instant,
+    ) -> Result<(), End> {
+        let done = self.delivery.deliver(pump.items(), self.down.out(), &self.route.metrics);
+        let written = self.down.flush(session).await;
+        if let Err(e) = self.wrote(written) {
+            return Err(Box::pin(self.write_failed(e, Some(pump.session()))).await);
+        }
+        self.stats.events_flushed(done.events, Instant::now(), read_at, self.started, &self.route.metrics);
+        if let Some(e) = done.fatal {
+            pump.abort().await;
+            return Err(self.fail(session, ErrorType::Decode, &e.to_string(), None).await);
+        }
+        Ok(())
+    }
+
+    /// Acts on the deadline that passed: a heartbeat (committing `200 text/event-stream` first if nothing
+    /// was committed yet) or the end of the stream with a typed error.
+    async fn on_timer(&mut self, session: &mut ServerSession, up: &mut HttpSession) -> Result<(), End> {
+        match self.timers.due(Instant::now()) {
+            Due::Fail(ty, msg) => {
+                up.shutdown().await;
+                Err(self.fail(session, ty, msg, None).await)
+            }
+            Due::Heartbeat => {
+                if self.down.committed() == Committed::No {
+                    if let Err(e) = Box::pin(self.commit_sse(session)).await {
+                        return Err(self.write_failed(e, Some(up)).await);
+                    }
+                }
+                let written = self.down.heartbeat(session).await;
+                if let Err(e) = self.wrote(written) {
+                    return Err(self.write_failed(e, Some(up)).await);
+                }
+                self.stats.heartbeat(&self.route.metrics);
+                Ok(())
+            }
+            Due::Nothing => Ok(()),
+        }
+    }
+
+    async fn commit_sse(&mut self, session: &mut ServerSession) -> Result<(), WriteError> {
+        self.down.commit_sse(session).await?;
+        self.timers.sse_committed();
+        Ok(())
+    }
+
+    /// Accounts for a body write: bytes counted, the heartbeat moved.
+    #[inline]
+    fn wrote(&mut self, written: Result<usize, WriteError>) -> Result<(), WriteError> {
+        let n = written?;
+        if n > 0 {
+            self.stats.wrote(n, &self.route.metrics);
+            self.timers.wrote(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// A write to the client failed: the stream ends as "client gone"; a client that stopped reading is
+    /// counted as such (it cannot hold the upstream or memory).
+    async fn write_failed(&mut self, e: WriteError, up: Option<&mut HttpSession>) -> End {
+        if e == WriteError::Slow {
+            self.route.metrics.slow_client();
+            tracing::info!(route = %self.route.cfg.name, "client stopped reading; stream dropped");
+        }
+        disconnect::client_gone(up, &self.route.metrics).await
+    }
+
+    /// Starts the drain clock if the process is shutting down.
+    fn check_shutdown(&mut self) {
+        if *self.shutdown.borrow() {
+            self.timers.draining(shutdown_started(), self.settings.shutdown_drain);
+        }
+    }
+
+    /// An upstream failure (before or after commit): logged with its full `detail` (addresses, pingora's
+    /// error chain), reported to the client with the short `public` message only.
+    async fn upstream_fail(
+        &mut self,
+        session: &mut ServerSession,
+        ty: ErrorType,
+        public: &str,
+        detail: &(dyn std::fmt::Display + Sync),
+    ) -> End {
+        tracing::warn!(route = %self.route.cfg.name, error_type = ty.as_str(), error = %detail, "upstream failure");
+        self.fail(session, ty, public, None).await
+    }
+
+    /// Counts a failure ([`crate::error`] decides where) and reports it the only way the committed state
+    /// allows, then ends the response.
+    async fn fail(
+        &mut self,
+        session: &mut ServerSession,
+        ty: ErrorType,
+        msg: &str,
+        status: Option<u16>,
+    ) -> End {
+        let m = &self.route.metrics;
+        match ty.reject_reason() {
+            Some(reason) => m.rejected(reason),
+            None => m.stream_error(ty),
+        }
+        let status = status.unwrap_or_else(|| ty.status());
+        let retry_ms = (ty == ErrorType::Shutdown)
+            .then(|| self.settings.shutdown_retry.as_millis().min(u64::MAX as u128) as u64);
+        let ok = self.down.fail(session, ty, msg, status, retry_ms).await;
+        End::Failed { ty, reusable: ok && ty != ErrorType::Shutdown }
+    }
+}
+
+/// Waits for whichever comes first: `upstream`, the earliest deadline, the client going away, or a change
+/// of the shutdown watch.
+async fn wake<T>(
+    timers: &mut Timers,
+    session: &mut ServerSession,
+    shutdown: &mut ShutdownWatch,
+    upstream: impl Future<Output = T>,
+) -> Wake<T> {
+    let draining = timers.is_draining();
+    tokio::select! {
+        r = upstream => Wake::Upstream(r),
+        _ = timers.expired() => Wake::Timer,
+        _ = session.read_body_or_idle(true) => Wake::ClientGone,
+        r = shutdown.changed(), if !draining => {
+            if r.is_err() {
+                // The server is gone without a shutdown broadcast: nothing more to wait for here.
+                std::future::pending::<()>().await
+            }
+            Wake::ShutdownChanged
+        }
+    }
+}
+
+/// Reads (part of) an upstream error body for the `upstream_status` message.
+async fn read_error_body(up: &mut HttpSession, status: u16) -> String {
+    let mut body = Vec::new();
+    let read = async {
+        while body.len() < ERROR_BODY_LIMIT {
+            match up.read_response_body().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
+    body.truncate(ERROR_BODY_LIMIT);
+    let text = String::from_utf8_lossy(&body);
+    let text = text.trim();
+    if text.is_empty() {
+        format!("upstream answered {status}")
+    } else {
+        format!("upstream answered {status}: {text}")
+    }
+}
+
+fn header_str<'h>(resp: &'h pingora::http::ResponseHeader, name: &str) -> Option<&'h str> {
+    resp.headers.get(name).and_then(|v| v.to_str().ok())
+}

@@ -1,0 +1,86 @@
+//! Sending the request upstream and waiting for the answer's head — committing early and heartbeating if
+//! the upstream is slow — with the one retry that is always safe: a reused pooled connection that the
+//! upstream had already closed fails before any response byte (pingora marks such errors retryable on
+//! reused connections only); the request is then sent once more, on a new connection unless the pool
+//! holds another one.
+
+use bytes::Bytes;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::client::HttpSession;
+use pingora::protocols::http::ServerSession;
+use pingora::upstreams::peer::HttpPeer;
+use tokio::time::Instant;
+
+use super::{disconnect, wake, End, Exchange, Wake};
+use crate::error::ErrorType;
+use crate::upstream;
+
+impl Exchange<'_> {
+    /// Returns the upstream session with its response head read.
+    pub(super) async fn request(
+        &mut self,
+        session: &mut ServerSession,
+        peer: &HttpPeer,
+        head: RequestHeader,
+        body: Bytes,
+    ) -> Result<HttpSession, End> {
+        let mut retried = false;
+        loop {
+            let (mut up, reused) = match Box::pin(upstream::connect(&self.route.connector, peer)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let msg = e.public_message();
+                    return Err(self.upstream_fail(session, ErrorType::UpstreamConnect, msg, &e).await);
+                }
+            };
+            let sent = async {
+                up.write_request_header(Box::new(head.clone())).await?;
+                if !body.is_empty() {
+                    up.write_request_body(body.clone(), true).await?;
+                }
+                up.finish_request_body().await
+            };
+            if let Err(e) = sent.await {
+                up.shutdown().await;
+                // Nothing was read: a write to a pooled connection the upstream closed is always safe to redo.
+                if reused && !retried {
+                    retried = true;
+                    self.route.metrics.upstream_retry();
+                    continue;
+                }
+                let msg = "sending the request to the upstream failed";
+                return Err(self.upstream_fail(session, ErrorType::UpstreamConnect, msg, &e).await);
+            }
+            let sent_at = Instant::now();
+            self.timers.waiting_for_head(sent_at, self.route.cfg.header_timeout);
+            let failed = loop {
+                match wake(&mut self.timers, session, &mut self.shutdown, up.read_response_header()).await {
+                    Wake::Upstream(Ok(())) => break None,
+                    Wake::Upstream(Err(e)) => break Some(e),
+                    Wake::ClientGone => {
+                        return Err(
+                            Box::pin(disconnect::client_gone(Some(&mut up), &self.route.metrics)).await
+                        )
+                    }
+                    Wake::ShutdownChanged => self.check_shutdown(),
+                    Wake::Timer => Box::pin(self.on_timer(session, &mut up)).await?,
+                }
+            };
+            let Some(e) = failed else {
+                self.timers.head_arrived();
+                self.route.metrics.upstream_header(sent_at.elapsed());
+                return Ok(up);
+            };
+            up.shutdown().await;
+            let mut retry = e.retry;
+            retry.decide_reuse(reused);
+            if retry.retry() && !retried {
+                retried = true;
+                self.route.metrics.upstream_retry();
+                continue;
+            }
+            let msg = "the upstream connection broke before the response headers";
+            return Err(self.upstream_fail(session, ErrorType::UpstreamReset, msg, &e).await);
+        }
+    }
+}

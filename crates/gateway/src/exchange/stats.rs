@@ -1,0 +1,73 @@
+//! What one exchange did, for its metrics and its access-log line.
+
+use std::time::Duration;
+
+use ssegate_frame::Format;
+use tokio::time::Instant;
+
+use crate::metrics::RouteMetrics;
+
+/// Per-stream statistics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// The frame format decoded (`None`: passed through or not started).
+    pub format: Option<Format>,
+    pub upstream_status: Option<u16>,
+    /// Request received → first event flushed.
+    pub first_event: Option<Duration>,
+    last_event: Option<Instant>,
+    pub events: u64,
+    pub bytes_out: u64,
+    pub heartbeats: u64,
+}
+
+impl Stats {
+    /// `n` events were flushed at `now` from an upstream read at `read_at`, in a stream that started at
+    /// `started`: the event counters, the time to first event, the gaps between events (0 between the
+    /// events of one flush: they reach the client together) and the read→flush latency of each.
+    pub fn events_flushed(
+        &mut self,
+        n: u64,
+        now: Instant,
+        read_at: Instant,
+        started: Instant,
+        m: &RouteMetrics,
+    ) {
+        if n == 0 {
+            return;
+        }
+        self.events += n;
+        m.events(self.format, n);
+        match self.last_event {
+            Some(last) => m.event_gap(now - last),
+            None => {
+                let first = now - started;
+                self.first_event = Some(first);
+                m.first_event(first);
+            }
+        }
+        for _ in 1..n {
+            m.event_gap(Duration::ZERO);
+        }
+        let latency = now - read_at;
+        for _ in 0..n {
+            m.event_latency(latency);
+        }
+        self.last_event = Some(now);
+    }
+
+    /// `n` body bytes were written to the client.
+    #[inline]
+    pub fn wrote(&mut self, n: usize, m: &RouteMetrics) {
+        if n > 0 {
+            self.bytes_out += n as u64;
+            m.bytes_out(n as u64);
+        }
+    }
+
+    /// A heartbeat was written.
+    pub fn heartbeat(&mut self, m: &RouteMetrics) {
+        self.heartbeats += 1;
+        m.heartbeat();
+    }
+}

@@ -1,0 +1,199 @@
+//! Label values: closed sets, as enums with `as_str()`. No metric function takes a `&'static str` label,
+//! so a new value is added here (and to `ALL`, which pre-creates its series at 0) or it does not compile.
+
+use ssegate_frame::{DecodeError, Format};
+
+use crate::error::{ErrorType, Outcome};
+
+/// `ssegate_rejected_total{reason}`: requests a route refused before anything was sent upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    Unauthorized,
+    MaxStreams,
+    PayloadTooLarge,
+    RequestTimeout,
+    Cors,
+    BadRequest,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::Unauthorized,
+        RejectReason::MaxStreams,
+        RejectReason::PayloadTooLarge,
+        RejectReason::RequestTimeout,
+        RejectReason::Cors,
+        RejectReason::BadRequest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Unauthorized => "unauthorized",
+            RejectReason::MaxStreams => "max_streams",
+            RejectReason::PayloadTooLarge => "payload_too_large",
+            RejectReason::RequestTimeout => "request_timeout",
+            RejectReason::Cors => "cors",
+            RejectReason::BadRequest => "bad_request",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// `ssegate_downstream_rejected_total{reason}`: requests refused before a route was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EdgeReason {
+    HeaderTooLarge,
+    HeaderTimeout,
+    Malformed,
+    BadTarget,
+    Method,
+    NotFound,
+}
+
+impl EdgeReason {
+    pub const ALL: [EdgeReason; 6] = [
+        EdgeReason::HeaderTooLarge,
+        EdgeReason::HeaderTimeout,
+        EdgeReason::Malformed,
+        EdgeReason::BadTarget,
+        EdgeReason::Method,
+        EdgeReason::NotFound,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgeReason::HeaderTooLarge => "header_too_large",
+            EdgeReason::HeaderTimeout => "header_timeout",
+            EdgeReason::Malformed => "malformed",
+            EdgeReason::BadTarget => "bad_target",
+            EdgeReason::Method => "method",
+            EdgeReason::NotFound => "not_found",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// `ssegate_decode_errors_total{kind}`: the kind of a [`DecodeError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeKind {
+    TooLarge,
+    InvalidUtf8,
+    MalformedJson,
+}
+
+impl DecodeKind {
+    pub const ALL: [DecodeKind; 3] =
+        [DecodeKind::TooLarge, DecodeKind::InvalidUtf8, DecodeKind::MalformedJson];
+
+    pub fn of(e: &DecodeError) -> DecodeKind {
+        match e {
+            DecodeError::TooLarge { .. } => DecodeKind::TooLarge,
+            DecodeError::InvalidUtf8 => DecodeKind::InvalidUtf8,
+            DecodeError::MalformedJson { .. } => DecodeKind::MalformedJson,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecodeKind::TooLarge => "too_large",
+            DecodeKind::InvalidUtf8 => "invalid_utf8",
+            DecodeKind::MalformedJson => "malformed_json",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The error types counted in `ssegate_upstream_errors_total{kind}` (every one exists from start-up at 0),
+/// in documentation order: [`ErrorType::is_stream_error`].
+pub const STREAM_ERRORS: [ErrorType; 8] = [
+    ErrorType::UpstreamConnect,
+    ErrorType::UpstreamTimeout,
+    ErrorType::UpstreamIdle,
+    ErrorType::UpstreamReset,
+    ErrorType::UpstreamStatus,
+    ErrorType::Decode,
+    ErrorType::MaxDuration,
+    ErrorType::Shutdown,
+];
+
+/// The index of `ty` in [`STREAM_ERRORS`]; `None` for the types that are not stream errors.
+pub(crate) fn stream_error_index(ty: ErrorType) -> Option<usize> {
+    STREAM_ERRORS.iter().position(|t| *t == ty)
+}
+
+/// The `format` label of a stream that is not decoded.
+pub const PASSTHROUGH: &str = "passthrough";
+
+/// Number of `format` label values: every [`Format`] plus `passthrough` (index 0).
+pub(crate) const N_FORMATS: usize = Format::ALL.len() + 1;
+pub(crate) const N_OUTCOMES: usize = Outcome::ALL.len();
+
+/// The `format` label for `format` (`None` = passthrough).
+pub fn format_label(format: Option<Format>) -> &'static str {
+    format.map_or(PASSTHROUGH, Format::name)
+}
+
+#[inline]
+pub(crate) fn format_index(format: Option<Format>) -> usize {
+    match format {
+        None => 0,
+        Some(f) => Format::ALL.iter().position(|x| *x == f).map_or(0, |i| i + 1),
+    }
+}
+
+pub(crate) fn format_by_index(i: usize) -> Option<Format> {
+    i.checked_sub(1).and_then(|i| Format::ALL.get(i).copied())
+}
+
+pub(crate) fn outcome_index(o: Outcome) -> usize {
+    o as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexes_follow_all() {
+        for (i, r) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        for (i, r) in EdgeReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        for (i, k) in DecodeKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+        }
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(outcome_index(*o), i);
+        }
+    }
+
+    #[test]
+    fn stream_errors_are_exactly_the_counted_types() {
+        for ty in ErrorType::ALL {
+            assert_eq!(stream_error_index(ty).is_some(), ty.is_stream_error(), "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn decode_kind_names_match_the_framing_core() {
+        let errors = [
+            DecodeError::TooLarge { limit: 1 },
+            DecodeError::InvalidUtf8,
+            DecodeError::MalformedJson { reason: "x", recoverable: true },
+        ];
+        for e in errors {
+            assert_eq!(DecodeKind::of(&e).as_str(), e.kind());
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The upstream side: build the forwarded request ([`build_request`]), resolve and connect (pooled, TLS:
+//! [`connect`]), and undo any content encoding so that compressed bytes never reach a decoder
+//! ([`decompress`]).
+
+mod connect;
+mod decompress;
+
+pub use connect::{connect, peer, ConnectError};
+pub use decompress::Decompressor;
+
+use pingora::http::RequestHeader;
+
+use crate::config::Route;
+use crate::security::KeyHeaders;
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the de facto ones).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether a header must not cross the proxy: a hop-by-hop header, or one named in the message's own
+/// `Connection` header (`connection`, its value). Nothing is allocated: it runs for every forwarded header.
+pub fn is_hop_by_hop(name: &str, connection: Option<&[u8]>) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || connection.is_some_and(|v| {
+            v.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+        })
+}
+
+/// Builds the request sent upstream from the client's request.
+///
+/// `Host` is always the upstream's (never the client's); the headers that carried the client's gateway key
+/// (`key_headers`) and every client header the route injects itself (`upstream_headers`) are dropped, then
+/// the route's `upstream_headers` are added.
+pub fn build_request(
+    client: &RequestHeader,
+    route: &Route,
+    path_and_query: &str,
+    body_len: usize,
+    converting: bool,
+    client_addr: Option<String>,
+    key_headers: KeyHeaders,
+) -> pingora::Result<RequestHeader> {
+    let mut req = RequestHeader::build(client.method.clone(), path_and_query.as_bytes(), None)?;
+    let connection = client.headers.get(http::header::CONNECTION).map(|v| v.as_bytes());
+    for (name, value) in client.headers.iter() {
+        let n = name.as_str();
+        if is_hop_by_hop(n, connection)
+            || n == "host"
+            || n == "content-length"
+            || (converting && n == "accept-encoding")
+            || (key_headers.authorization && n == "authorization")
+            || (key_headers.x_api_key && n == "x-api-key")
+            || route.upstream_headers.iter().any(|h| h.name == *name)
+        {
+            continue;
+        }
+        req.append_header(name.clone(), value.clone())?;
+    }
+    req.insert_header("host", route.upstream.host_header.as_str())?;
+    for h in &route.upstream_headers {
+        req.insert_header(h.name.clone(), h.value.clone())?;
+    }
+    if body_len > 0 || client.method.as_str() == "POST" || client.method.as_str() == "PUT" {
+        req.insert_header("content-length", http::HeaderValue::from(body_len))?;
+    }
+    if converting {
+        req.insert_header("accept-encoding", http::HeaderValue::from_static("identity"))?;
+    }
+    if let Some(ip) = client_addr {
+        let xff = match client.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip,
+        };
+        req.insert_header("x-forwarded-for", xff)?;
+    }
+    Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_includes_connection_tokens() {
+        let t = Some(&b"close, X-Secret"[..]);
+        assert!(is_hop_by_hop("x-secret", t));
+        assert!(is_hop_by_hop("Transfer-Encoding", t));
+        assert!(!is_hop_by_hop("authorization", t));
+        assert!(!is_hop_by_hop("x-secre", t));
+        assert!(!is_hop_by_hop("x-secret", None));
+    }
+}
