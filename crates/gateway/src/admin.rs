@@ -365,7 +365,6 @@ fn render(status: u16, content_type: &str, body: &[u8], head_only: bool) -> Vec<
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

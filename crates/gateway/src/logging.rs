@@ -227,7 +227,6 @@ pub fn access(rec: &AccessRecord<'_>) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};

@@ -24,7 +24,6 @@ pub fn error_event(ty: ErrorType, message: &str, status: u16, out: &mut BytesMut
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

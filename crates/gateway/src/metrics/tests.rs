@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 use super::labels::{format_by_index, format_index, outcome_index};
 use super::*;
 use crate::error::ErrorType;

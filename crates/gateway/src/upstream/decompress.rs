@@ -56,7 +56,6 @@ impl Decompressor {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use flate2::write::GzEncoder;
     use flate2::Compression;
