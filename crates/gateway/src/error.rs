@@ -17,8 +17,6 @@
 //! `client_closed` and is counted in `ssegate_slow_clients_total`. A `401` is counted once, in
 //! `ssegate_rejected_total{reason="unauthorized"}`.
 
-use crate::metrics::RejectReason;
-
 /// The `type` of an error response or error event (closed set; also the `kind` metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorType {
@@ -78,6 +76,45 @@ pub enum Source {
     Upstream,
     /// ssegate's own limits or lifecycle (`max_streams`, `max_duration`, shutdown).
     Gateway,
+}
+
+/// Why a route refused a request before anything was sent upstream: the `reason` of
+/// `ssegate_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    Unauthorized,
+    MaxStreams,
+    PayloadTooLarge,
+    RequestTimeout,
+    Cors,
+    BadRequest,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::Unauthorized,
+        RejectReason::MaxStreams,
+        RejectReason::PayloadTooLarge,
+        RejectReason::RequestTimeout,
+        RejectReason::Cors,
+        RejectReason::BadRequest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::Unauthorized => "unauthorized",
+            RejectReason::MaxStreams => "max_streams",
+            RejectReason::PayloadTooLarge => "payload_too_large",
+            RejectReason::RequestTimeout => "request_timeout",
+            RejectReason::Cors => "cors",
+            RejectReason::BadRequest => "bad_request",
+        }
+    }
+
+    /// Its position in [`RejectReason::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
 }
 
 impl ErrorType {

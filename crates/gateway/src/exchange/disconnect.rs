@@ -6,7 +6,7 @@
 
 use pingora::protocols::http::client::HttpSession;
 
-use super::End;
+use super::end::End;
 use crate::metrics::RouteMetrics;
 
 /// The client went away: counted, the upstream (if one is open) shut down.

@@ -22,6 +22,7 @@ pub mod choose;
 mod deliver;
 mod disconnect;
 pub mod downstream;
+mod end;
 mod pump;
 mod request;
 mod stats;
@@ -40,52 +41,20 @@ use ssegate_frame::{Decoder, DecoderOptions};
 use tokio::time::Instant;
 
 use crate::config::FormatChoice;
-use crate::error::{ErrorType, Outcome};
+use crate::error::ErrorType;
 use crate::gateway::{RouteState, Settings};
 use crate::security::KeyHeaders;
 use crate::upstream::{self, Decompressor};
 use choose::{choose, Choice, Committed};
 use deliver::Delivery;
 use downstream::{Downstream, WriteError};
+pub use end::End;
 use pump::{Produced, Pump};
 pub use stats::Stats;
 use timers::{Due, Timers};
 
 /// The most of an upstream error body quoted in an `upstream_status` error event.
 const ERROR_BODY_LIMIT: usize = 16 * 1024;
-
-/// How an exchange ended.
-#[derive(Debug)]
-pub enum End {
-    /// The upstream ended cleanly and everything was delivered.
-    Completed,
-    /// The client went away (or stopped reading).
-    ClientGone,
-    /// A failure, reported to the client as an error response or `event: error`.
-    Failed { ty: ErrorType, reusable: bool },
-}
-
-impl End {
-    pub fn outcome(&self) -> Outcome {
-        match self {
-            End::Completed => Outcome::Completed,
-            End::ClientGone => Outcome::ClientClosed,
-            End::Failed { ty, .. } => ty.outcome(),
-        }
-    }
-
-    pub fn error_type(&self) -> Option<ErrorType> {
-        match self {
-            End::Failed { ty, .. } => Some(*ty),
-            _ => None,
-        }
-    }
-
-    /// Whether the client connection may serve another request.
-    pub fn reusable(&self) -> bool {
-        matches!(self, End::Completed | End::Failed { reusable: true, .. })
-    }
-}
 
 /// What an admitted request brings to the exchange.
 #[derive(Debug)]

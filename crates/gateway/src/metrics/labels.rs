@@ -3,44 +3,8 @@
 
 use ssegate_frame::{DecodeError, Format};
 
+pub use crate::error::RejectReason;
 use crate::error::{ErrorType, Outcome};
-
-/// `ssegate_rejected_total{reason}`: requests a route refused before anything was sent upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectReason {
-    Unauthorized,
-    MaxStreams,
-    PayloadTooLarge,
-    RequestTimeout,
-    Cors,
-    BadRequest,
-}
-
-impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
-        RejectReason::Unauthorized,
-        RejectReason::MaxStreams,
-        RejectReason::PayloadTooLarge,
-        RejectReason::RequestTimeout,
-        RejectReason::Cors,
-        RejectReason::BadRequest,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::Unauthorized => "unauthorized",
-            RejectReason::MaxStreams => "max_streams",
-            RejectReason::PayloadTooLarge => "payload_too_large",
-            RejectReason::RequestTimeout => "request_timeout",
-            RejectReason::Cors => "cors",
-            RejectReason::BadRequest => "bad_request",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// `ssegate_downstream_rejected_total{reason}`: requests refused before a route was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,36 @@
+//! How an exchange ended: one value per exchange, mapped to its outcome label by [`crate::error`].
+
+use crate::error::{ErrorType, Outcome};
+
+/// How an exchange ended.
+#[derive(Debug)]
+pub enum End {
+    /// The upstream ended cleanly and everything was delivered.
+    Completed,
+    /// The client went away (or stopped reading).
+    ClientGone,
+    /// A failure, reported to the client as an error response or `event: error`.
+    Failed { ty: ErrorType, reusable: bool },
+}
+
+impl End {
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            End::Completed => Outcome::Completed,
+            End::ClientGone => Outcome::ClientClosed,
+            End::Failed { ty, .. } => ty.outcome(),
+        }
+    }
+
+    pub fn error_type(&self) -> Option<ErrorType> {
+        match self {
+            End::Failed { ty, .. } => Some(*ty),
+            _ => None,
+        }
+    }
+
+    /// Whether the client connection may serve another request.
+    pub fn reusable(&self) -> bool {
+        matches!(self, End::Completed | End::Failed { reusable: true, .. })
+    }
+}
