@@ -118,7 +118,7 @@ impl RejectReason {
 }
 
 impl ErrorType {
-    /// Every type, in documentation order.
+    /// Every type, in documentation (and declaration: `ty as usize` is its index here) order.
     pub const ALL: [ErrorType; 17] = [
         ErrorType::NotFound,
         ErrorType::PayloadTooLarge,
@@ -310,6 +310,13 @@ mod tests {
             if source == Source::Client {
                 assert!((400..500).contains(&status), "{ty:?}: client faults are 4xx");
             }
+        }
+    }
+
+    #[test]
+    fn all_is_in_declaration_order() {
+        for (i, ty) in ErrorType::ALL.iter().enumerate() {
+            assert_eq!(*ty as usize, i, "{ty:?}");
         }
     }
 

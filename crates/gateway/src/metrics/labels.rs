@@ -76,24 +76,6 @@ impl DecodeKind {
     }
 }
 
-/// The error types counted in `ssegate_upstream_errors_total{kind}` (every one exists from start-up at 0),
-/// in documentation order: [`ErrorType::is_stream_error`].
-pub const STREAM_ERRORS: [ErrorType; 8] = [
-    ErrorType::UpstreamConnect,
-    ErrorType::UpstreamTimeout,
-    ErrorType::UpstreamIdle,
-    ErrorType::UpstreamReset,
-    ErrorType::UpstreamStatus,
-    ErrorType::Decode,
-    ErrorType::MaxDuration,
-    ErrorType::Shutdown,
-];
-
-/// The index of `ty` in [`STREAM_ERRORS`]; `None` for the types that are not stream errors.
-pub(crate) fn stream_error_index(ty: ErrorType) -> Option<usize> {
-    STREAM_ERRORS.iter().position(|t| *t == ty)
-}
-
 /// The `format` label of a stream that is not decoded.
 pub const PASSTHROUGH: &str = "passthrough";
 
@@ -139,13 +121,6 @@ mod tests {
         }
         for (i, o) in Outcome::ALL.iter().enumerate() {
             assert_eq!(outcome_index(*o), i);
-        }
-    }
-
-    #[test]
-    fn stream_errors_are_exactly_the_counted_types() {
-        for ty in ErrorType::ALL {
-            assert_eq!(stream_error_index(ty).is_some(), ty.is_stream_error(), "{ty:?}");
         }
     }
 

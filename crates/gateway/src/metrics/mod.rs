@@ -27,7 +27,7 @@ use prometheus::core::Collector;
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 pub use crate::error::Outcome;
-pub use labels::{format_label, DecodeKind, EdgeReason, RejectReason, PASSTHROUGH, STREAM_ERRORS};
+pub use labels::{format_label, DecodeKind, EdgeReason, RejectReason, PASSTHROUGH};
 pub use route::{route, ActiveStream, RouteMetrics};
 
 /// Buckets of the per-event / per-request latency histograms: 100 µs .. 60 s.

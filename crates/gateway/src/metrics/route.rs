@@ -9,8 +9,8 @@ use ssegate_frame::{DecodeError, Format};
 
 use super::families;
 use super::labels::{
-    format_by_index, format_index, format_label, outcome_index, stream_error_index, DecodeKind, RejectReason,
-    N_FORMATS, N_OUTCOMES, STREAM_ERRORS,
+    format_by_index, format_index, format_label, outcome_index, DecodeKind, RejectReason, N_FORMATS,
+    N_OUTCOMES,
 };
 use crate::error::{ErrorType, Outcome};
 
@@ -34,8 +34,9 @@ pub struct RouteMetrics {
     slow_clients: IntCounter,
     /// [`DecodeKind::ALL`] order.
     decode_errors: [IntCounter; DecodeKind::ALL.len()],
-    /// [`STREAM_ERRORS`] order.
-    upstream_errors: [IntCounter; STREAM_ERRORS.len()],
+    /// [`ErrorType::ALL`] order; a handle for each type that is a stream error
+    /// ([`ErrorType::is_stream_error`]), `None` for the others (counted elsewhere).
+    upstream_errors: [Option<IntCounter>; ErrorType::ALL.len()],
     upstream_retries: IntCounter,
     /// [`RejectReason::ALL`] order.
     rejected: [IntCounter; RejectReason::ALL.len()],
@@ -85,7 +86,8 @@ pub fn route(name: &str) -> RouteMetrics {
         client_disconnects: f.client_disconnects.with_label_values(&[name]),
         slow_clients: f.slow_clients.with_label_values(&[name]),
         decode_errors: DecodeKind::ALL.map(|k| f.decode_errors.with_label_values(&[name, k.as_str()])),
-        upstream_errors: STREAM_ERRORS.map(|k| f.upstream_errors.with_label_values(&[name, k.as_str()])),
+        upstream_errors: ErrorType::ALL
+            .map(|t| t.is_stream_error().then(|| f.upstream_errors.with_label_values(&[name, t.as_str()]))),
         upstream_retries: f.upstream_retries.with_label_values(&[name]),
         rejected: RejectReason::ALL.map(|r| f.rejected.with_label_values(&[name, r.as_str()])),
         streams_total: Arc::new(std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new()))),
@@ -170,8 +172,8 @@ impl RouteMetrics {
     /// Types that are not stream errors ([`ErrorType::is_stream_error`]) are counted elsewhere and
     /// ignored here.
     pub fn stream_error(&self, ty: ErrorType) {
-        if let Some(i) = stream_error_index(ty) {
-            self.upstream_errors[i].inc();
+        if let Some(Some(c)) = self.upstream_errors.get(ty as usize) {
+            c.inc();
         }
     }
 
