@@ -4,7 +4,10 @@
 //! Every problem is reported as `file:line:col: message`; all problems of a file are collected before
 //! failing (a config that passes `ssegate check` starts).
 
+use std::collections::BTreeMap;
+use std::env::VarError;
 use std::fmt;
+use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -182,6 +185,93 @@ impl std::fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+/// Where a config's outside inputs come from: environment variables (`auth.keys_env`, `${env:NAME}`) and
+/// files (the config file, `auth.keys_file`, `${file:PATH}`, the TLS cert and key, `ca_file`).
+/// [`System`] is the real process environment and file system; [`MapSource`] is an in-memory one for
+/// tests. Paths given to it are already resolved against the config file's directory.
+pub trait Source {
+    /// The value of the environment variable `name`.
+    fn env(&self, name: &str) -> Result<String, VarError>;
+    /// Whether `path` (symlinks followed) is a regular file; `Err` when it cannot be inspected (missing,
+    /// no permission). Asked before reading the TLS cert / key and `ca_file`, so that a directory, FIFO or
+    /// device given there is refused instead of read.
+    fn is_file(&self, path: &Path) -> io::Result<bool>;
+    /// The whole content of the file at `path`.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+}
+
+/// The process environment and the real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct System;
+
+impl Source for System {
+    fn env(&self, name: &str) -> Result<String, VarError> {
+        std::env::var(name)
+    }
+
+    fn is_file(&self, path: &Path) -> io::Result<bool> {
+        std::fs::metadata(path).map(|m| m.is_file())
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}
+
+/// An in-memory [`Source`] (for tests): variables and files are exactly those added; every other
+/// variable is unset and every other path is missing (`NotFound`), except that a path under which files
+/// were added is a directory (`is_file` answers `false`).
+#[derive(Debug, Clone, Default)]
+pub struct MapSource {
+    env: BTreeMap<String, String>,
+    files: BTreeMap<PathBuf, Vec<u8>>,
+}
+
+impl MapSource {
+    pub fn new() -> MapSource {
+        MapSource::default()
+    }
+
+    /// Sets the environment variable `name`.
+    pub fn with_env(mut self, name: &str, value: &str) -> MapSource {
+        self.env.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Adds a file at `path` (as the config refers to it after resolution: absolute, or joined to the
+    /// config file's directory).
+    pub fn with_file(mut self, path: impl Into<PathBuf>, content: impl Into<Vec<u8>>) -> MapSource {
+        self.files.insert(path.into(), content.into());
+        self
+    }
+}
+
+impl Source for MapSource {
+    fn env(&self, name: &str) -> Result<String, VarError> {
+        self.env.get(name).cloned().ok_or(VarError::NotPresent)
+    }
+
+    fn is_file(&self, path: &Path) -> io::Result<bool> {
+        if self.files.contains_key(path) {
+            Ok(true)
+        } else if self.files.keys().any(|f| f.starts_with(path)) {
+            Ok(false)
+        } else {
+            Err(io::ErrorKind::NotFound.into())
+        }
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.files.get(path).cloned().ok_or_else(|| io::ErrorKind::NotFound.into())
+    }
+}
+
+/// The text of the file at `path` read through `source` (same error as `std::fs::read_to_string`).
+fn read_to_string(source: &dyn Source, path: &Path) -> io::Result<String> {
+    String::from_utf8(source.read(path)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Limits and defaults
@@ -415,17 +505,28 @@ impl<'de> Deserialize<'de> for StrList {
 // ---------------------------------------------------------------------------------------------------------
 
 impl Config {
-    /// Reads, parses and validates `path`.
+    /// Reads, parses and validates `path`, with the process environment and the real file system.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let src = std::fs::read_to_string(path)
-            .map_err(|e| ConfigErrors(vec![format!("{}: cannot read config file: {e}", path.display())]))?;
-        Config::from_str_at(path, &src)
+        Config::load_with(path, &System)
     }
 
     /// Parses and validates `src` as if it had been read from `path` (used for error positions and to
-    /// resolve relative paths against `path`'s directory).
+    /// resolve relative paths against `path`'s directory), with the process environment and the real
+    /// file system.
     pub fn from_str_at(path: &Path, src: &str) -> Result<Config, ConfigErrors> {
-        let mut cx = Cx::new(path, src);
+        Config::from_str_with(path, src, &System)
+    }
+
+    /// [`Config::load`], reading the file, the environment and every referenced file from `source`.
+    pub fn load_with(path: &Path, source: &dyn Source) -> Result<Config, ConfigErrors> {
+        let src = read_to_string(source, path)
+            .map_err(|e| ConfigErrors(vec![format!("{}: cannot read config file: {e}", path.display())]))?;
+        Config::from_str_with(path, &src, source)
+    }
+
+    /// [`Config::from_str_at`], reading the environment and every referenced file from `source`.
+    pub fn from_str_with(path: &Path, src: &str, source: &dyn Source) -> Result<Config, ConfigErrors> {
+        let mut cx = Cx::new(path, src, source);
         let raw: RawConfig = match toml::from_str(src) {
             Ok(raw) => raw,
             Err(e) => {
@@ -448,11 +549,13 @@ impl Config {
     }
 }
 
-/// Validation context: the file, its text, and every error found so far (byte offset, message).
+/// Validation context: the file, its text, where outside inputs come from, and every error found so far
+/// (byte offset, message).
 struct Cx<'a> {
     path: &'a Path,
     dir: PathBuf,
     src: &'a str,
+    source: &'a dyn Source,
     errors: Vec<(Option<usize>, String)>,
 }
 
@@ -464,12 +567,12 @@ struct Listener {
 }
 
 impl<'a> Cx<'a> {
-    fn new(path: &'a Path, src: &'a str) -> Self {
+    fn new(path: &'a Path, src: &'a str, source: &'a dyn Source) -> Self {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        Cx { path, dir, src, errors: Vec::new() }
+        Cx { path, dir, src, source, errors: Vec::new() }
     }
 
     fn err(&mut self, span: Range<usize>, msg: impl Into<String>) {
@@ -1062,12 +1165,12 @@ impl<'a> Cx<'a> {
             self.err(span, format!("{what}: {name:?} is not an environment variable name"));
             return None;
         }
-        match std::env::var(name) {
+        match self.source.env(name) {
             Ok(v) => Some(v),
             Err(e) => {
                 let why = match e {
-                    std::env::VarError::NotPresent => "is not set",
-                    std::env::VarError::NotUnicode(_) => "is not UTF-8",
+                    VarError::NotPresent => "is not set",
+                    VarError::NotUnicode(_) => "is not UTF-8",
                 };
                 self.err(span, format!("{what}: environment variable {name} {why}"));
                 None
@@ -1078,7 +1181,7 @@ impl<'a> Cx<'a> {
     /// The resolved path of `file` and its text; `what` (`auth.keys_file`) starts the error message.
     fn read_text(&mut self, what: &str, file: &str, span: Range<usize>) -> Option<(PathBuf, String)> {
         let path = self.resolve(file);
-        match std::fs::read_to_string(&path) {
+        match read_to_string(self.source, &path) {
             Ok(text) => Some((path, text)),
             Err(e) => {
                 self.err(span, format!("{what}: cannot read {}: {e}", path.display()));
@@ -1289,7 +1392,7 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// A file that must exist and be readable now (relative paths resolved against the config's
+    /// A file that must exist, be a regular file and be readable now (relative paths resolved against the config's
     /// directory); `pem`: it must also contain a PEM block.
     fn readable_file(
         &mut self,
@@ -1313,18 +1416,18 @@ impl<'a> Cx<'a> {
         } else {
             format!("{:?} ({})", raw.get_ref(), path.display())
         };
-        match std::fs::metadata(&path) {
+        match self.source.is_file(&path) {
             Err(e) => {
                 self.err(raw.span(), format!("cannot read {key} file {shown}: {e}"));
                 return None;
             }
-            Ok(m) if !m.is_file() => {
+            Ok(false) => {
                 self.err(raw.span(), format!("{key} {shown} is not a regular file"));
                 return None;
             }
-            Ok(_) => {}
+            Ok(true) => {}
         }
-        match std::fs::read(&path) {
+        match self.source.read(&path) {
             Err(e) => {
                 self.err(raw.span(), format!("cannot read {key} file {shown}: {e}"));
                 None
@@ -1654,8 +1757,9 @@ mod tests {
         }
     }
 
+    /// `src` as `test.toml`, with no environment variable set and no file but the config (a [`MapSource`]).
     fn load(src: &str) -> Result<Config, ConfigErrors> {
-        Config::from_str_at(Path::new("test.toml"), src)
+        Config::from_str_with(Path::new("test.toml"), src, &MapSource::new())
     }
 
     fn errors(src: &str) -> Vec<String> {
@@ -2213,7 +2317,7 @@ on_decode_error = "maybe"
         // "ä" is two bytes; the column counts it once.
         let src = "# ä\r\n[server]\r\nlisten = [\"127.0.0.1:8080\"]\r\n[[route]]\r\nname = \"r\"\r\npath_prefix = \"/r\"\r\nupstream = \"http://h\"\r\ndone_event = { data = \"ä\", event = \"\" }\r\n";
         one_error(src, 8, 36, "done_event.event must not be empty");
-        let cx = Cx::new(Path::new("x"), "aä\nb");
+        let cx = Cx::new(Path::new("x"), "aä\nb", &System);
         assert_eq!(cx.line_col(0), (1, 1));
         assert_eq!(cx.line_col(2), (1, 2)); // inside "ä": floored to its start
         assert_eq!(cx.line_col(3), (1, 3));
@@ -2289,14 +2393,17 @@ on_decode_error = "maybe"
 
     #[test]
     fn auth_keys_from_env_and_files_never_print_the_keys() {
-        let dir = Dir::new("auth");
-        std::fs::write(dir.0.join("keys.txt"), "# comment\nfile-key-1\n\nfile-key-2\n").unwrap();
-        std::fs::write(dir.0.join("empty.txt"), "# nothing\n").unwrap();
-        std::env::set_var("SSEGATE_T_AUTH_KEYS", "env-key-1, env-key-2\nenv-key-3");
+        // Relative key files are resolved against the config file's directory.
+        let file = Path::new("/etc/ssegate/ssegate.toml");
+        let source = MapSource::new()
+            .with_env("SSEGATE_T_AUTH_KEYS", "env-key-1, env-key-2\nenv-key-3")
+            .with_env("SSEGATE_T_AUTH_BLANK", " , \n")
+            .with_file("/etc/ssegate/keys.txt", "# comment\nfile-key-1\n\nfile-key-2\n")
+            .with_file("/etc/ssegate/empty.txt", "# nothing\n");
         let src = format!(
             "{MINIMAL}auth = {{ keys_env = [\"SSEGATE_T_AUTH_KEYS\"], keys_file = [\"keys.txt\"] }}\n"
         );
-        let c = Config::from_str_at(&dir.file(), &src).unwrap();
+        let c = Config::from_str_with(file, &src, &source).unwrap();
         let keys = c.routes[0].auth.as_ref().unwrap();
         assert_eq!(keys.len(), 5);
         assert!(keys.matches(b"env-key-2") && keys.matches(b"file-key-2") && !keys.matches(b"comment"));
@@ -2304,12 +2411,11 @@ on_decode_error = "maybe"
         assert!(!debug.contains("env-key") && !debug.contains("file-key"), "{debug}");
 
         // The [route.auth] table form, and every error naming the variable / file only.
-        std::env::set_var("SSEGATE_T_AUTH_BLANK", " , \n");
         let src = format!(
             "{MINIMAL}[route.auth]\nkeys_env = [\"SSEGATE_T_AUTH_MISSING\", \"SSEGATE_T_AUTH_BLANK\", \"1X\"]\n\
              keys_file = [\"nope.txt\", \"empty.txt\"]\n"
         );
-        let errs = Config::from_str_at(&dir.file(), &src).unwrap_err().0;
+        let errs = Config::from_str_with(file, &src, &source).unwrap_err().0;
         assert_eq!(errs.len(), 5, "{errs:#?}");
         assert!(errs[0].contains("environment variable SSEGATE_T_AUTH_MISSING is not set"), "{errs:#?}");
         assert!(errs[1].contains("SSEGATE_T_AUTH_BLANK holds no key"), "{errs:#?}");
@@ -2319,17 +2425,18 @@ on_decode_error = "maybe"
         one_error(&format!("{MINIMAL}auth = {{}}"), 8, 8, "auth needs keys_env and/or keys_file");
         one_error(&format!("{MINIMAL}auth = {{ keys = [\"k\"] }}"), 8, 10, "unknown field `keys`");
     }
-
     #[test]
     fn upstream_headers_resolve_references_and_never_print_them() {
-        let dir = Dir::new("headers");
-        std::fs::write(dir.0.join("org"), "org-secret-file\n").unwrap();
-        std::env::set_var("SSEGATE_T_HDR_KEY", "sk-secret-env");
+        let file = Path::new("/etc/ssegate/ssegate.toml");
+        let source = MapSource::new()
+            .with_env("SSEGATE_T_HDR_KEY", "sk-secret-env")
+            .with_file("/etc/ssegate/org", "org-secret-file\n")
+            .with_file("/etc/ssegate/bad", "line1\nline2\n");
         let src = format!(
             "{MINIMAL}upstream_headers = {{ \"Authorization\" = \"Bearer ${{env:SSEGATE_T_HDR_KEY}}\", \
              \"x-org\" = \"${{file:org}}\", \"x-plain\" = \"v\" }}\n"
         );
-        let c = Config::from_str_at(&dir.file(), &src).unwrap();
+        let c = Config::from_str_with(file, &src, &source).unwrap();
         let h = &c.routes[0].upstream_headers;
         let got: Vec<_> = h.iter().map(|h| (h.name.as_str(), h.value.to_str().unwrap())).collect();
         assert_eq!(
@@ -2340,13 +2447,12 @@ on_decode_error = "maybe"
         let debug = format!("{c:?}");
         assert!(!debug.contains("secret"), "{debug}");
 
-        std::fs::write(dir.0.join("bad"), "line1\nline2\n").unwrap();
         let src = format!(
             "{MINIMAL}[route.upstream_headers]\n\"A\" = \"${{env:SSEGATE_T_HDR_UNSET}}\"\n\
              \"B\" = \"${{file:missing}}\"\n\"C\" = \"${{vault:x}}\"\n\"D\" = \"${{env:SSEGATE_T_HDR_KEY\"\n\
              \"E\" = \"${{file:bad}}\"\n\"Host\" = \"x\"\n\"bad name\" = \"x\"\n\"x-dup\" = \"1\"\n\"X-Dup\" = \"2\"\n"
         );
-        let errs = Config::from_str_at(&dir.file(), &src).unwrap_err().0;
+        let errs = Config::from_str_with(file, &src, &source).unwrap_err().0;
         let all = errs.join("\n");
         assert!(!all.contains("sk-secret-env"), "{all}");
         for needle in [
@@ -2363,7 +2469,6 @@ on_decode_error = "maybe"
         }
         assert_eq!(errs.len(), 8, "{all}");
     }
-
     #[test]
     fn cors_rules() {
         let c = load(&route_with(
@@ -2404,6 +2509,62 @@ on_decode_error = "maybe"
             8,
             50,
             "not an HTTP method",
+        );
+    }
+
+    #[test]
+    fn map_source_serves_the_config_file_and_every_read() {
+        let source = MapSource::new()
+            .with_file("/cfg/ssegate.toml", MINIMAL)
+            .with_file("/cfg/cert.pem", "-----BEGIN TEST-----\n")
+            .with_file("/cfg/sub/x", "");
+        let c = Config::load_with(Path::new("/cfg/ssegate.toml"), &source).unwrap();
+        assert_eq!((c.path.as_path(), c.routes.len()), (Path::new("/cfg/ssegate.toml"), 1));
+        let err = Config::load_with(Path::new("/cfg/other.toml"), &source).unwrap_err();
+        assert_eq!(err.0, ["/cfg/other.toml: cannot read config file: entity not found"]);
+
+        // A path with files under it is a directory, not a regular file.
+        let tls =
+            "\n[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"cert.pem\"\nkey = \"sub\"\n\n[[route]]";
+        let src = MINIMAL.replace("\n\n[[route]]", tls);
+        let errs = Config::from_str_with(Path::new("/cfg/ssegate.toml"), &src, &source).unwrap_err().0;
+        assert_eq!(errs, ["/cfg/ssegate.toml:6:7: key \"sub\" (/cfg/sub) is not a regular file"]);
+    }
+
+    #[test]
+    fn map_source_and_system_give_the_same_messages() {
+        let dir = Dir::new("utf8");
+        let bad = b"\xff\xfe key\n".to_vec();
+        std::fs::write(dir.0.join("bad.txt"), &bad).unwrap();
+        let src = format!("{MINIMAL}auth = {{ keys_file = [\"bad.txt\", \"missing.txt\"] }}\n");
+        let real = Config::from_str_at(&dir.file(), &src).unwrap_err().0;
+        assert_eq!(real.len(), 2, "{real:#?}");
+        assert!(real[0].ends_with("bad.txt: stream did not contain valid UTF-8"), "{real:#?}");
+        let mapped = MapSource::new().with_file(dir.0.join("bad.txt"), bad);
+        let mapped = Config::from_str_with(&dir.file(), &src, &mapped).unwrap_err().0;
+        assert_eq!(real[0], mapped[0]);
+    }
+
+    #[test]
+    fn system_source_reads_the_process_environment() {
+        // Any variable this process already has that fits in a header value (tests never set one).
+        let Some((name, value)) = std::env::vars().find(|(k, v)| {
+            k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !v.is_empty()
+                && !v.contains("${")
+                && http::HeaderValue::from_str(v).is_ok()
+        }) else {
+            return;
+        };
+        let src = format!("{MINIMAL}upstream_headers = {{ \"x-v\" = \"${{env:{name}}}\" }}\n");
+        let c = Config::from_str_at(Path::new("test.toml"), &src).unwrap();
+        assert_eq!(c.routes[0].upstream_headers[0].value.to_str().unwrap(), value);
+        // The map source does not see it.
+        let errs = errors(&src);
+        assert_eq!(
+            errs,
+            [format!("test.toml:8:30: upstream_headers.x-v: environment variable {name} is not set")]
         );
     }
 
