@@ -4,14 +4,14 @@
 //! Every problem is reported as `file:line:col: message`; all problems of a file are collected before
 //! failing (a config that passes `ssegate check` starts).
 //!
-//! Layout: `raw` is the serde mirror of the file; the sections `server` (`[server]`, `[admin]`) and
-//! `route` (`[[route]]`, with its upstream and security keys) turn it into the validated types, each
-//! owning its keys, their defaults and their limits; both report through the leaf context `cx` (errors
-//! with positions, path resolution, and every environment / file read, through a [`Source`]) and share
-//! `values` (durations, sizes, addresses). Only this module calls the sections, in file order.
+//! Layout: two sections, `server` (`[server]`, `[server.tls]`, `[admin]`) and `route` (`[[route]]`, with
+//! its submodules `upstream` and `security`), each keeping together, per key, the serde mirror of its
+//! tables, the validated type, the rule and the default, and its limits. They report through the leaf
+//! context `cx` (errors with positions, path resolution, and every environment / file read, through a
+//! [`Source`]) and share `values` (durations, sizes, listen addresses, URL paths); they never use each
+//! other. Only this module calls them, in file order.
 
 mod cx;
-mod raw;
 mod route;
 mod server;
 mod values;
@@ -20,6 +20,9 @@ mod values;
 mod tests;
 
 use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
 
 pub use cx::{ConfigErrors, MapSource, Source, System};
 pub use route::{
@@ -30,7 +33,8 @@ pub use server::{Admin, Server, Tls, MAX_HEADER_SIZE, MAX_REQUEST_BODY, MAX_THRE
 pub use values::MAX_DURATION_VALUE;
 
 use cx::Cx;
-use raw::RawConfig;
+use route::RawRoute;
+use server::{RawAdmin, RawServer};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -87,6 +91,20 @@ impl Config {
         }
         Err(cx.finish())
     }
+}
+
+/// The file as serde reads it. Each section keeps the serde mirror of its own tables (`RawServer`,
+/// `RawRoute`, ...) next to its validated type. Conventions: `deny_unknown_fields` everywhere; everything
+/// that is validated later keeps its span; required keys are `Option` so that a missing key is reported
+/// together with every other problem; the field order of each struct is the order serde lists the
+/// accepted keys in an "unknown field" message (so it is part of the output: append new keys in the
+/// documentation's order).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Option<Spanned<RawServer>>,
+    admin: Option<Spanned<RawAdmin>>,
+    route: Option<Vec<Spanned<RawRoute>>>,
 }
 
 /// Every section, in file order.

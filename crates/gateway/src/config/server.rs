@@ -6,11 +6,11 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Deserialize;
 use toml::Spanned;
 
 use super::cx::Cx;
-use super::raw::{RawAdmin, RawServer, RawTls, StrList};
-use super::values::{GIB, KIB, MIB};
+use super::values::{DurationStr, SizeValue, StrList, GIB, KIB, MIB};
 
 /// Largest accepted `threads`.
 pub const MAX_THREADS: usize = 1024;
@@ -68,6 +68,39 @@ pub struct Tls {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub listen: SocketAddr,
+}
+
+// ---- the file's tables, as serde reads them (see `RawConfig` for the conventions) ---------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    listen: Option<Spanned<StrList>>,
+    threads: Option<Spanned<i64>>,
+    tls: Option<Spanned<RawTls>>,
+    shutdown_drain: Option<Spanned<DurationStr>>,
+    shutdown_retry: Option<Spanned<DurationStr>>,
+    write_timeout: Option<Spanned<DurationStr>>,
+    max_request_body: Option<Spanned<SizeValue>>,
+    max_header_size: Option<Spanned<SizeValue>>,
+    request_header_timeout: Option<Spanned<DurationStr>>,
+    request_body_timeout: Option<Spanned<DurationStr>>,
+    pid_file: Option<Spanned<String>>,
+    upgrade_sock: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    listen: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    listen: Option<Spanned<String>>,
 }
 
 /// One listen address, where it came from (for duplicate detection).

@@ -1,19 +1,103 @@
-//! Values that appear in more than one section: durations, sizes, listen addresses and URL paths. The
+//! Values that appear in more than one section: durations, sizes, listen addresses (one or a list) and URL
+//! paths, as serde reads them (`DurationStr`, `SizeValue`, `StrList`) and as they are validated. The
 //! `parse_*` / `check_*` functions are pure and return a message without position; the [`Cx`] methods
 //! below apply them to a spanned raw value, report a problem at its position and fall back to the default.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
 
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
 use toml::Spanned;
 
 use super::cx::Cx;
-use super::raw::{DurationStr, SizeValue};
 
 pub(super) const KIB: u64 = 1024;
 pub(super) const MIB: u64 = 1024 * 1024;
 pub(super) const GIB: u64 = 1024 * 1024 * 1024;
+
+// ---- raw value types: what serde reads; their own types only for a helpful "expected ..." ---------
+
+/// A duration string (`"15s"`); its own type only for a helpful "expected ..." in type errors.
+#[derive(Debug)]
+pub(super) struct DurationStr(String);
+
+impl<'de> Deserialize<'de> for DurationStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DurationStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string such as \"15s\", \"250ms\" or \"1h\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationStr, E> {
+                Ok(DurationStr(v.to_owned()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A size: integer bytes or a string with a unit (`"64KiB"`).
+#[derive(Debug)]
+pub(super) enum SizeValue {
+    Int(i64),
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SizeValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size: integer bytes or a string such as \"64KiB\", \"1MiB\" or \"10MB\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SizeValue, E> {
+                Ok(SizeValue::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SizeValue, E> {
+                Ok(SizeValue::Int(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SizeValue, E> {
+                Ok(SizeValue::Str(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `listen = "addr"` or `listen = ["addr", ...]`.
+#[derive(Debug)]
+pub(super) enum StrList {
+    One(String),
+    Many(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for StrList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StrList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address string or an array of address strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StrList, E> {
+                Ok(StrList::One(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    out.push(item);
+                }
+                Ok(StrList::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// Longest accepted duration anywhere in the file (365 days): keeps every `Instant + d` far from overflow.
 pub const MAX_DURATION_VALUE: Duration = Duration::from_secs(365 * 24 * 3600);

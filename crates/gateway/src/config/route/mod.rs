@@ -3,7 +3,8 @@
 //! `ca_file`, `upstream_headers`) and the client-facing security keys (`auth`, `cors`) are validated in
 //! the submodules [`upstream`] and [`security`], which only the route section uses.
 //!
-//! A new route key: a field in `raw::RawRoute`, a field in [`Route`], a line in [`route`] (and a test).
+//! A new route key: a field in `RawRoute`, a field in [`Route`] and a line in [`route`], all in this file
+//! (and a test in `config/tests/route.rs`).
 
 mod security;
 pub(super) mod upstream;
@@ -11,13 +12,16 @@ pub(super) mod upstream;
 use std::ops::Range;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
 use ssegate_frame::Format;
 use toml::Spanned;
 
 use super::cx::Cx;
-use super::raw::{RawDoneEvent, RawRoute};
-use super::values::{check_path_chars, KIB, MIB};
+use super::values::{check_path_chars, DurationStr, SizeValue, KIB, MIB};
 use crate::security::{Cors, InjectedHeader, KeySet};
+use security::{RawAuth, RawCors};
 
 pub use security::{CORS_DEFAULT_HEADERS, CORS_DEFAULT_METHODS};
 pub use upstream::Upstream;
@@ -104,6 +108,42 @@ pub enum DecodeErrorPolicy {
     Skip,
     /// Send `event: error` (type `decode`) and end the stream.
     Close,
+}
+
+// ---- the file's table, as serde reads it (see `RawConfig` for the conventions) -------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    name: Option<Spanned<String>>,
+    path_prefix: Option<Spanned<String>>,
+    strip_prefix: Option<bool>,
+    upstream: Option<Spanned<String>>,
+    ca_file: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+    heartbeat_interval: Option<Spanned<DurationStr>>,
+    event_field: Option<Spanned<String>>,
+    ids: Option<bool>,
+    done_event: Option<Spanned<RawDoneEvent>>,
+    forward_comments: Option<bool>,
+    connect_timeout: Option<Spanned<DurationStr>>,
+    header_timeout: Option<Spanned<DurationStr>>,
+    idle_timeout: Option<Spanned<DurationStr>>,
+    max_duration: Option<Spanned<DurationStr>>,
+    max_event_size: Option<Spanned<SizeValue>>,
+    on_decode_error: Option<Spanned<String>>,
+    auth: Option<Spanned<RawAuth>>,
+    upstream_headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    max_streams: Option<Spanned<i64>>,
+    retry_after: Option<Spanned<DurationStr>>,
+    cors: Option<Spanned<RawCors>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDoneEvent {
+    event: Option<Spanned<String>>,
+    data: Option<Spanned<String>>,
 }
 
 /// Names and path prefixes of the routes so far, for duplicate detection: (value, offset) and

@@ -5,17 +5,36 @@
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
+use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::cx::Cx;
-use crate::config::raw::{RawAuth, RawCors};
-use crate::config::values::strip_prefix_ci;
+use crate::config::values::{strip_prefix_ci, DurationStr};
 use crate::security::{self, Cors, KeySet};
 
 /// `cors.allow_headers` default.
 pub const CORS_DEFAULT_HEADERS: [&str; 4] = ["content-type", "authorization", "x-api-key", "last-event-id"];
 /// `cors.allow_methods` default.
 pub const CORS_DEFAULT_METHODS: [&str; 3] = ["GET", "POST", "OPTIONS"];
+
+// ---- the file's tables, as serde reads them (see `RawConfig` for the conventions) ---------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    keys_env: Option<Vec<Spanned<String>>>,
+    keys_file: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCors {
+    allow_origins: Option<Spanned<Vec<Spanned<String>>>>,
+    allow_headers: Option<Vec<Spanned<String>>>,
+    allow_methods: Option<Vec<Spanned<String>>>,
+    max_age: Option<Spanned<DurationStr>>,
+    allow_credentials: Option<Spanned<bool>>,
+}
 
 /// `auth`: at least one of `keys_env` / `keys_file`; each variable and file must hold at least one key.
 /// Unchanged behaviour under review: empty lists (`auth = { keys_env = [] }`) pass without a key and
