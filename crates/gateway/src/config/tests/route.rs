@@ -73,3 +73,37 @@ fn format_and_event_field() {
     let c = load(&route_with("done_event = { data = \"[DONE]\" }")).unwrap();
     assert_eq!(c.routes[0].done_event, Some(DoneEvent { event: None, data: "[DONE]".into() }));
 }
+
+#[test]
+fn a_route_without_its_required_keys_still_reports_every_other_key() {
+    // `route()` validates every key before a missing required key drops the route (the required keys
+    // are written last in its struct literal): keep it that way.
+    let src = "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[route]]\nidle_timeout = \"0s\"\nmax_streams = -1\n\
+               cors = { allow_origins = [] }\ndone_event = { event = \"\" , data = \"x\" }\n";
+    let errs = errors(src);
+    assert_eq!(
+        errs,
+        [
+            "test.toml:4:1: missing key `name` in [[route]]",
+            "test.toml:4:1: missing key `path_prefix` in [[route]]",
+            "test.toml:4:1: missing key `upstream` in [[route]]",
+            "test.toml:5:16: idle_timeout must be greater than 0",
+            "test.toml:6:15: max_streams must be between 0 (unlimited) and 1000000, got -1",
+            "test.toml:7:26: cors.allow_origins must not be empty",
+            "test.toml:8:24: done_event.event must not be empty (leave it out for a plain message)",
+        ]
+    );
+}
+
+#[test]
+fn unknown_route_key_lists_the_keys_in_documentation_order() {
+    // The field order of `RawRoute` is part of the output (only its start is pinned here, so that a new
+    // key appended at the end needs no edit).
+    one_error(
+        &route_with("bogus = 1"),
+        8,
+        1,
+        "unknown field `bogus`, expected one of `name`, `path_prefix`, `strip_prefix`, `upstream`, `ca_file`, \
+         `format`, ",
+    );
+}
