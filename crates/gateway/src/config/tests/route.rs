@@ -1,0 +1,109 @@
+//! Config unit tests: the route keys of the route section itself (name, prefix, format, event_field, done_event...).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use super::*;
+use crate::config::route::format_choice_name;
+
+#[test]
+fn route_name_and_prefix_rules() {
+    one_error(&route_with("").replace("name = \"r\"", "name = \"a b\""), 5, 8, "invalid route name \"a b\"");
+    one_error(&route_with("").replace("name = \"r\"", "name = \"\""), 5, 8, "invalid route name");
+    let long = "x".repeat(65);
+    one_error(&route_with("").replace("name = \"r\"", &format!("name = \"{long}\"")), 5, 8, "1 to 64");
+    load(&route_with("").replace("name = \"r\"", &format!("name = \"{}\"", "A-z_0.9".repeat(9)))).unwrap();
+
+    for (bad, why) in [
+        ("r", "must start with `/`"),
+        ("/r/", "must not end with `/` (write \"/r\")"),
+        ("/a//b", "empty segment"),
+        ("/a/../b", "`..`"),
+        ("/a?x", "no query"),
+        ("/a b", "not allowed"),
+        ("/a%2", "percent escape"),
+    ] {
+        let src = route_with("").replace("path_prefix = \"/r\"", &format!("path_prefix = {bad:?}"));
+        one_error(&src, 6, 15, why);
+    }
+    load(&route_with("").replace("path_prefix = \"/r\"", "path_prefix = \"/v1/chat%20x/@me:1\"")).unwrap();
+
+    let src = format!("{MINIMAL}\n[[route]]\nname = \"r\"\npath_prefix = \"/r\"\nupstream = \"http://h\"\n");
+    let errs = errors(&src);
+    assert_eq!(
+        errs,
+        vec![
+            "test.toml:10:8: duplicate route name \"r\" (first used on line 5)",
+            "test.toml:11:15: duplicate path_prefix \"/r\": route \"r\" (line 6) already uses it",
+        ]
+    );
+}
+
+#[test]
+fn format_and_event_field() {
+    for name in
+        ["auto", "passthrough", "sse", "ndjson", "json-stream", "json-seq", "json-array", "lines", "chunks"]
+    {
+        let c = load(&route_with(&format!("format = {name:?}"))).unwrap();
+        assert_eq!(format_choice_name(c.routes[0].format), name);
+    }
+    one_error(
+        &route_with("format = \"ndjsn\""),
+        8,
+        10,
+        "unknown format \"ndjsn\"; expected one of auto, passthrough, sse, ndjson, json-stream, json-seq, json-array, lines, chunks",
+    );
+    for ok in ["auto", "ndjson", "json-stream", "json-seq", "json-array"] {
+        load(&route_with(&format!("format = {ok:?}\nevent_field = \"type\""))).unwrap();
+    }
+    for bad in ["sse", "lines", "chunks", "passthrough"] {
+        one_error(
+            &route_with(&format!("format = {bad:?}\nevent_field = \"type\"")),
+            9,
+            15,
+            "event_field only applies to JSON formats",
+        );
+    }
+    one_error(&route_with("event_field = \"\""), 8, 15, "must not be empty");
+    one_error(
+        &route_with("on_decode_error = \"ignore\""),
+        8,
+        19,
+        "unknown on_decode_error \"ignore\"; expected skip or close",
+    );
+    one_error(&route_with("done_event = { event = \"a\\nb\", data = \"x\" }"), 8, 24, "CR, LF or NUL");
+    let c = load(&route_with("done_event = { data = \"[DONE]\" }")).unwrap();
+    assert_eq!(c.routes[0].done_event, Some(DoneEvent { event: None, data: "[DONE]".into() }));
+}
+
+#[test]
+fn a_route_without_its_required_keys_still_reports_every_other_key() {
+    // `route()` validates every key before a missing required key drops the route (the required keys
+    // are written last in its struct literal): keep it that way.
+    let src = "[server]\nlisten = [\"127.0.0.1:1\"]\n\n[[route]]\nidle_timeout = \"0s\"\nmax_streams = -1\n\
+               cors = { allow_origins = [] }\ndone_event = { event = \"\" , data = \"x\" }\n";
+    let errs = errors(src);
+    assert_eq!(
+        errs,
+        [
+            "test.toml:4:1: missing key `name` in [[route]]",
+            "test.toml:4:1: missing key `path_prefix` in [[route]]",
+            "test.toml:4:1: missing key `upstream` in [[route]]",
+            "test.toml:5:16: idle_timeout must be greater than 0",
+            "test.toml:6:15: max_streams must be between 0 (unlimited) and 1000000, got -1",
+            "test.toml:7:26: cors.allow_origins must not be empty",
+            "test.toml:8:24: done_event.event must not be empty (leave it out for a plain message)",
+        ]
+    );
+}
+
+#[test]
+fn unknown_route_key_lists_the_keys_in_documentation_order() {
+    // The field order of `RawRoute` is part of the output (only its start is pinned here, so that a new
+    // key appended at the end needs no edit).
+    one_error(
+        &route_with("bogus = 1"),
+        8,
+        1,
+        "unknown field `bogus`, expected one of `name`, `path_prefix`, `strip_prefix`, `upstream`, `ca_file`, \
+         `format`, ",
+    );
+}
