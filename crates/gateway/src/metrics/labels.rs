@@ -4,7 +4,7 @@
 use ssegate_frame::{DecodeError, Format};
 
 pub use crate::error::RejectReason;
-use crate::error::{ErrorType, Outcome};
+use crate::error::Outcome;
 
 /// `ssegate_downstream_rejected_total{reason}`: requests refused before a route was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,4 @@
 //! Config unit tests: loading as a whole (syntax, positions, ordering, defaults, every shipped config).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 

@@ -1,5 +1,4 @@
 //! Unit tests of the config module, one file per section. The helpers here are shared by all of them.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod load;
 mod route;

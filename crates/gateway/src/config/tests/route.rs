@@ -1,5 +1,4 @@
 //! Config unit tests: the route keys of the route section itself (name, prefix, format, event_field, done_event...).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use crate::config::route::format_choice_name;

@@ -1,5 +1,4 @@
 //! Config unit tests: `auth` and `cors`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 

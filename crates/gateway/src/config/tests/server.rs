@@ -1,5 +1,4 @@
 //! Config unit tests: `[server]`, `[server.tls]`, `[admin]` and listener conflicts.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 

@@ -1,5 +1,4 @@
 //! Config unit tests: `upstream`, `ca_file`, `upstream_headers`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use crate::config::route::upstream::parse_upstream;

@@ -1,5 +1,4 @@
 //! Config unit tests: durations and sizes.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
 use crate::config::values::{parse_duration, parse_size, show_size};
