@@ -36,13 +36,13 @@ pub(super) struct RawCors {
     allow_credentials: Option<Spanned<bool>>,
 }
 
-/// `auth`: at least one of `keys_env` / `keys_file`; each variable and file must hold at least one key.
-/// Unchanged behaviour under review: empty lists (`auth = { keys_env = [] }`) pass without a key and
-/// leave the route open (`None`), with no error.
+/// `auth`: at least one entry in `keys_env` / `keys_file`; each variable and file must hold at least one
+/// key. Empty lists (`auth = { keys_env = [] }`) are an error: they would leave the route open.
 pub(super) fn auth(cx: &mut Cx, raw: Spanned<RawAuth>) -> Option<KeySet> {
     let header = raw.span();
     let raw = raw.into_inner();
-    if raw.keys_env.is_none() && raw.keys_file.is_none() {
+    let none = |l: &Option<Vec<Spanned<String>>>| l.as_ref().is_none_or(Vec::is_empty);
+    if none(&raw.keys_env) && none(&raw.keys_file) {
         cx.err(header, "auth needs keys_env and/or keys_file (keys are never written in the config)");
         return None;
     }

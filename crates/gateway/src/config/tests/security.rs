@@ -33,6 +33,9 @@ fn auth_keys_from_env_and_files_never_print_the_keys() {
     assert!(errs[3].contains("nope.txt"), "{errs:#?}");
     assert!(errs[4].contains("empty.txt") && errs[4].contains("holds no key"), "{errs:#?}");
     one_error(&format!("{MINIMAL}auth = {{}}"), 8, 8, "auth needs keys_env and/or keys_file");
+    // Empty lists would leave the route open: an error, not a route without auth.
+    one_error(&format!("{MINIMAL}auth = {{ keys_env = [] }}"), 8, 8, "auth needs keys_env and/or keys_file");
+    one_error(&format!("{MINIMAL}auth = {{ keys_env = [], keys_file = [] }}"), 8, 8, "auth needs keys_env");
     one_error(&format!("{MINIMAL}auth = {{ keys = [\"k\"] }}"), 8, 10, "unknown field `keys`");
 }
 
