@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::Value;
+use ssegate_frame::encode::{Id, Output};
 use ssegate_frame::testing::feed_chunks;
 use ssegate_frame::{encode, DecoderOptions, Event, Format, Item};
 
@@ -99,6 +100,44 @@ proptest! {
         }
         let opts = DecoderOptions { comments: true, ..DecoderOptions::default() };
         let got = feed_chunks(Format::Sse, &opts, chunked(&buf, &cuts));
+        prop_assert_eq!(got, expected, "encoded: {:?}", String::from_utf8_lossy(&buf));
+    }
+}
+
+/// A gateway id prefix: mostly plain, sometimes with the bytes the encoder must remove.
+fn id_prefix() -> impl Strategy<Value = Option<String>> {
+    prop::option::of(prop_oneof![3 => "[a-z0-9.-]{0,8}", 1 => text()])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// `Output::Sse.event_with_id` through the crate's own SSE decoder: the same events, each with the
+    /// assigned id (`<prefix>.<seq>`, prefix without CR/LF/NUL) instead of its own.
+    #[test]
+    fn sse_event_with_id_then_parse(
+        events in prop::collection::vec(block(), 1..6),
+        prefix in id_prefix(),
+        first in any::<u64>(),
+        cuts in prop::collection::vec(any::<Index>(), 0..6),
+    ) {
+        let mut buf = BytesMut::new();
+        let mut expected = Vec::new();
+        let clean: Option<String> = prefix.as_ref().map(|p| p.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')).collect());
+        for (n, b) in events.iter().enumerate() {
+            let Block::Event(ev) = b else { continue };
+            let seq = first.wrapping_add(n as u64);
+            let id = Id { prefix: prefix.as_deref().map(str::as_bytes), seq };
+            let before = buf.len();
+            Output::Sse.event_with_id(ev, id, &mut buf);
+            prop_assert!(buf.len() - before <= Output::Sse.encoded_len_hint(ev, Some(id)));
+            let want_id = match prefix.as_deref() {
+                Some(p) if !p.is_empty() => format!("{}.{seq}", clean.as_deref().unwrap_or_default()),
+                _ => seq.to_string(),
+            };
+            expected.push(Item::Event(Event { id: Some(Bytes::from(want_id)), ..normalised(ev) }));
+        }
+        let got = feed_chunks(Format::Sse, &DecoderOptions::default(), chunked(&buf, &cuts));
         prop_assert_eq!(got, expected, "encoded: {:?}", String::from_utf8_lossy(&buf));
     }
 }
