@@ -41,3 +41,25 @@ impl DecodeError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_recoverability() {
+        let too_large = DecodeError::TooLarge { limit: 3 };
+        let utf8 = DecodeError::InvalidUtf8;
+        let bad = |recoverable| DecodeError::MalformedJson { reason: "r", recoverable };
+        assert_eq!(
+            [too_large.kind(), utf8.kind(), bad(true).kind()],
+            ["too_large", "invalid_utf8", "malformed_json"]
+        );
+        assert!(too_large.recoverable());
+        assert!(utf8.recoverable());
+        assert!(bad(true).recoverable());
+        assert!(!bad(false).recoverable());
+        assert_eq!(too_large.to_string(), "message larger than the 3-byte limit was skipped");
+        assert_eq!(bad(false).to_string(), "malformed JSON: r");
+    }
+}

@@ -89,3 +89,50 @@ impl fmt::Display for Format {
         f.write_str(self.name())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_the_config_names_and_round_trip() {
+        let names: Vec<String> = Format::ALL.iter().map(|f| f.to_string()).collect();
+        assert_eq!(names, ["sse", "ndjson", "json-stream", "json-seq", "json-array", "lines", "chunks"]);
+        for f in Format::ALL {
+            assert_eq!(f.to_string(), f.name());
+            assert_eq!(Format::from_name(f.name()), Some(f));
+        }
+        assert_eq!(Format::from_name("json"), None);
+        assert_eq!(Format::from_name("SSE"), None);
+        assert_eq!(Format::from_name(""), None);
+    }
+
+    #[test]
+    fn json_formats() {
+        let json: Vec<Format> = Format::ALL.into_iter().filter(|f| f.is_json()).collect();
+        assert_eq!(json, [Format::Ndjson, Format::JsonStream, Format::JsonSeq, Format::JsonArray]);
+    }
+
+    #[test]
+    fn content_types() {
+        let cases = [
+            ("text/event-stream", Some(Format::Sse)),
+            (" TEXT/EVENT-STREAM ;charset=utf-8", Some(Format::Sse)),
+            ("application/x-ndjson", Some(Format::Ndjson)),
+            ("application/jsonl", Some(Format::Ndjson)),
+            ("application/x-jsonlines", Some(Format::Ndjson)),
+            ("application/ndjson; charset=utf-8", Some(Format::Ndjson)),
+            ("application/jsonlines", Some(Format::Ndjson)),
+            ("application/stream+json", Some(Format::JsonStream)),
+            ("application/x-json-stream", Some(Format::JsonStream)),
+            ("application/json-seq", Some(Format::JsonSeq)),
+            ("application/json", None),
+            ("text/plain", None),
+            ("", None),
+            ("text/event-streams", None),
+        ];
+        for (ct, want) in cases {
+            assert_eq!(Format::from_content_type(ct), want, "{ct:?}");
+        }
+    }
+}

@@ -205,9 +205,11 @@ pub fn check_json(data: &[u8]) -> Result<(), String> {
 }
 
 /// The differential oracle of the JSON validator: `input` with its LFs removed is one NDJSON line, which
-/// must yield an event exactly when serde_json accepts it as one JSON value (and then the event's data is
-/// its compacted form). Two documented differences are allowed: a whitespace-only line yields nothing, and
-/// nesting deeper than [`MAX_DEPTH`](crate::decode::MAX_DEPTH) is rejected only by ssegate.
+/// must yield an event exactly when serde_json accepts it as one JSON value, and then the event's data is
+/// its compacted form: serde_json reads the same value from the data as from the line, and the data is
+/// byte for byte [`compact_reference`] of the line. Two documented differences are allowed: a
+/// whitespace-only line yields nothing, and nesting deeper than [`MAX_DEPTH`](crate::decode::MAX_DEPTH) is
+/// rejected only by ssegate.
 pub fn oracle_json_differential(input: &[u8]) -> Result<(), String> {
     let line: Vec<u8> = input.iter().copied().filter(|&c| c != b'\n').collect();
     let opts = DecoderOptions { max_event_size: usize::MAX, ..DecoderOptions::default() };
@@ -217,7 +219,20 @@ pub fn oracle_json_differential(input: &[u8]) -> Result<(), String> {
     let shown = || String::from_utf8_lossy(&line).into_owned();
     match items.as_slice() {
         [] if line.iter().all(|c| matches!(c, b' ' | b'\t' | b'\r')) => Ok(()),
-        [Item::Event(ev)] if serde_ok => check_json(&ev.data),
+        [Item::Event(ev)] if serde_ok => {
+            check_json(&ev.data)?;
+            same_json_value(&line, &ev.data)?;
+            let want = compact_reference(&line);
+            if ev.data[..] != want[..] {
+                return Err(format!(
+                    "data is not the compacted line:\n line: {:?}\n data: {:?}\n want: {:?}",
+                    shown(),
+                    String::from_utf8_lossy(&ev.data),
+                    String::from_utf8_lossy(&want)
+                ));
+            }
+            Ok(())
+        }
         [Item::Error(crate::DecodeError::MalformedJson { reason: "nesting too deep", .. })] => Ok(()),
         [Item::Error(e)] if !serde_ok => {
             if e.recoverable() {
@@ -228,6 +243,46 @@ pub fn oracle_json_differential(input: &[u8]) -> Result<(), String> {
         }
         other => Err(format!("ssegate {other:?} but serde_json ok={serde_ok} for {:?}", shown())),
     }
+}
+
+/// serde_json reads the same value from `data` (an event's data) as from `input` (what the decoder was
+/// given). A `serde_json::Value` cannot hold a lone surrogate (`"\ud800"`, valid JSON text): then neither
+/// may be readable as one.
+pub fn same_json_value(input: &[u8], data: &[u8]) -> Result<(), String> {
+    let read = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).ok();
+    let (want, got) = (read(input), read(data));
+    if want != got {
+        return Err(format!(
+            "serde_json reads {got:?} from the data {:?} but {want:?} from the input {:?}",
+            String::from_utf8_lossy(data),
+            String::from_utf8_lossy(input)
+        ));
+    }
+    Ok(())
+}
+
+/// A deliberately naive reference compaction of valid JSON: every space, tab, CR and LF outside strings
+/// is dropped, every byte inside strings (escapes included) is kept.
+pub fn compact_reference(json: &[u8]) -> Vec<u8> {
+    let (mut in_string, mut escaped) = (false, false);
+    let mut out = Vec::with_capacity(json.len());
+    for &c in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+        } else if c == b'"' {
+            in_string = true;
+        } else if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A deliberately naive reference: whether `json` has a space, tab, CR or LF outside its strings.
@@ -643,6 +698,28 @@ mod tests {
     fn naive_whitespace_reference() {
         assert!(!has_whitespace_outside_strings(b"{\"a b\":\"\\\" \"}"));
         assert!(has_whitespace_outside_strings(b"[1, 2]"));
+    }
+
+    #[test]
+    fn naive_compaction_reference() {
+        assert_eq!(
+            compact_reference(b" { \"a b\" : [ 1 ,\t2 ] ,\r\n \"\\\" x\" : \" \" }\n"),
+            b"{\"a b\":[1,2],\"\\\" x\":\" \"}"
+        );
+    }
+
+    #[test]
+    fn json_oracle_wants_the_compacted_line() {
+        assert_eq!(oracle_json_differential(b" [ \"a b\" , 1 ]\r"), Ok(()));
+        assert!(same_json_value(b"[\"a b\"]", b"[\"ab\"]").is_err());
+        assert!(same_json_value(b"[1]", b"[1]").is_ok());
+        assert!(same_json_value(b"[1]", b" [ 1 ] ").is_ok());
+        assert!(same_json_value(b"[1]", b"[").is_err());
+        assert!(same_json_value(b"[\"\\ud800\"]", b"[\"\\ud800\"]").is_ok());
+        assert!(
+            same_json_value(b"[\"\\ud800\"]", b"[\"\\ud800 \"]").is_ok(),
+            "the byte check catches this one"
+        );
     }
 
     #[test]

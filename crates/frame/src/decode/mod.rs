@@ -165,3 +165,43 @@ impl Decoder {
         self.inner = Inner::new(self.format, &self.opts);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_kept() {
+        let opts = DecoderOptions { max_event_size: 7, event_field: Some("t".into()), comments: true };
+        let dec = Decoder::new(Format::Lines, opts.clone());
+        assert_eq!(dec.options(), &opts);
+        assert_eq!(dec.format(), Format::Lines);
+    }
+
+    #[test]
+    fn buffered_len_counts_unfinished_messages() {
+        let partial: [(Format, &[u8]); 7] = [
+            (Format::Sse, b"data: abc"),
+            (Format::Ndjson, b"{\"a\":"),
+            (Format::JsonStream, b"{\"a\":"),
+            (Format::JsonSeq, b"\x1e{\"a\":"),
+            (Format::JsonArray, b"[{\"a\":"),
+            (Format::Lines, b"abc"),
+            (Format::Chunks, b"x\xe2\x82"),
+        ];
+        for (format, input) in partial {
+            let mut dec = Decoder::new(format, DecoderOptions::default());
+            let mut out = Vec::new();
+            assert_eq!(dec.buffered_len(), 0, "{format}");
+            dec.push(&Bytes::from_static(input), &mut out);
+            let held = dec.buffered_len();
+            assert!(held > 0 && held <= input.len(), "{format}: {held}");
+            dec.finish(&mut out);
+            assert_eq!(dec.buffered_len(), 0, "{format}");
+        }
+        // Exactly the incomplete character.
+        let mut dec = Decoder::new(Format::Chunks, DecoderOptions::default());
+        dec.push(&Bytes::from_static(b"x\xe2\x82"), &mut Vec::new());
+        assert_eq!(dec.buffered_len(), 2);
+    }
+}

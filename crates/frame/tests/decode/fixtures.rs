@@ -22,52 +22,69 @@ fn events(items: &[Item]) -> Vec<&Event> {
         .collect()
 }
 
+/// One OpenAI chat-completion chunk of `openai.sse`, written out by hand.
+fn openai_chunk(content: &str) -> String {
+    String::from(
+        r#"{"id":"chatcmpl-9x","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":""#,
+    ) + content
+        + r#""},"finish_reason":null}]}"#
+}
+
+const OPENAI_TOKENS: [&str; 10] =
+    ["Hello", "!", " How", " can", " I", " help", " you", " today", "?", " \u{e9}\u{e8} \u{1F600}"];
+
 #[test]
 fn openai_sse() {
     let input = fixture("openai.sse");
-    let items = feed_whole(Format::Sse, &DecoderOptions::default(), &input);
-    let evs = events(&items);
-    assert_eq!(evs.len(), 11);
-    assert!(evs[0].data.starts_with(b"{\"id\":\"chatcmpl-9x\""));
-    assert!(std::str::from_utf8(&evs[9].data).unwrap().contains("\u{e9}\u{e8} \u{1F600}"));
-    assert_eq!(&evs[10].data[..], b"[DONE]");
-    case_default(Format::Sse, &input, &items, Twins::All);
+    let mut expected: Vec<Item> = OPENAI_TOKENS.iter().map(|t| ev(openai_chunk(t))).collect();
+    expected.push(ev("[DONE]"));
+    assert_eq!(feed_whole(Format::Sse, &DecoderOptions::default(), &input), expected);
+    case_default(Format::Sse, &input, &expected, Twins::All);
+
     let with_comments = DecoderOptions { comments: true, ..DecoderOptions::default() };
-    let items = feed_whole(Format::Sse, &with_comments, &input);
-    assert_eq!(items[10], comment("keep-alive"));
-    case(Format::Sse, &with_comments, &input, &items, Twins::All);
+    expected.insert(10, comment("keep-alive"));
+    case(Format::Sse, &with_comments, &input, &expected, Twins::All);
 }
 
 #[test]
 fn anthropic_sse() {
     let input = fixture("anthropic.sse");
-    let items = feed_whole(Format::Sse, &DecoderOptions::default(), &input);
-    assert_eq!(items[0], Item::Retry(2500));
-    let evs = events(&items[1..]);
-    let names: Vec<&[u8]> = evs.iter().map(|e| e.name.as_deref().unwrap()).collect();
-    assert_eq!(
-        names,
-        [&b"message_start"[..], b"ping", b"content_block_delta", b"content_block_delta", b"message_stop"]
-    );
-    assert_eq!(evs[0].id.as_deref(), Some(&b"41"[..]), "the id of the first block goes on the first event");
-    assert!(evs[1..].iter().all(|e| e.id.is_none()));
-    case_default(Format::Sse, &input, &items, Twins::All);
+    let first =
+        Event::data(r#"{"type":"message_start","message":{"id":"msg_1","role":"assistant","content":[]}}"#)
+            .with_name("message_start")
+            .with_id("41");
+    let expected = [
+        Item::Retry(2500),
+        // The id of the first block (which has no data) carries over to the first event.
+        Item::Event(first),
+        named("ping", r#"{"type":"ping"}"#),
+        named(
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi\nthere"}}"#,
+        ),
+        named(
+            "content_block_delta",
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" friend"}}"#,
+        ),
+        named("message_stop", r#"{"type":"message_stop"}"#),
+    ];
+    case_default(Format::Sse, &input, &expected, Twins::All);
 }
 
 #[test]
 fn gemini_json_array() {
     let input = fixture("gemini.json");
-    let items = feed_whole(Format::JsonArray, &DecoderOptions::default(), &input);
-    let evs = events(&items);
-    assert_eq!(evs.len(), 3);
+    let chunk = |text: &str| {
+        String::from(r#"{"candidates":[{"content":{"parts":[{"text":""#)
+            + text
+            + r#""}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":4}}"#
+    };
+    let expected = [ev(chunk("The")), ev(chunk(" quick [brown]")), ev(chunk(r#" fox, \"jumps\""#))];
     assert_eq!(
-        &evs[1].data[..],
-        &b"{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\" quick [brown]\"}],\"role\":\"model\"},\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":4}}"[..]
+        &expected[1],
+        &ev(&b"{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\" quick [brown]\"}],\"role\":\"model\"},\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":4}}"[..])
     );
-    for ev in &evs {
-        let _: serde_json::Value = serde_json::from_slice(&ev.data).unwrap();
-    }
-    case_default(Format::JsonArray, &input, &items, Twins::Crlf);
+    case_default(Format::JsonArray, &input, &expected, Twins::Crlf);
 }
 
 #[test]
@@ -87,9 +104,11 @@ fn ollama_ndjson() {
 #[test]
 fn json_seq() {
     let input = fixture("seq.json-seq");
-    let items = feed_whole(Format::JsonSeq, &DecoderOptions::default(), &input);
-    let evs = events(&items);
-    assert_eq!(evs.len(), 3);
-    assert!(evs[0].data.starts_with(b"{\"model\":\"llama3\",\"created_at\""));
-    case_default(Format::JsonSeq, &input, &items, Twins::Crlf);
+    let chunk = |content: &str| {
+        ev(String::from(
+            r#"{"model":"llama3","created_at":"2024-05-01T00:00:00Z","message":{"role":"assistant","content":""#,
+        ) + content
+            + r#""},"done":false}"#)
+    };
+    case_default(Format::JsonSeq, &input, &[chunk("Why"), chunk(" is"), chunk(" the")], Twins::Crlf);
 }

@@ -1,7 +1,8 @@
-//! The SSE encoder: [`Event`]s to `text/event-stream` bytes that every conforming client parses back into
-//! exactly the same event.
+//! The SSE output: [`Event`]s to `text/event-stream` bytes that every conforming client parses back into
+//! exactly the same event. [`Output::Sse`](super::Output::Sse) dispatches here; the free functions are
+//! re-exported as `ssegate_frame::encode::{event, comment, retry, HEARTBEAT, encoded_len_hint}`.
 //!
-//! Rules (WHATWG HTML, "Server-sent events", and ssegate's DESIGN.md):
+//! Rules (WHATWG HTML, "Server-sent events", and ssegate's `docs/ARCHITECTURE.md`):
 //! - every payload line is its own `data: ` line, always with the space: "If value starts with a U+0020
 //!   SPACE character, remove it from value", so a payload that itself starts with a space survives;
 //! - CR, LF and CRLF inside the payload are line breaks ("Lines must be separated by either a U+000D
@@ -9,25 +10,70 @@
 //!   single U+000D CARRIAGE RETURN (CR) character"), written as LF; an empty payload line is `data: `;
 //! - `event:` and `id:` values never contain CR or LF (they are removed, so no field can be injected);
 //!   an `id` containing NUL is dropped, because "If the field value does not contain U+0000 NULL" is the
-//!   parser's condition for using it;
-//! - `retry:` is written from an integer, so it is digits only;
+//!   parser's condition for using it; a gateway-assigned [`Id`] prefix has CR, LF and NUL removed;
+//! - `retry:` and the sequence number of an [`Id`] are written from integers, so they are digits only;
 //! - an event ends with a blank line; comments start with `:`.
 
 use bytes::BufMut;
-use memchr::memchr2;
+use memchr::{memchr2, memchr3};
 
+use super::Id;
 use crate::Event;
 
 /// The heartbeat comment, a complete SSE block on its own.
+///
+/// ```
+/// assert_eq!(ssegate_frame::encode::HEARTBEAT, b": keepalive\n\n");
+/// ```
 pub const HEARTBEAT: &[u8] = b": keepalive\n\n";
 
+/// The media type of an SSE response.
+pub(super) const CONTENT_TYPE: &str = "text/event-stream; charset=utf-8";
+
 /// Appends `ev` as one complete SSE event (ending in a blank line).
+///
+/// ```
+/// use ssegate_frame::{encode, Event};
+///
+/// let mut out = Vec::new();
+/// encode::event(&Event::data("a\nb").with_name("delta").with_id("7"), &mut out);
+/// assert_eq!(out, b"id: 7\nevent: delta\ndata: a\ndata: b\n\n");
+/// ```
 pub fn event<B: BufMut>(ev: &Event, out: &mut B) {
     if let Some(id) = &ev.id {
         if !id.contains(&0) {
             single_line_field(b"id: ", id, out);
         }
     }
+    event_without_id(ev, out);
+}
+
+/// Appends `ev` with the gateway-assigned `id` instead of its own (see [`Id`]).
+pub(super) fn event_with_id<B: BufMut>(ev: &Event, id: Id<'_>, out: &mut B) {
+    out.put_slice(b"id: ");
+    if let Some(prefix) = id.prefix.filter(|p| !p.is_empty()) {
+        let mut rest = prefix;
+        while let Some(i) = memchr3(b'\r', b'\n', 0, rest) {
+            out.put_slice(&rest[..i]);
+            rest = &rest[i + 1..];
+        }
+        out.put_slice(rest);
+        out.put_u8(b'.');
+    }
+    put_u64(id.seq, out);
+    out.put_u8(b'\n');
+    event_without_id(ev, out);
+}
+
+/// Appends `json` as an `event: error` whose data is `json` (one `data:` line for one-line JSON).
+pub(super) fn error<B: BufMut>(json: &[u8], out: &mut B) {
+    out.put_slice(b"event: error\n");
+    data_lines(json, out);
+    out.put_u8(b'\n');
+}
+
+/// The fields after `id:`: `event:`, `retry:`, the data lines and the blank line.
+fn event_without_id<B: BufMut>(ev: &Event, out: &mut B) {
     if let Some(name) = &ev.name {
         if !name.is_empty() {
             single_line_field(b"event: ", name, out);
@@ -42,6 +88,12 @@ pub fn event<B: BufMut>(ev: &Event, out: &mut B) {
 
 /// Appends a comment block (`: text` per line, then a blank line). Line breaks in `text` start new comment
 /// lines, so a comment can never turn into a field.
+///
+/// ```
+/// let mut out = Vec::new();
+/// ssegate_frame::encode::comment(b"ping\ndata: x", &mut out);
+/// assert_eq!(out, b": ping\n: data: x\n\n");
+/// ```
 pub fn comment<B: BufMut>(text: &[u8], out: &mut B) {
     for_each_line(text, |line| {
         out.put_slice(b":");
@@ -55,16 +107,39 @@ pub fn comment<B: BufMut>(text: &[u8], out: &mut B) {
 }
 
 /// Appends a standalone `retry:` block telling clients how long to wait before reconnecting.
+///
+/// ```
+/// let mut out = Vec::new();
+/// ssegate_frame::encode::retry(2500, &mut out);
+/// assert_eq!(out, b"retry: 2500\n\n");
+/// ```
 pub fn retry<B: BufMut>(ms: u64, out: &mut B) {
     retry_line(ms, out);
     out.put_u8(b'\n');
 }
 
 /// An upper bound of the bytes [`event`] writes for `ev` (for reserving capacity).
+///
+/// ```
+/// use ssegate_frame::{encode, Event};
+///
+/// let ev = Event::data("a\nb");
+/// let mut out = Vec::new();
+/// encode::event(&ev, &mut out);
+/// assert!(out.len() <= encode::encoded_len_hint(&ev));
+/// ```
 pub fn encoded_len_hint(ev: &Event) -> usize {
-    let fields = ev.id.as_ref().map_or(0, |v| v.len() + 5)
-        + ev.name.as_ref().map_or(0, |v| v.len() + 8)
-        + ev.retry.map_or(0, |_| 28);
+    ev.id.as_ref().map_or(0, |v| v.len() + 5) + len_hint_without_id(ev)
+}
+
+/// An upper bound of the bytes [`Output::event_with_id`](super::Output::event_with_id) writes.
+pub(super) fn encoded_len_hint_with_id(ev: &Event, id: Id<'_>) -> usize {
+    // "id: " + prefix + "." + at most 20 digits + LF.
+    id.prefix.map_or(0, |p| p.len() + 1) + 25 + len_hint_without_id(ev)
+}
+
+fn len_hint_without_id(ev: &Event) -> usize {
+    let fields = ev.name.as_ref().map_or(0, |v| v.len() + 8) + ev.retry.map_or(0, |_| 28);
     // Worst case every data byte is a line break: 7 bytes ("data: " + LF) per byte.
     fields + 8 + if memchr2(b'\r', b'\n', &ev.data).is_some() { ev.data.len() * 7 } else { ev.data.len() + 7 }
 }
@@ -79,6 +154,12 @@ fn data_lines<B: BufMut>(data: &[u8], out: &mut B) {
 
 fn retry_line<B: BufMut>(ms: u64, out: &mut B) {
     out.put_slice(b"retry: ");
+    put_u64(ms, out);
+    out.put_u8(b'\n');
+}
+
+/// Writes `ms` in decimal digits (no allocation).
+fn put_u64<B: BufMut>(ms: u64, out: &mut B) {
     let mut digits = [0u8; 20];
     let mut n = ms;
     let mut i = digits.len();
@@ -91,7 +172,6 @@ fn retry_line<B: BufMut>(ms: u64, out: &mut B) {
         }
     }
     out.put_slice(&digits[i..]);
-    out.put_u8(b'\n');
 }
 
 /// Writes `name` + `value` with every CR and LF removed from `value`, then LF.
