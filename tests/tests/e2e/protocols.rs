@@ -59,9 +59,13 @@ async fn h2c_prior_knowledge_streaming() {
 async fn h2c_client_disconnect_closes_the_upstream() {
     bounded(async {
         let gate = Gate::new(); // never opened
-        let mock = MockUpstream::serve(gated_ndjson(&gate)).await;
-        let gw =
-            GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("200ms")).start().await;
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n"), Step::Wait(gate)],
+        ))
+        .await;
+        // No heartbeats, a silent upstream: only watching the client can notice the reset.
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("0s")).start().await;
         let mut resp = h2c_request(gw.addr(), "GET", "/r", b"").await;
         assert_bytes(&resp.next_event().await.unwrap(), b"data: {\"a\":1}\n\n");
         drop(resp);

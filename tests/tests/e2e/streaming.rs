@@ -166,8 +166,9 @@ async fn client_disconnect_closes_the_upstream_connection() {
             vec![Step::send("{\"a\":1}\n"), Step::Wait(gate)],
         ))
         .await;
-        let gw =
-            GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("200ms")).start().await;
+        // No heartbeats and a silent upstream: nothing is written to the client after it leaves, so only
+        // the gateway watching the client connection can notice.
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("0s")).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_bytes(&resp.next_event().await.unwrap(), b"data: {\"a\":1}\n\n");
         let t = Instant::now();
@@ -187,15 +188,19 @@ async fn client_disconnect_during_slow_headers_closes_the_upstream() {
         let reply = Reply::stream("application/x-ndjson", vec![Step::send("{\"a\":1}\n"), Step::End])
             .with_head_delay(Duration::from_secs(10));
         let mock = MockUpstream::serve(reply).await;
-        let gw =
-            GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("100ms")).start().await;
+        // The first heartbeat commits the response; the client leaves right after it. The next heartbeat
+        // is 3 s away, so a close within 1.5 s comes from watching the client, not from a failed write.
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("3s")).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_bytes(&resp.next_block().await.unwrap(), HEARTBEAT);
+        let t = Instant::now();
         drop(resp);
         assert!(
-            mock.wait_peer_closed(1, Duration::from_secs(2)).await,
-            "the gateway did not close its upstream connection within 2 s of the client leaving"
+            mock.wait_peer_closed(1, Duration::from_millis(1500)).await,
+            "the gateway did not close its upstream connection within 1.5 s of the client leaving \
+             (heartbeats every 3 s)"
         );
+        eprintln!("upstream closed {:?} after the client left", mock.peer_closed_at()[0] - t);
     })
     .await;
 }
