@@ -128,7 +128,10 @@ async fn idle_timeout_gives_upstream_idle() {
         assert_sse_head(&resp);
         expect_events_then_error(&mut resp, b"data: {\"a\":1}\n\n", "upstream_idle").await;
         let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "idle after {took:?}");
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_millis(1500),
+            "idle after {took:?}"
+        );
         assert!(
             mock.wait_peer_closed(1, Duration::from_secs(2)).await,
             "the idle upstream connection is closed"
@@ -153,8 +156,8 @@ async fn max_duration_ends_the_stream() {
         let mut resp = get(gw.addr(), "/r").await;
         let rest = resp.body_to_end().await;
         let took = t0.elapsed();
-        assert!(took < Duration::from_secs(5), "max_duration ended the stream after {took:?}");
-        let blocks = sse::parse(&rest);
+        assert!(took < Duration::from_secs(2), "max_duration (700 ms) ended the stream after {took:?}");
+        let blocks = sse::parse_all(&rest);
         let (last, events) = blocks.split_last().unwrap_or_else(|| panic!("no blocks: \"{}\"", show(&rest)));
         assert!(events.len() >= 3, "ticks before the end: \"{}\"", show(&rest));
         assert!(events.iter().all(|b| b.data.as_deref() == Some("tick")), "\"{}\"", show(&rest));
@@ -209,7 +212,11 @@ async fn header_timeout_before_commit_is_504_json() {
             .await;
         let t0 = Instant::now();
         let mut resp = get(gw.addr(), "/r").await;
-        assert!(t0.elapsed() < Duration::from_secs(4), "504 after {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "504 after {:?} (header_timeout 300 ms)",
+            t0.elapsed()
+        );
         expect_json_error(&mut resp, 504, "upstream_timeout").await;
     })
     .await;

@@ -144,6 +144,36 @@ async fn stream_gauges_counters_and_histograms_follow_a_completed_stream() {
         )
         .await;
         assert!(after.value("ssegate_event_gap_seconds_sum", &[R]) > 0.0, "{}", report(&after));
+
+        // The client closes its connection: the open-connections gauge goes back down.
+        drop(resp);
+        expect_metrics(&gw, &[("ssegate_downstream_connections_open", &[], 0.0)]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn silent_admin_client_is_dropped_without_blocking_others() {
+    use tokio::io::AsyncReadExt;
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream("application/x-ndjson", vec![Step::End])).await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
+        let mut silent = tokio::net::TcpStream::connect(gw.admin_addr()).await.unwrap();
+        let t0 = Instant::now();
+        // While it says nothing, the admin listener answers others.
+        let scrape = Scrape::fetch(gw.admin_addr()).await;
+        assert!(scrape.text.contains("ssegate_streams_active"), "{}", scrape.text);
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "a scrape took {:?} next to a silent client",
+            t0.elapsed()
+        );
+        // The admin listener waits 5 s for a request head (HEAD_TIMEOUT in crates/gateway/src/admin.rs).
+        let mut buf = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut buf)).await;
+        let took = t0.elapsed();
+        assert!(r.is_ok(), "a silent admin client is still connected after {took:?}");
+        assert!(took >= Duration::from_millis(4500), "dropped after {took:?}, before the 5 s head timeout");
     })
     .await;
 }

@@ -303,7 +303,7 @@ async fn h2c_upstream_reset_gives_error_event_and_clean_end() {
         let mut resp = H2Conn::h2c(gw.addr()).await.request("GET", "/r", b"").await;
         assert_sse_head(&resp);
         let body = resp.body_to_end().await;
-        let blocks = sse::parse(&body);
+        let blocks = sse::parse_all(&body);
         assert_eq!(blocks.len(), 2, "\"{}\"", show(&body));
         assert!(body.starts_with(b"data: {\"a\":1}\n\nevent: error\n"), "\"{}\"", show(&body));
         sse::assert_error_event(&blocks[1], "upstream_reset");
@@ -560,8 +560,12 @@ async fn max_duration_while_waiting_for_slow_headers() {
         let mut resp = get(gw.addr(), "/r").await;
         assert_sse_head(&resp);
         let body = resp.body_to_end().await;
-        assert!(t0.elapsed() < Duration::from_secs(5), "ended after {:?}", t0.elapsed());
-        let blocks: Vec<_> = sse::parse(&body).into_iter().filter(|b| !b.is_heartbeat()).collect();
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "ended after {:?} (max_duration 600 ms)",
+            t0.elapsed()
+        );
+        let blocks: Vec<_> = sse::parse_all(&body).into_iter().filter(|b| !b.is_heartbeat()).collect();
         assert_eq!(blocks.len(), 1, "\"{}\"", show(&body));
         sse::assert_error_event(&blocks[0], "max_duration");
         assert_eq!(resp.end(), Some(&End::Clean));
@@ -585,7 +589,7 @@ async fn a_refused_request_whose_body_never_ends_is_answered_and_closed() {
         resp.body_to_end().await;
         assert_eq!(resp.end(), Some(&End::Clean), "the answer is complete, then the connection closes");
         assert_eq!(resp.header("connection"), Some("close"), "headers: {:?}", resp.headers);
-        assert!(started.elapsed() < Duration::from_secs(5), "answered after {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(3), "answered after {:?}", started.elapsed());
         assert!(mock.requests().is_empty());
     })
     .await;

@@ -244,7 +244,7 @@ async fn ids_number_events_and_done_event_comes_last() {
         assert_bytes(&resp.next_event().await.unwrap(), b"id: 2\ndata: b\n\n");
         assert_bytes(&resp.next_event().await.unwrap(), b"id: 3\ndata: c\n\n");
         let rest = resp.body_to_end().await;
-        let blocks = sse::parse(&rest);
+        let blocks = sse::parse_all(&rest);
         assert_eq!(blocks.len(), 1, "only the done event follows: \"{}\"", show(&rest));
         assert_eq!(blocks[0].event.as_deref(), Some("end"));
         assert_eq!(blocks[0].data.as_deref(), Some("[DONE]"));
