@@ -1,9 +1,11 @@
 //! # ssegate-tests
 //!
-//! End-to-end tests for the real `ssegate` binary. The harness lives here; the tests are in `tests/*.rs`.
+//! End-to-end tests for the real `ssegate` binary. The harness lives here; the tests are the modules of one test
+//! executable, `tests/e2e/` (`cargo test -p ssegate-tests <module>::<test>`).
 //!
-//! - [`gateway`]: find the binary, write a config with free ports into a temp dir, start `ssegate run`,
-//!   wait for its traffic port, send signals, kill it on drop.
+//! - [`gateway`]: build the binary, describe a gateway with a typed [`GatewaySpec`] (rendered to TOML with free
+//!   ports into a temp dir), start `ssegate run`, wait for its listeners, send signals, kill it on drop and
+//!   fail the test if it panicked.
 //! - [`mock`]: a scripted raw HTTP/1.1 upstream on `127.0.0.1:0` (exact bytes, exact chunking, exact timing),
 //!   recording every request and noticing when the gateway closes its connection.
 //! - [`client`]: a raw HTTP/1.1 client (exact response bytes, incremental chunked decoding, arrival times),
@@ -26,14 +28,16 @@ use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 pub use client::{get, h2_tls_request, h2c_request, request, Response};
-pub use gateway::{config, config_with, route, Gateway, Signal, SIGTERM};
+pub use gateway::{Gateway, GatewaySpec, RouteSpec, ServerSpec, Signal, Toml, SIGTERM};
 pub use mock::{MockUpstream, RecordedRequest, Reply, Step};
 
 /// The bound every end-to-end test runs under.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Runs `f` under [`TEST_TIMEOUT`]; a hang becomes a clear panic instead of a stuck test run.
+/// Runs `f` under [`TEST_TIMEOUT`]; a hang becomes a clear panic instead of a stuck test run. The
+/// `ssegate` binary is built (see [`gateway::binary`]) before the clock starts.
 pub async fn bounded<F: Future>(f: F) -> F::Output {
+    gateway::binary();
     match tokio::time::timeout(TEST_TIMEOUT, f).await {
         Ok(v) => v,
         Err(_) => panic!("test did not finish within {TEST_TIMEOUT:?}"),
@@ -65,12 +69,6 @@ pub fn assert_bytes(observed: &[u8], expected: &[u8]) {
         show(observed),
         show(expected)
     );
-}
-
-/// Starts a gateway with one route `r` on `/r` to `upstream`, with `extra` route lines (e.g.
-/// `format = "lines"\nheartbeat_interval = "200ms"`).
-pub async fn gateway_for(upstream: &str, extra: &str) -> Gateway {
-    Gateway::start(&config(&route("r", "/r", upstream, extra))).await
 }
 
 /// Reads a JSON error response to its end; asserts the status, `Content-Type: application/json` and the

@@ -36,6 +36,23 @@ pub fn parse(bytes: &[u8]) -> Vec<Block> {
     out
 }
 
+/// Like [`parse`] for a whole body: panics when anything follows the last blank line (a partial block, a
+/// stray byte after the final event), so the last block really is where the stream ended.
+#[track_caller]
+pub fn parse_all(bytes: &[u8]) -> Vec<Block> {
+    let tail = match bytes.windows(2).rposition(|w| w == b"\n\n") {
+        Some(i) => &bytes[i + 2..],
+        None => bytes,
+    };
+    assert!(
+        tail.is_empty(),
+        "bytes after the last complete SSE block: \"{}\" (body: \"{}\")",
+        crate::show(tail),
+        crate::show(bytes)
+    );
+    parse(bytes)
+}
+
 /// Parses one block (lines ending in LF, without the blank line).
 pub fn parse_block(block: &str) -> Block {
     let mut b = Block::default();

@@ -11,7 +11,8 @@ use ssegate_tests::client::End;
 use ssegate_tests::gateway::workspace_root;
 use ssegate_tests::metrics::Scrape;
 use ssegate_tests::mock::Gate;
-use ssegate_tests::{bounded, gateway_for, get, request, show, sse, Gateway, MockUpstream, Reply, Step};
+use ssegate_tests::{bounded, get, request, show, sse, Gateway, MockUpstream, Reply, Step};
+use ssegate_tests::{GatewaySpec, RouteSpec};
 
 const R: (&str, &str) = ("route", "r");
 
@@ -52,7 +53,7 @@ fn count_heartbeats(body: &[u8]) -> usize {
 async fn admin_endpoints_answer() {
     bounded(async {
         let mock = MockUpstream::serve(Reply::full(200, "application/json", "{}")).await;
-        let gw = gateway_for(&mock.url(), "").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
         let mut h = request(gw.admin_addr(), "GET", "/healthz", &[], b"").await;
         h.body_to_end().await;
         assert_eq!(h.status, 200);
@@ -100,7 +101,7 @@ async fn stream_gauges_counters_and_histograms_follow_a_completed_stream() {
             ],
         ))
         .await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"0s\"").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("0s")).start().await;
         let before = Scrape::fetch(gw.admin_addr()).await;
         assert_eq!(before.value("ssegate_streams_active", &[R]), 0.0);
 
@@ -143,6 +144,36 @@ async fn stream_gauges_counters_and_histograms_follow_a_completed_stream() {
         )
         .await;
         assert!(after.value("ssegate_event_gap_seconds_sum", &[R]) > 0.0, "{}", report(&after));
+
+        // The client closes its connection: the open-connections gauge goes back down.
+        drop(resp);
+        expect_metrics(&gw, &[("ssegate_downstream_connections_open", &[], 0.0)]).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn silent_admin_client_is_dropped_without_blocking_others() {
+    use tokio::io::AsyncReadExt;
+    bounded(async {
+        let mock = MockUpstream::serve(Reply::stream("application/x-ndjson", vec![Step::End])).await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
+        let mut silent = tokio::net::TcpStream::connect(gw.admin_addr()).await.unwrap();
+        let t0 = Instant::now();
+        // While it says nothing, the admin listener answers others.
+        let scrape = Scrape::fetch(gw.admin_addr()).await;
+        assert!(scrape.text.contains("ssegate_streams_active"), "{}", scrape.text);
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "a scrape took {:?} next to a silent client",
+            t0.elapsed()
+        );
+        // The admin listener waits 5 s for a request head (HEAD_TIMEOUT in crates/gateway/src/admin.rs).
+        let mut buf = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut buf)).await;
+        let took = t0.elapsed();
+        assert!(r.is_ok(), "a silent admin client is still connected after {took:?}");
+        assert!(took >= Duration::from_millis(4500), "dropped after {took:?}, before the 5 s head timeout");
     })
     .await;
 }
@@ -155,7 +186,8 @@ async fn heartbeat_counter_matches_heartbeats_received() {
             vec![Step::send("data: a\n\n"), Step::Sleep(700), Step::send("data: b\n\n"), Step::End],
         ))
         .await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"150ms\"").await;
+        let gw =
+            GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("150ms")).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         let body = resp.body_to_end().await;
         let beats = count_heartbeats(&body);
@@ -181,7 +213,7 @@ async fn client_disconnect_is_counted() {
             vec![Step::send("data: a\n\n"), Step::Wait(never)],
         ))
         .await;
-        let gw = gateway_for(&mock.url(), "").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         resp.next_event().await.unwrap();
         let during = Scrape::until(gw.admin_addr(), |s| s.value("ssegate_streams_active", &[R]) == 1.0).await;
@@ -217,7 +249,8 @@ async fn upstream_errors_timeouts_and_decode_errors_are_counted() {
             ),
         })
         .await;
-        let gw = gateway_for(&mock.url(), "idle_timeout = \"300ms\"").await;
+        let gw =
+            GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).idle_timeout("300ms")).start().await;
         for path in ["/r/reset", "/r/idle", "/r/bad"] {
             let mut resp = get(gw.addr(), path).await;
             resp.body_to_end().await;
@@ -288,7 +321,7 @@ async fn busy_gateway() -> (Gateway, MockUpstream) {
         ),
     })
     .await;
-    let gw = gateway_for(&mock.url(), "heartbeat_interval = \"100ms\"").await;
+    let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("100ms")).start().await;
     for path in ["/r/ok", "/r/reset", "/r/ok"] {
         let mut resp = get(gw.addr(), path).await;
         resp.body_to_end().await;
@@ -350,8 +383,11 @@ async fn access_log_has_one_json_line_per_stream() {
             vec![Step::send("{\"a\":1}\n"), Step::Sleep(20), Step::send("{\"b\":2}\n"), Step::End],
         ))
         .await;
-        let cfg = ssegate_tests::config(&ssegate_tests::route("r", "/r", &mock.url(), ""));
-        let gw = Gateway::start_full(&cfg, &[], &["--log-format", "json"]).await;
+        let gw = GatewaySpec::new()
+            .route(RouteSpec::new("r").upstream(&mock))
+            .args(["--log-format", "json"])
+            .start()
+            .await;
         let mut resp = get(gw.addr(), "/r/v1/x?secret=abc").await;
         resp.body_to_end().await;
         let t = Instant::now();

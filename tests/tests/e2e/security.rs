@@ -6,13 +6,13 @@
 use std::time::{Duration, Instant};
 
 use ssegate_tests::client::{Conn, H2Conn};
-use ssegate_tests::gateway::{config_with, run_cli_env};
+use ssegate_tests::gateway::run_cli_env;
 use ssegate_tests::metrics::Scrape;
 use ssegate_tests::mock::Gate;
 use ssegate_tests::{
-    assert_sse_head, bounded, config, expect_json_error, get, request, route, show, sse, Gateway,
-    MockUpstream, Reply, Step,
+    assert_sse_head, bounded, expect_json_error, get, request, show, sse, Gateway, MockUpstream, Reply, Step,
 };
+use ssegate_tests::{GatewaySpec, RouteSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -32,10 +32,17 @@ async fn expect_metric(gw: &Gateway, name: &str, labels: &[(&str, &str)], value:
 async fn auth_requires_a_valid_key_and_the_key_is_not_forwarded() {
     bounded(async {
         let mock = MockUpstream::serve(ndjson()).await;
-        let extra = "auth = { keys_env = [\"SSEGATE_TEST_KEYS\"], keys_file = [\"$DIR/keys.txt\"] }";
-        let cfg = config(&route("r", "/r", &mock.url(), extra));
-        let files: &[(&str, &[u8])] = &[("keys.txt", b"# clients\nfile-key\n")];
-        let gw = Gateway::start_env(&cfg, files, &[], &[("SSEGATE_TEST_KEYS", "env-key-1,env-key-2")]).await;
+        let gw = GatewaySpec::new()
+            .file("keys.txt", b"# clients\nfile-key\n")
+            .route(
+                RouteSpec::new("r")
+                    .upstream(&mock)
+                    .auth_keys_env(&["SSEGATE_TEST_KEYS"])
+                    .auth_keys_files_in_dir(&["keys.txt"]),
+            )
+            .env("SSEGATE_TEST_KEYS", "env-key-1,env-key-2")
+            .start()
+            .await;
         let a = gw.addr();
 
         // No key, a wrong key, a wrong scheme: 401, nothing sent upstream.
@@ -126,18 +133,7 @@ async fn injected_credentials_replace_the_clients_and_no_secret_leaks_anywhere()
         })
         .await;
         let dead = ssegate_tests::mock::dead_upstream_url();
-        let inject = "upstream_headers = { \"Authorization\" = \"Bearer ${env:SSEGATE_TEST_PROVIDER}\", \
-                      \"X-Org\" = \"${file:$DIR/org}\" }";
-        let auth = "auth = { keys_env = [\"SSEGATE_TEST_CLIENT_KEYS\"] }";
-        let routes = format!(
-            "{}{}{}",
-            route("r", "/r", &mock.url(), &format!("{inject}\n{auth}")),
-            route("open", "/open", &mock.url(), inject),
-            route("dead", "/dead", &dead, &format!("{inject}\n{auth}")),
-        );
-        let cfg = config(&routes);
         let org_file = format!("{ORG_SECRET}\n");
-        let files: &[(&str, &[u8])] = &[("org", org_file.as_bytes())];
         let env = [
             ("SSEGATE_TEST_PROVIDER", PROVIDER_SECRET),
             ("SSEGATE_TEST_CLIENT_KEYS", CLIENT_KEY),
@@ -145,7 +141,19 @@ async fn injected_credentials_replace_the_clients_and_no_secret_leaks_anywhere()
         ];
         let mut captured = String::new();
         for format in ["text", "json"] {
-            let gw = Gateway::start_env(&cfg, files, &["--log-format", format], &env).await;
+            let mut spec = GatewaySpec::new().file("org", org_file.as_bytes());
+            let org = format!("${{file:{}}}", spec.dir().join("org").display());
+            let inject = [("Authorization", "Bearer ${env:SSEGATE_TEST_PROVIDER}"), ("X-Org", org.as_str())];
+            let auth = ["SSEGATE_TEST_CLIENT_KEYS"];
+            spec = spec
+                .route(RouteSpec::new("r").upstream(&mock).upstream_headers(&inject).auth_keys_env(&auth))
+                .route(RouteSpec::new("open").upstream(&mock).upstream_headers(&inject))
+                .route(RouteSpec::new("dead").upstream(&dead).upstream_headers(&inject).auth_keys_env(&auth))
+                .args(["--log-format", format]);
+            for (k, v) in env {
+                spec = spec.env(k, v);
+            }
+            let gw = spec.start().await;
             let a = gw.addr();
             let bearer = format!("Bearer {CLIENT_KEY}");
             // Success, with the gateway key in Authorization (replaced by the injected one).
@@ -230,9 +238,11 @@ async fn injected_credentials_replace_the_clients_and_no_secret_leaks_anywhere()
 async fn chunked_request_body_over_the_limit_is_413() {
     bounded(async {
         let mock = MockUpstream::serve(ndjson()).await;
-        let gw =
-            Gateway::start(&config_with("max_request_body = \"1KiB\"", &route("r", "/r", &mock.url(), "")))
-                .await;
+        let gw = GatewaySpec::new()
+            .server(|s| s.max_request_body("1KiB"))
+            .route(RouteSpec::new("r").upstream(&mock))
+            .start()
+            .await;
         let mut raw = b"POST /r HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         for _ in 0..3 {
             raw.extend_from_slice(b"200\r\n");
@@ -253,9 +263,11 @@ async fn chunked_request_body_over_the_limit_is_413() {
 async fn request_head_over_max_header_size_is_431() {
     bounded(async {
         let mock = MockUpstream::serve(ndjson()).await;
-        let gw =
-            Gateway::start(&config_with("max_header_size = \"4KiB\"", &route("r", "/r", &mock.url(), "")))
-                .await;
+        let gw = GatewaySpec::new()
+            .server(|s| s.max_header_size("4KiB"))
+            .route(RouteSpec::new("r").upstream(&mock))
+            .start()
+            .await;
         let big = "v".repeat(5000);
         let mut resp = request(gw.addr(), "GET", "/r", &[("x-big", &big)], b"").await;
         expect_json_error(&mut resp, 431, "header_too_large").await;
@@ -289,8 +301,11 @@ async fn request_head_over_max_header_size_is_431() {
 async fn slowloris_header_trickle_is_disconnected() {
     bounded(async {
         let mock = MockUpstream::serve(ndjson()).await;
-        let cfg = config_with("request_header_timeout = \"1s\"", &route("r", "/r", &mock.url(), ""));
-        let gw = Gateway::start(&cfg).await;
+        let gw = GatewaySpec::new()
+            .server(|s| s.request_header_timeout("1s"))
+            .route(RouteSpec::new("r").upstream(&mock))
+            .start()
+            .await;
         let s = TcpStream::connect(gw.addr()).await.unwrap();
         let (mut rd, mut wr) = s.into_split();
         let t0 = Instant::now();
@@ -307,7 +322,7 @@ async fn slowloris_header_trickle_is_disconnected() {
             }
         });
         let mut buf = Vec::new();
-        let r = tokio::time::timeout(Duration::from_secs(8), rd.read_to_end(&mut buf)).await;
+        let r = tokio::time::timeout(Duration::from_secs(3), rd.read_to_end(&mut buf)).await;
         let took = t0.elapsed();
         writer.abort();
         assert!(r.is_ok(), "the trickling client was still connected after {took:?}");
@@ -332,15 +347,18 @@ async fn slowloris_header_trickle_is_disconnected() {
 async fn silent_and_stalled_connections_are_dropped() {
     bounded(async {
         let mock = MockUpstream::serve(ndjson()).await;
-        let cfg = config_with("request_header_timeout = \"1s\"", &route("r", "/r", &mock.url(), ""));
-        let gw = Gateway::start(&cfg).await;
+        let gw = GatewaySpec::new()
+            .server(|s| s.request_header_timeout("1s"))
+            .route(RouteSpec::new("r").upstream(&mock))
+            .start()
+            .await;
         // Nothing at all, then a few bytes and a stall (shorter than the h2c preface pingora peeks for).
         for first in [&b""[..], b"GET /r", b"PRI * HTTP/2.0\r\n"] {
             let mut s = TcpStream::connect(gw.addr()).await.unwrap();
             s.write_all(first).await.unwrap();
             let t0 = Instant::now();
             let mut buf = Vec::new();
-            let r = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut buf)).await;
+            let r = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
             assert!(r.is_ok(), "{} still connected after {:?}", show(first), t0.elapsed());
             assert!(t0.elapsed() >= Duration::from_millis(900), "{}: closed too early", show(first));
         }
@@ -360,13 +378,16 @@ async fn silent_and_stalled_connections_are_dropped() {
 async fn slow_request_body_gets_408() {
     bounded(async {
         let mock = MockUpstream::serve(ndjson()).await;
-        let cfg = config_with("request_body_timeout = \"1s\"", &route("r", "/r", &mock.url(), ""));
-        let gw = Gateway::start(&cfg).await;
+        let gw = GatewaySpec::new()
+            .server(|s| s.request_body_timeout("1s"))
+            .route(RouteSpec::new("r").upstream(&mock))
+            .start()
+            .await;
         let mut s = TcpStream::connect(gw.addr()).await.unwrap();
         s.write_all(b"POST /r HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789").await.unwrap();
         let t0 = Instant::now();
         let mut buf = Vec::new();
-        let r = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut buf)).await;
+        let r = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
         assert!(r.is_ok(), "no answer and still connected after {:?}", t0.elapsed());
         let text = String::from_utf8_lossy(&buf);
         assert!(text.starts_with("HTTP/1.1 408"), "{text}");
@@ -391,8 +412,10 @@ async fn max_streams_gives_503_with_retry_after_until_a_slot_frees() {
             )
         })
         .await;
-        let extra = "max_streams = 2\nretry_after = \"3s\"\nheartbeat_interval = \"0s\"";
-        let gw = Gateway::start(&config(&route("r", "/r", &mock.url(), extra))).await;
+        let gw = GatewaySpec::new()
+            .route(RouteSpec::new("r").upstream(&mock).max_streams(2).retry_after("3s").heartbeat("0s"))
+            .start()
+            .await;
         let mut held = Vec::new();
         for _ in 0..2 {
             let mut resp = get(gw.addr(), "/r").await;
@@ -435,12 +458,12 @@ async fn max_streams_gives_503_with_retry_after_until_a_slot_frees() {
 async fn two_upstreams() -> (Gateway, MockUpstream, MockUpstream) {
     let mock = MockUpstream::serve(ndjson()).await;
     let other = MockUpstream::serve(ndjson()).await;
-    let routes = format!(
-        "{}{}",
-        route("r", "/r", &format!("{}/base", mock.url()), ""),
-        route("root", "/", &mock.url(), "")
-    );
-    (Gateway::start(&config(&routes)).await, mock, other)
+    let gw = GatewaySpec::new()
+        .route(RouteSpec::new("r").upstream(&format!("{}/base", mock.url())))
+        .route(RouteSpec::new("root").prefix("/").upstream(&mock))
+        .start()
+        .await;
+    (gw, mock, other)
 }
 
 async fn raw_exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
@@ -557,18 +580,17 @@ async fn path_tricks_cannot_escape_the_route_prefix() {
 const APP: &str = "https://app.example";
 
 async fn cors_gateway(mock: &MockUpstream) -> Gateway {
-    let cors = format!("cors = {{ allow_origins = [\"{APP}\", \"http://localhost:3000\"] }}");
-    let routes = format!(
-        "{}{}",
-        route(
-            "r",
-            "/r",
-            &mock.url(),
-            &format!("{cors}\nauth = {{ keys_env = [\"SSEGATE_TEST_CORS_KEY\"] }}")
-        ),
-        route("any", "/any", &mock.url(), "cors = { allow_origins = [\"*\"], max_age = \"1m\" }"),
-    );
-    Gateway::start_env(&config(&routes), &[], &[], &[("SSEGATE_TEST_CORS_KEY", "k1")]).await
+    GatewaySpec::new()
+        .route(
+            RouteSpec::new("r")
+                .upstream(mock)
+                .cors(&[APP, "http://localhost:3000"], None)
+                .auth_keys_env(&["SSEGATE_TEST_CORS_KEY"]),
+        )
+        .route(RouteSpec::new("any").upstream(mock).cors(&["*"], Some("1m")))
+        .env("SSEGATE_TEST_CORS_KEY", "k1")
+        .start()
+        .await
 }
 
 #[tokio::test]

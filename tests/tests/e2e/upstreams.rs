@@ -7,9 +7,9 @@ use ssegate_tests::client::End;
 use ssegate_tests::metrics::Scrape;
 use ssegate_tests::tls::TestCert;
 use ssegate_tests::{
-    assert_bytes, assert_sse_head, bounded, config, expect_json_error, gateway_for, get, route, Gateway,
-    MockUpstream, Reply, Step,
+    assert_bytes, assert_sse_head, bounded, expect_json_error, get, Gateway, MockUpstream, Reply, Step,
 };
+use ssegate_tests::{GatewaySpec, RouteSpec};
 
 fn ndjson() -> Reply {
     Reply::stream(
@@ -21,8 +21,11 @@ fn ndjson() -> Reply {
 const EXPECTED: &[u8] = b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\n";
 
 async fn tls_gateway(cert: &TestCert, upstream: &str) -> Gateway {
-    let cfg = config(&route("r", "/r", upstream, "ca_file = \"$DIR/ca.pem\""));
-    Gateway::start_with(&cfg, &[("ca.pem", cert.cert_pem.as_bytes())]).await
+    GatewaySpec::new()
+        .file("ca.pem", cert.cert_pem.as_bytes())
+        .route(RouteSpec::new("r").upstream(upstream).ca_file_in_dir("ca.pem"))
+        .start()
+        .await
 }
 
 #[tokio::test]
@@ -64,7 +67,7 @@ async fn https_upstream_with_an_untrusted_certificate_is_502() {
     bounded(async {
         let cert = TestCert::generate();
         let mock = MockUpstream::serve_tls(&cert, ndjson()).await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"5s\"").await; // no ca_file
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("5s")).start().await; // no ca_file
         let mut resp = get(gw.addr(), "/r").await;
         expect_json_error(&mut resp, 502, "upstream_connect").await;
         assert!(mock.requests().is_empty(), "no request over an untrusted connection");
@@ -96,7 +99,7 @@ async fn https_upstream_connections_are_pooled() {
 async fn http_upstream_connections_are_pooled() {
     bounded(async {
         let mock = MockUpstream::serve(ndjson()).await;
-        let gw = gateway_for(&mock.url(), "").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
         for _ in 0..3 {
             let mut resp = get(gw.addr(), "/r").await;
             assert_bytes(&resp.body_to_end().await, EXPECTED);
@@ -119,7 +122,7 @@ async fn a_pooled_connection_found_closed_is_retried_once_on_a_new_one() {
             _ => Reply::full(200, "application/x-ndjson", "{\"a\": 1}\n"),
         })
         .await;
-        let gw = gateway_for(&mock.url(), "").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
         for i in 0..2 {
             let mut resp = get(gw.addr(), "/r").await;
             assert_eq!(resp.status, 200, "request {i}");

@@ -7,12 +7,14 @@
 
 use ssegate_tests::client::End;
 use ssegate_tests::sse;
-use ssegate_tests::{assert_bytes, assert_sse_head, bounded, gateway_for, get, MockUpstream, Reply, Step};
+use ssegate_tests::{
+    assert_bytes, assert_sse_head, bounded, get, GatewaySpec, MockUpstream, Reply, RouteSpec, Step,
+};
 
 /// Serves `chunks` as one chunked response: on `/slow` with 30 ms between writes, on `/fast` back to back,
 /// on `/bytes` one byte per write (and HTTP chunk) with 1 ms between. Checks the SSE head, the exact body
 /// and a clean end for each.
-async fn check_format(content_type: &str, route_extra: &str, chunks: &[&[u8]], expected: &[u8]) {
+async fn check_format(content_type: &str, route: RouteSpec, chunks: &[&[u8]], expected: &[u8]) {
     let slow: Vec<Step> =
         chunks.iter().flat_map(|c| [Step::send(c), Step::Sleep(30)]).chain([Step::End]).collect();
     let fast: Vec<Step> = chunks.iter().map(Step::send).chain([Step::End]).collect();
@@ -28,7 +30,7 @@ async fn check_format(content_type: &str, route_extra: &str, chunks: &[&[u8]], e
         Reply::stream(&ct, steps)
     })
     .await;
-    let gw = gateway_for(&mock.url(), route_extra).await;
+    let gw = GatewaySpec::new().route(route.upstream(&mock)).start().await;
     for path in ["/r/slow", "/r/fast", "/r/bytes"] {
         let mut resp = get(gw.addr(), path).await;
         assert_sse_head(&resp);
@@ -47,7 +49,7 @@ async fn check_format(content_type: &str, route_extra: &str, chunks: &[&[u8]], e
 async fn ndjson_auto() {
     bounded(check_format(
         "application/x-ndjson",
-        "",
+        RouteSpec::new("r"),
         &[
             b"{\"a\":1}\n{\"b\":",
             b"2}\n\n{\"c\":\"h\xE2",
@@ -69,7 +71,7 @@ async fn ndjson_other_content_types_and_fixed_format() {
         for ct in ["application/jsonl", "application/x-jsonlines", "application/x-ndjson; charset=utf-8"] {
             check_format(
                 ct,
-                "",
+                RouteSpec::new("r"),
                 &[b"{\"a\": 1}\r\n{\"b\"", b":2}"],
                 b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\n",
             )
@@ -78,7 +80,7 @@ async fn ndjson_other_content_types_and_fixed_format() {
         // A fixed format applies whatever the Content-Type says.
         check_format(
             "text/plain",
-            "format = \"ndjson\"",
+            RouteSpec::new("r").format("ndjson"),
             &[b"{\"a\": 1}\n", b"{\"b\":2}\n"],
             b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\n",
         )
@@ -91,7 +93,7 @@ async fn ndjson_other_content_types_and_fixed_format() {
 async fn sse_reencoded() {
     bounded(check_format(
         "text/event-stream",
-        "",
+        RouteSpec::new("r"),
         &[
             b"\xEF\xBB\xBFdata:hel",
             b"lo\n\nevent: upd",
@@ -110,7 +112,7 @@ data: a\n\ndata: b\n\ndata: \n\nid: 7\ndata: last\n\n",
 async fn sse_cr_only_line_ends() {
     bounded(check_format(
         "text/event-stream; charset=utf-8",
-        "",
+        RouteSpec::new("r"),
         &[b"data: one\r\r", b"data: two\rdata: three\r", b"\r"],
         b"data: one\n\ndata: two\ndata: three\n\n",
     ))
@@ -125,7 +127,10 @@ async fn sse_forward_comments() {
             vec![Step::send(": ping\n\ndata: x\n\n"), Step::End],
         ))
         .await;
-        let gw = gateway_for(&mock.url(), "forward_comments = true").await;
+        let gw = GatewaySpec::new()
+            .route(RouteSpec::new("r").upstream(&mock).forward_comments(true))
+            .start()
+            .await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_sse_head(&resp);
         let body = resp.body_to_end().await;
@@ -144,7 +149,7 @@ async fn sse_forward_comments() {
 async fn json_stream_auto() {
     bounded(check_format(
         "application/stream+json",
-        "",
+        RouteSpec::new("r"),
         &[
             b"{\"a\": 1}{\"b\"",
             b":2}\n\n[1,\n 2]",
@@ -161,7 +166,7 @@ data: {\"d\":\"}{\"}\n\ndata: {\"e\":[{\"f\":\"]\"}]}\n\n",
 async fn json_seq_auto() {
     bounded(check_format(
         "application/json-seq",
-        "",
+        RouteSpec::new("r"),
         &[b"\x1E{\"a\":1}\n\x1E{\"b\"", b": 2}\n", b"\x1E[1, \"\xE2\x82", b"\xAC\"]\n\x1E{\"c\":3}\n\x1E{\"d\":4}\n"],
         b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: [1,\"\xE2\x82\xAC\"]\n\ndata: {\"c\":3}\n\ndata: {\"d\":4}\n\n",
     ))
@@ -172,7 +177,7 @@ async fn json_seq_auto() {
 async fn json_array_gemini_style() {
     bounded(check_format(
         "application/json; charset=UTF-8",
-        "format = \"json-array\"",
+        RouteSpec::new("r").format("json-array"),
         &[
             b"[{\n  \"candidates\": [\n    {\n      \"text\": \"Hel",
             b"lo \xE2\x82",
@@ -189,7 +194,7 @@ data: {\"n\":4}\n\n",
 async fn lines_format() {
     bounded(check_format(
         "text/plain",
-        "format = \"lines\"",
+        RouteSpec::new("r").format("lines"),
         &[b"hello\nwor", b"ld\r", b"\nthird \xE2\x82", b"\xAC\nfour\nfive\n", b"last"],
         b"data: hello\n\ndata: world\n\ndata: third \xE2\x82\xAC\n\ndata: four\n\ndata: five\n\ndata: last\n\n",
     ))
@@ -213,7 +218,7 @@ async fn chunks_format_keeps_utf8_whole() {
             ],
         ))
         .await;
-        let gw = gateway_for(&mock.url(), "format = \"chunks\"").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).format("chunks")).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_sse_head(&resp);
         assert_bytes(&resp.body_to_end().await, b"data: abc\n\ndata: d\n\ndata: \xE2\x82\xACe\n\n");
@@ -226,7 +231,7 @@ async fn chunks_format_keeps_utf8_whole() {
 async fn event_field_names_events() {
     bounded(check_format(
         "application/x-ndjson",
-        "event_field = \"type\"",
+        RouteSpec::new("r").event_field("type"),
         &[b"{\"type\":\"delta\",\"v\":1}\n{\"v\":2}\n{\"type\":\"done\"}\n"],
         b"event: delta\ndata: {\"type\":\"delta\",\"v\":1}\n\ndata: {\"v\":2}\n\nevent: done\ndata: {\"type\":\"done\"}\n\n",
     ))
@@ -239,7 +244,7 @@ async fn non_streaming_json_on_auto_route_passes_through() {
         let body: &[u8] = b"{\n  \"id\": \"x\",\n  \"choices\": [ { \"text\": \"h\xC3\xA9\" } ]\n}\n";
         let mock = MockUpstream::serve(Reply::full(200, "application/json", body)).await;
         // Heartbeats (and so early commit) only after 5 s: the upstream's headers always come first.
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"5s\"").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("5s")).start().await;
         let mut resp = ssegate_tests::request(gw.addr(), "GET", "/r/v1/thing", &[], b"").await;
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header("content-type"), Some("application/json"));
@@ -257,8 +262,10 @@ async fn non_streaming_json_on_fixed_format_routes_passes_through() {
         let body: &[u8] = b"{\n  \"object\": \"list\",\n  \"data\": [ { \"id\": \"m\xC3\xA9\" } ]\n}\n";
         for format in ["sse", "ndjson", "lines", "chunks", "json-seq"] {
             let mock = MockUpstream::serve(Reply::full(200, "application/json; charset=utf-8", body)).await;
-            let extra = format!("format = \"{format}\"\nheartbeat_interval = \"5s\"");
-            let gw = gateway_for(&mock.url(), &extra).await;
+            let gw = GatewaySpec::new()
+                .route(RouteSpec::new("r").upstream(&mock).format(format).heartbeat("5s"))
+                .start()
+                .await;
             let mut resp = ssegate_tests::request(gw.addr(), "GET", "/r/v1/models", &[], b"").await;
             assert_eq!(resp.status, 200, "{format}");
             assert_eq!(resp.header("content-type"), Some("application/json; charset=utf-8"), "{format}");
@@ -283,7 +290,7 @@ async fn unknown_stream_type_passes_through_untouched() {
             ],
         ))
         .await;
-        let gw = gateway_for(&mock.url(), "").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
         let mut resp = ssegate_tests::request(gw.addr(), "GET", "/r", &[], b"").await;
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header("content-type"), Some("text/plain; charset=utf-8"));
@@ -306,7 +313,10 @@ async fn content_length_and_close_delimited_upstream_bodies_end_cleanly() {
                 .with_framing(framing),
             )
             .await;
-            let gw = gateway_for(&mock.url(), "done_event = { data = \"[DONE]\" }").await;
+            let gw = GatewaySpec::new()
+                .route(RouteSpec::new("r").upstream(&mock).done_event(None, "[DONE]"))
+                .start()
+                .await;
             let mut resp = get(gw.addr(), "/r").await;
             assert_sse_head(&resp);
             let body = resp.body_to_end().await;

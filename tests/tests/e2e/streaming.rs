@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use ssegate_tests::client::{Conn, End};
 use ssegate_tests::mock::{gzip_pieces, Gate};
 use ssegate_tests::{
-    assert_bytes, assert_sse_head, bounded, config, gateway_for, get, request, route, show, sse, Gateway,
-    MockUpstream, Reply, Step,
+    assert_bytes, assert_sse_head, bounded, get, request, show, sse, GatewaySpec, MockUpstream, Reply,
+    RouteSpec, Step,
 };
 
 const HEARTBEAT: &[u8] = b": keepalive\n\n";
@@ -28,7 +28,7 @@ async fn no_buffering_event_k_arrives_before_upstream_sends_k_plus_1() {
         }
         steps.push(Step::End);
         let mock = MockUpstream::serve(Reply::stream("application/x-ndjson", steps)).await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"0s\"").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("0s")).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_sse_head(&resp);
         for k in 1..=4 {
@@ -55,7 +55,7 @@ async fn no_buffering_with_pauses_by_timestamps() {
             Step::End,
         ];
         let mock = MockUpstream::serve(Reply::stream("text/event-stream", steps)).await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"0s\"").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("0s")).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         let mut ends = Vec::new();
         for k in 1..=3 {
@@ -85,7 +85,8 @@ async fn heartbeats_during_an_upstream_pause() {
     bounded(async {
         let steps = vec![Step::send("data: a\n\n"), Step::Sleep(900), Step::send("data: b\n\n"), Step::End];
         let mock = MockUpstream::serve(Reply::stream("text/event-stream", steps)).await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"200ms\"").await;
+        let gw =
+            GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("200ms")).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_sse_head(&resp);
         let body = resp.body_to_end().await;
@@ -114,7 +115,8 @@ async fn heartbeats_are_reset_by_events() {
         }
         steps.push(Step::End);
         let mock = MockUpstream::serve(Reply::stream("text/event-stream", steps)).await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"400ms\"").await;
+        let gw =
+            GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("400ms")).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         let body = resp.body_to_end().await;
         let expected: String = (0..10).map(|k| format!("data: {k}\n\n")).collect();
@@ -129,7 +131,8 @@ async fn heartbeats_before_slow_upstream_headers() {
         let reply = Reply::stream("application/x-ndjson", vec![Step::send("{\"a\":1}\n"), Step::End])
             .with_head_delay(Duration::from_millis(1000));
         let mock = MockUpstream::serve(reply).await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"200ms\"").await;
+        let gw =
+            GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("200ms")).start().await;
         let t0 = Instant::now();
         let mut resp = get(gw.addr(), "/r").await;
         let head_after = t0.elapsed();
@@ -163,7 +166,9 @@ async fn client_disconnect_closes_the_upstream_connection() {
             vec![Step::send("{\"a\":1}\n"), Step::Wait(gate)],
         ))
         .await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"200ms\"").await;
+        // No heartbeats and a silent upstream: nothing is written to the client after it leaves, so only
+        // the gateway watching the client connection can notice.
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("0s")).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_bytes(&resp.next_event().await.unwrap(), b"data: {\"a\":1}\n\n");
         let t = Instant::now();
@@ -183,14 +188,19 @@ async fn client_disconnect_during_slow_headers_closes_the_upstream() {
         let reply = Reply::stream("application/x-ndjson", vec![Step::send("{\"a\":1}\n"), Step::End])
             .with_head_delay(Duration::from_secs(10));
         let mock = MockUpstream::serve(reply).await;
-        let gw = gateway_for(&mock.url(), "heartbeat_interval = \"100ms\"").await;
+        // The first heartbeat commits the response; the client leaves right after it. The next heartbeat
+        // is 3 s away, so a close within 1.5 s comes from watching the client, not from a failed write.
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("3s")).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_bytes(&resp.next_block().await.unwrap(), HEARTBEAT);
+        let t = Instant::now();
         drop(resp);
         assert!(
-            mock.wait_peer_closed(1, Duration::from_secs(2)).await,
-            "the gateway did not close its upstream connection within 2 s of the client leaving"
+            mock.wait_peer_closed(1, Duration::from_millis(1500)).await,
+            "the gateway did not close its upstream connection within 1.5 s of the client leaving \
+             (heartbeats every 3 s)"
         );
+        eprintln!("upstream closed {:?} after the client left", mock.peer_closed_at()[0] - t);
     })
     .await;
 }
@@ -203,7 +213,10 @@ async fn done_event_after_clean_end() {
             vec![Step::send("{\"a\":1}\n{\"b\":2}"), Step::End],
         ))
         .await;
-        let gw = gateway_for(&mock.url(), "done_event = { event = \"end\", data = \"[DONE]\" }").await;
+        let gw = GatewaySpec::new()
+            .route(RouteSpec::new("r").upstream(&mock).done_event(Some("end"), "[DONE]"))
+            .start()
+            .await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_bytes(
             &resp.body_to_end().await,
@@ -222,14 +235,16 @@ async fn ids_number_events_and_done_event_comes_last() {
             vec![Step::send("id: up-1\ndata: a\n\ndata: b\n\n"), Step::send("data: c\n\n"), Step::End],
         ))
         .await;
-        let gw =
-            gateway_for(&mock.url(), "ids = true\ndone_event = { event = \"end\", data = \"[DONE]\" }").await;
+        let gw = GatewaySpec::new()
+            .route(RouteSpec::new("r").upstream(&mock).ids(true).done_event(Some("end"), "[DONE]"))
+            .start()
+            .await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_bytes(&resp.next_event().await.unwrap(), b"id: 1\ndata: a\n\n");
         assert_bytes(&resp.next_event().await.unwrap(), b"id: 2\ndata: b\n\n");
         assert_bytes(&resp.next_event().await.unwrap(), b"id: 3\ndata: c\n\n");
         let rest = resp.body_to_end().await;
-        let blocks = sse::parse(&rest);
+        let blocks = sse::parse_all(&rest);
         assert_eq!(blocks.len(), 1, "only the done event follows: \"{}\"", show(&rest));
         assert_eq!(blocks[0].event.as_deref(), Some("end"));
         assert_eq!(blocks[0].data.as_deref(), Some("[DONE]"));
@@ -247,7 +262,7 @@ async fn ids_number_events_and_done_event_comes_last() {
 async fn post_body_and_request_line_reach_the_upstream() {
     bounded(async {
         let mock = MockUpstream::serve(Reply::stream("application/x-ndjson", vec![Step::send("{}\n"), Step::End])).await;
-        let gw = gateway_for(&mock.url(), "").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
         let body: &[u8] = b"{\n  \"model\": \"m\",\n  \"messages\": [{\"role\":\"user\",\"content\":\"h\xC3\xA9  llo\"}],\n  \"stream\": true\n}";
         let mut resp = request(
             gw.addr(),
@@ -289,7 +304,7 @@ async fn hop_by_hop_headers_are_not_forwarded() {
         let mock =
             MockUpstream::serve(Reply::stream("application/x-ndjson", vec![Step::send("{}\n"), Step::End]))
                 .await;
-        let gw = gateway_for(&mock.url(), "").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
         let mut resp = request(
             gw.addr(),
             "GET",
@@ -330,7 +345,7 @@ async fn gzip_upstream_is_decoded() {
             Reply::stream("application/x-ndjson", steps).with_header("Content-Encoding", "gzip"),
         )
         .await;
-        let gw = gateway_for(&mock.url(), "").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_sse_head(&resp);
         assert_bytes(
@@ -358,7 +373,7 @@ async fn corrupt_gzip_upstream_is_a_counted_decode_error() {
             Reply::stream("application/x-ndjson", steps).with_header("Content-Encoding", "gzip"),
         )
         .await;
-        let gw = gateway_for(&mock.url(), "").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
         let mut resp = get(gw.addr(), "/r").await;
         assert_sse_head(&resp);
         let body = resp.body_to_end().await;
@@ -382,13 +397,12 @@ async fn longest_prefix_wins_and_prefix_is_stripped() {
         let short = MockUpstream::serve(reply.clone()).await;
         let long = MockUpstream::serve(reply.clone()).await;
         let keep = MockUpstream::serve(reply).await;
-        let routes = [
-            route("short", "/api", &short.url(), ""),
-            route("long", "/api/deep", &long.url(), ""),
-            route("keep", "/keep", &keep.url(), "strip_prefix = false"),
-        ]
-        .concat();
-        let gw = Gateway::start(&config(&routes)).await;
+        let gw = GatewaySpec::new()
+            .route(RouteSpec::new("short").prefix("/api").upstream(&short))
+            .route(RouteSpec::new("long").prefix("/api/deep").upstream(&long))
+            .route(RouteSpec::new("keep").upstream(&keep).strip_prefix(false))
+            .start()
+            .await;
         for path in ["/api/deep/x?q=1", "/api", "/api/deeper", "/keep/k", "/api/deep"] {
             let mut resp = get(gw.addr(), path).await;
             assert_eq!(resp.status, 200, "{path}");
@@ -410,7 +424,7 @@ async fn keep_alive_after_a_clean_end() {
             vec![Step::send("{\"a\":1}\n"), Step::End],
         ))
         .await;
-        let gw = gateway_for(&mock.url(), "").await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
         let mut resp = Conn::connect(gw.addr()).await.send("GET", "/r/1", &[], b"").await;
         assert_bytes(&resp.body_to_end().await, b"data: {\"a\":1}\n\n");
         assert_eq!(resp.end(), Some(&End::Clean));

@@ -1,0 +1,13 @@
+//! The end-to-end tests: one test executable (one link on a small machine) with a module per area. Each
+//! test starts the real `ssegate` binary (see `ssegate_tests::gateway`) against mock upstreams.
+
+mod cli;
+mod errors;
+mod formats;
+mod harness;
+mod metrics;
+mod protocols;
+mod robustness;
+mod security;
+mod streaming;
+mod upstreams;
