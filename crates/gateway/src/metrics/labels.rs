@@ -3,8 +3,8 @@
 
 use ssegate_frame::{DecodeError, Format};
 
-pub use crate::error::RejectReason;
 use crate::error::Outcome;
+pub use crate::error::RejectReason;
 
 /// `ssegate_downstream_rejected_total{reason}`: requests refused before a route was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
