@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
-use ssegate_frame::encode;
+use ssegate_frame::encode::Output;
 use ssegate_frame::Event;
 
 use crate::config::{Config, Route};
@@ -48,7 +48,7 @@ impl RouteState {
                 ..Event::default()
             };
             let mut out = BytesMut::new();
-            encode::event(&ev, &mut out);
+            Output::Sse.event(&ev, &mut out);
             out.freeze()
         });
         RouteState {

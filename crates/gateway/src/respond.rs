@@ -1,9 +1,9 @@
 //! The bodies of ssegate's error reports: `{"error":{"type":"<type>","message":"<text>","status":<N>}}`,
-//! as a JSON response body before the response is committed and as the data of `event: error` after it.
+//! as a JSON response body before the response is committed and as the data of the output's error message (`event: error`) after it.
 //! Which type a failure has, and what status, outcome and counter follow from it, is [`crate::error`];
 //! writing them to the client is [`crate::exchange::downstream`].
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::error::ErrorType;
 
@@ -13,13 +13,6 @@ pub fn json_body(ty: ErrorType, message: &str, status: u16) -> Bytes {
     let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
     let message = serde_json::Value::String(message).to_string();
     Bytes::from(format!(r#"{{"error":{{"type":"{}","message":{message},"status":{status}}}}}"#, ty.as_str()))
-}
-
-/// Appends `event: error` with the JSON body as its data.
-pub fn error_event(ty: ErrorType, message: &str, status: u16, out: &mut BytesMut) {
-    out.put_slice(b"event: error\ndata: ");
-    out.put_slice(&json_body(ty, message, status));
-    out.put_slice(b"\n\n");
 }
 
 #[cfg(test)]
@@ -40,8 +33,9 @@ mod tests {
 
     #[test]
     fn error_event_is_one_data_line() {
-        let mut out = BytesMut::new();
-        error_event(ErrorType::Shutdown, "bye\r\nevent: x", 503, &mut out);
+        let mut out = bytes::BytesMut::new();
+        ssegate_frame::encode::Output::Sse
+            .error(&json_body(ErrorType::Shutdown, "bye\r\nevent: x", 503), &mut out);
         let s = std::str::from_utf8(&out).unwrap();
         assert!(s.starts_with("event: error\ndata: {"));
         assert_eq!(s.matches('\n').count(), 3);

@@ -1,10 +1,9 @@
 //! Delivery: decoded items to encoded output, with the route's event ids and its decode-error policy.
 //! No I/O: what it encodes is written by the downstream writer in one flush.
 
-use std::fmt::Write as _;
-
 use bytes::BytesMut;
-use ssegate_frame::{encode, DecodeError, Item};
+use ssegate_frame::encode::{Id, Output};
+use ssegate_frame::{DecodeError, Item};
 
 use crate::config::DecodeErrorPolicy;
 use crate::metrics::RouteMetrics;
@@ -15,6 +14,7 @@ const KEEP_ITEMS: usize = 64;
 /// Per-stream delivery state.
 #[derive(Debug)]
 pub struct Delivery {
+    output: Output,
     /// `ids = true`: number events `id: 1`, `id: 2`, … (replacing upstream ids).
     ids: bool,
     policy: DecodeErrorPolicy,
@@ -33,8 +33,8 @@ pub struct Delivered {
 }
 
 impl Delivery {
-    pub fn new(ids: bool, policy: DecodeErrorPolicy) -> Delivery {
-        Delivery { ids, policy, next_id: 0, decode_errors: 0 }
+    pub fn new(output: Output, ids: bool, policy: DecodeErrorPolicy) -> Delivery {
+        Delivery { output, ids, policy, next_id: 0, decode_errors: 0 }
     }
 
     /// Encodes `items` (draining them) into `out`. Bad messages are counted and logged; one that the policy
@@ -48,19 +48,17 @@ impl Delivery {
         let mut done = Delivered::default();
         for item in items.drain(..) {
             match item {
-                Item::Event(mut ev) => {
+                Item::Event(ev) => {
                     if self.ids {
-                        // `id: N` written in place (it is the field `encode::event` writes first, and digits
-                        // need no escaping): no string per event.
                         self.next_id += 1;
-                        ev.id = None;
-                        let _ = writeln!(out, "id: {}", self.next_id);
+                        self.output.event_with_id(&ev, Id::new(self.next_id), out);
+                    } else {
+                        self.output.event(&ev, out);
                     }
-                    encode::event(&ev, out);
                     done.events += 1;
                 }
-                Item::Comment(text) => encode::comment(&text, out),
-                Item::Retry(ms) => encode::retry(ms, out),
+                Item::Comment(text) => self.output.comment(&text, out),
+                Item::Retry(ms) => self.output.retry(ms, out),
                 Item::Error(e) => {
                     metrics.decode_error(&e);
                     self.decode_errors += 1;
@@ -106,7 +104,7 @@ mod tests {
     #[test]
     fn ids_replace_upstream_ids_and_continue_across_batches() {
         let m = crate::metrics::route("t_deliver_ids");
-        let mut d = Delivery::new(true, DecodeErrorPolicy::Skip);
+        let mut d = Delivery::new(Output::Sse, true, DecodeErrorPolicy::Skip);
         let mut out = BytesMut::new();
         let mut items = vec![ev("a", Some("up-7")), Item::Comment(Bytes::from_static(b"c")), ev("b", None)];
         assert_eq!(d.deliver(&mut items, &mut out, &m), Delivered { events: 2, fatal: None });
@@ -119,7 +117,7 @@ mod tests {
     #[test]
     fn without_ids_upstream_ids_pass() {
         let m = crate::metrics::route("t_deliver_noids");
-        let mut d = Delivery::new(false, DecodeErrorPolicy::Skip);
+        let mut d = Delivery::new(Output::Sse, false, DecodeErrorPolicy::Skip);
         let mut out = BytesMut::new();
         d.deliver(&mut vec![ev("a", Some("7")), Item::Retry(1500)], &mut out, &m);
         assert_eq!(&out[..], b"id: 7\ndata: a\n\nretry: 1500\n\n");
@@ -128,7 +126,7 @@ mod tests {
     #[test]
     fn skip_policy_drops_bad_messages_and_goes_on() {
         let m = crate::metrics::route("t_deliver_skip");
-        let mut d = Delivery::new(false, DecodeErrorPolicy::Skip);
+        let mut d = Delivery::new(Output::Sse, false, DecodeErrorPolicy::Skip);
         let mut out = BytesMut::new();
         let got = d.deliver(&mut vec![ev("a", None), bad(true), ev("b", None)], &mut out, &m);
         assert_eq!(got, Delivered { events: 2, fatal: None });
@@ -139,7 +137,7 @@ mod tests {
     fn close_policy_and_unrecoverable_errors_stop_after_the_events_before() {
         let m = crate::metrics::route("t_deliver_close");
         for (policy, recoverable) in [(DecodeErrorPolicy::Close, true), (DecodeErrorPolicy::Skip, false)] {
-            let mut d = Delivery::new(false, policy);
+            let mut d = Delivery::new(Output::Sse, false, policy);
             let mut out = BytesMut::new();
             let got = d.deliver(&mut vec![ev("a", None), bad(recoverable), ev("b", None)], &mut out, &m);
             assert_eq!(got.events, 1);
@@ -151,7 +149,7 @@ mod tests {
     #[test]
     fn a_large_item_list_is_not_kept() {
         let m = crate::metrics::route("t_deliver_keep");
-        let mut d = Delivery::new(false, DecodeErrorPolicy::Skip);
+        let mut d = Delivery::new(Output::Sse, false, DecodeErrorPolicy::Skip);
         let mut items: Vec<Item> = (0..1000).map(|i| ev(&i.to_string(), None)).collect();
         let mut out = BytesMut::new();
         d.deliver(&mut items, &mut out, &m);

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use http::{header, HeaderName, HeaderValue};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
-use ssegate_frame::encode;
+use ssegate_frame::encode::Output;
 
 use super::choose::Committed;
 use crate::error::ErrorType;
@@ -32,6 +32,8 @@ pub enum WriteError {
 /// The response side of one exchange.
 #[derive(Debug)]
 pub struct Downstream {
+    /// How events, heartbeats and errors are written (the content type of a converted stream).
+    output: Output,
     committed: Committed,
     /// Encoded output not yet written.
     out: BytesMut,
@@ -40,8 +42,8 @@ pub struct Downstream {
 }
 
 impl Downstream {
-    pub fn new(cors: Vec<(HeaderName, HeaderValue)>) -> Downstream {
-        Downstream { committed: Committed::No, out: BytesMut::new(), cors }
+    pub fn new(output: Output, cors: Vec<(HeaderName, HeaderValue)>) -> Downstream {
+        Downstream { output, committed: Committed::No, out: BytesMut::new(), cors }
     }
 
     /// What the client has been sent.
@@ -59,11 +61,11 @@ impl Downstream {
         &mut self.out
     }
 
-    /// Commits `200 text/event-stream` with the SSE headers.
+    /// Commits `200` with the output's content type (`text/event-stream; charset=utf-8`) and the streaming
+    /// headers.
     pub async fn commit_sse(&mut self, session: &mut ServerSession) -> Result<(), WriteError> {
         let mut head = ResponseHeader::build(200, Some(6)).map_err(|_| WriteError::Gone)?;
-        let _ =
-            head.insert_header("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
+        let _ = head.insert_header("content-type", HeaderValue::from_static(self.output.content_type()));
         let _ = head.insert_header("cache-control", HeaderValue::from_static("no-cache, no-transform"));
         let _ = head.insert_header("x-accel-buffering", HeaderValue::from_static("no"));
         for (name, value) in &self.cors {
@@ -113,7 +115,7 @@ impl Downstream {
 
     /// Writes a heartbeat comment.
     pub async fn heartbeat(&mut self, session: &mut ServerSession) -> Result<usize, WriteError> {
-        self.out.extend_from_slice(encode::HEARTBEAT);
+        self.output.heartbeat(&mut self.out);
         self.flush(session).await
     }
 
@@ -145,9 +147,9 @@ impl Downstream {
             }
             Committed::Sse => {
                 if let Some(ms) = retry_ms {
-                    encode::retry(ms, &mut self.out);
+                    self.output.retry(ms, &mut self.out);
                 }
-                respond::error_event(ty, msg, status, &mut self.out);
+                self.output.error(&respond::json_body(ty, msg, status), &mut self.out);
                 Box::pin(self.finish(session)).await.is_some()
             }
             Committed::Passthrough => false,

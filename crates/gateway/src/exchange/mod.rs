@@ -37,6 +37,7 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::HttpPeer;
+use ssegate_frame::encode::Output;
 use ssegate_frame::{Decoder, DecoderOptions};
 use tokio::time::Instant;
 
@@ -115,8 +116,8 @@ impl<'a> Exchange<'a> {
             started,
             shutdown,
             timers: Timers::new(started, cfg.heartbeat_interval, cfg.max_duration, cfg.idle_timeout),
-            down: Downstream::new(cors),
-            delivery: Delivery::new(cfg.ids, cfg.on_decode_error),
+            down: Downstream::new(Output::Sse, cors),
+            delivery: Delivery::new(Output::Sse, cfg.ids, cfg.on_decode_error),
             stats: Stats::default(),
         };
         ex.check_shutdown();
