@@ -81,8 +81,9 @@ pub fn parse_block(block: &str) -> Block {
     b
 }
 
-/// Asserts `block` is `event: error` whose data is `{"error":{"type":ty,"message":<string>,"status":N}}`
-/// with nothing else; returns the status.
+/// Asserts `block` is `event: error` whose data is
+/// `{"error":{"type":ty,"message":<string>,"status":N,"request_id":<string>}}` with nothing else; returns
+/// the status.
 #[track_caller]
 pub fn assert_error_event(block: &Block, ty: &str) -> u64 {
     assert_eq!(block.event.as_deref(), Some("error"), "not an error event: {block:?}");
@@ -90,7 +91,7 @@ pub fn assert_error_event(block: &Block, ty: &str) -> u64 {
     assert_error_json(&v, ty)
 }
 
-/// Asserts `v` is `{"error":{"type":ty,"message":<string>,"status":N}}`; returns N.
+/// Asserts `v` is `{"error":{"type":ty,"message":<string>,"status":N,"request_id":<string>}}`; returns N.
 #[track_caller]
 pub fn assert_error_json(v: &serde_json::Value, ty: &str) -> u64 {
     let err = v.get("error").unwrap_or_else(|| panic!("no \"error\" object: {v}"));
@@ -99,7 +100,9 @@ pub fn assert_error_json(v: &serde_json::Value, ty: &str) -> u64 {
     let status =
         err.get("status").and_then(|s| s.as_u64()).unwrap_or_else(|| panic!("no numeric status: {v}"));
     assert_eq!(v.as_object().map(|o| o.len()), Some(1), "only \"error\" at the top level: {v}");
-    assert_eq!(err.as_object().map(|o| o.len()), Some(3), "error has exactly type, message, status: {v}");
+    assert!(err.get("request_id").is_some_and(|m| m.is_string()), "error request_id must be a string: {v}");
+    let n = err.as_object().map(|o| o.len());
+    assert_eq!(n, Some(4), "error has exactly type, message, status, request_id: {v}");
     status
 }
 

@@ -7,6 +7,9 @@
 //! within `max_request_body` (413) and `request_body_timeout` (408). Every refusal is counted once:
 //! before a route in `ssegate_downstream_rejected_total`, after it in `ssegate_rejected_total`
 //! ([`ErrorType::reject_reason`]).
+//!
+//! The request id ([`headers::request_id`]) is decided first, so that every answer — refusals before a
+//! route included — carries it as `X-Request-Id` and in its JSON error body.
 
 use std::time::Duration;
 
@@ -21,6 +24,7 @@ use crate::error::ErrorType;
 use crate::exchange::downstream::{send_json_error, send_json_error_with, send_preflight};
 use crate::exchange::{Admitted, End, Exchange};
 use crate::gateway::{Gateway, RouteState};
+use crate::headers::{self, Answer, Forwarded};
 use crate::logging::{self, AccessRecord};
 use crate::metrics::{self, EdgeReason};
 use crate::route;
@@ -29,23 +33,25 @@ use crate::security::{self, KeyHeaders};
 /// Serves one request on `session` (its header already read). Returns whether the connection may be reused.
 pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
     let started = Instant::now();
+    let bare = Answer::bare(headers::request_id(session.req_header()));
     if session.req_header().method == Method::CONNECT {
         metrics::downstream_rejected(EdgeReason::Method);
         session.set_keepalive(None);
         let allow =
             [(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"))];
         let msg = "CONNECT is not supported: ssegate is a reverse proxy, not a forward proxy";
-        send_json_error_with(session, ErrorType::MethodNotAllowed, msg, &allow).await;
+        send_json_error_with(session, ErrorType::MethodNotAllowed, msg, &allow, &bare).await;
         return false;
     }
     let (path, query) = match security::check_target(session.req_header().raw_path()) {
         Ok((path, query)) => (path.to_owned(), query.map(str::to_owned)),
-        Err(msg) => return refuse(session, EdgeReason::BadTarget, ErrorType::BadRequest, msg).await,
+        Err(msg) => return refuse(session, EdgeReason::BadTarget, ErrorType::BadRequest, msg, &bare).await,
     };
     let Some((state, rest)) = gw.router.find(&path) else {
-        return refuse(session, EdgeReason::NotFound, ErrorType::NotFound, "no route matches this path")
-            .await;
+        let msg = "no route matches this path";
+        return refuse(session, EdgeReason::NotFound, ErrorType::NotFound, msg, &bare).await;
     };
+    let answer = Answer { request_id: bare.request_id, policy: state.cfg.response_headers.clone() };
     let cors = match &state.cfg.cors {
         None => Vec::new(),
         Some(cors) => {
@@ -54,22 +60,29 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
             let preflight = req.method == Method::OPTIONS
                 && req.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
             if let (true, Some(origin)) = (preflight, origin) {
-                return Box::pin(preflight_answer(session, state, cors, &origin.clone())).await;
+                return Box::pin(preflight_answer(session, state, cors, &origin.clone(), &answer)).await;
             }
             cors_headers(cors, origin)
         }
     };
     let upstream_path = route::upstream_path(&state.cfg, &path, rest, query.as_deref());
     let method = session.req_header().method.clone();
+    let forwarded = Forwarded::new(
+        session.req_header(),
+        session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+        session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+        &gw.settings.trusted_proxies,
+    );
+    let client = forwarded.client;
 
     session.set_write_timeout(Some(gw.settings.write_timeout));
     session.set_abort_on_close(true);
     let _active = state.metrics.stream_started();
 
-    let mut ex = Exchange::new(state, &gw.settings, started, shutdown.clone(), cors.clone());
-    let end = match Box::pin(admit(gw, state, session, &cors)).await {
+    let mut ex = Exchange::new(state, &gw.settings, started, shutdown.clone(), cors.clone(), answer.clone());
+    let end = match Box::pin(admit(gw, state, session, &cors, &answer)).await {
         Ok((key_headers, body, _slot)) => {
-            ex.run(session, Admitted { upstream_path, body, key_headers, cors }).await
+            ex.run(session, Admitted { upstream_path, body, key_headers, cors, forwarded }).await
             // `_slot` is released here, when the exchange has ended.
         }
         Err(end) => end,
@@ -80,6 +93,9 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
     let stats = &ex.stats;
     state.metrics.finished(stats.format, outcome, duration);
     logging::access(&AccessRecord {
+        request_id: answer.request_id(),
+        client,
+        upstream_request_id: stats.upstream_request_id.as_deref(),
         route: &state.cfg.name,
         method: method.as_str(),
         path: &path,
@@ -103,6 +119,7 @@ async fn admit<'r>(
     state: &'r RouteState,
     session: &mut ServerSession,
     cors: &[(HeaderName, HeaderValue)],
+    answer: &Answer,
 ) -> Result<(KeyHeaders, Bytes, crate::gateway::Slot<'r>), End> {
     // 1. The client key, if the route wants one.
     let key_headers = match &state.cfg.auth {
@@ -115,9 +132,16 @@ async fn admit<'r>(
                     let msg = "a valid key is required: Authorization: Bearer <key> or x-api-key: <key>";
                     let challenge = (header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                     drain_some(session).await;
-                    return Err(
-                        reject(state, session, cors, ErrorType::Unauthorized, msg, Some(challenge)).await
-                    );
+                    return Err(reject(
+                        state,
+                        session,
+                        cors,
+                        answer,
+                        ErrorType::Unauthorized,
+                        msg,
+                        Some(challenge),
+                    )
+                    .await);
                 }
             }
         }
@@ -127,7 +151,7 @@ async fn admit<'r>(
         drain_some(session).await;
         let retry = (header::RETRY_AFTER, state.retry_after.clone());
         let msg = "the route has reached max_streams concurrent requests; retry later";
-        return Err(reject(state, session, cors, ErrorType::Overloaded, msg, Some(retry)).await);
+        return Err(reject(state, session, cors, answer, ErrorType::Overloaded, msg, Some(retry)).await);
     };
     // 3. The request body, bounded in size and time.
     let read = read_body(session, gw.settings.max_request_body);
@@ -138,11 +162,11 @@ async fn admit<'r>(
                 ErrorType::PayloadTooLarge => "request body larger than max_request_body",
                 _ => "could not read the request body",
             };
-            return Err(reject(state, session, cors, ty, msg, None).await);
+            return Err(reject(state, session, cors, answer, ty, msg, None).await);
         }
         Err(_) => {
             let msg = "the request body did not arrive within request_body_timeout";
-            return Err(reject(state, session, cors, ErrorType::RequestTimeout, msg, None).await);
+            return Err(reject(state, session, cors, answer, ErrorType::RequestTimeout, msg, None).await);
         }
     };
     Ok((key_headers, body, slot))
@@ -154,6 +178,7 @@ async fn reject(
     state: &RouteState,
     session: &mut ServerSession,
     cors: &[(HeaderName, HeaderValue)],
+    answer: &Answer,
     ty: ErrorType,
     msg: &str,
     extra: Option<(HeaderName, HeaderValue)>,
@@ -164,17 +189,23 @@ async fn reject(
     let reusable = keep_if_body_done(session);
     let mut headers = cors.to_vec();
     headers.extend(extra);
-    send_json_error_with(session, ty, msg, &headers).await;
+    send_json_error_with(session, ty, msg, &headers, answer).await;
     End::Failed { ty, reusable }
 }
 
 /// A refusal before a route is chosen: counted, the body drained within [`drain_some`]'s bounds, answered.
 /// Returns whether the connection may be reused.
-async fn refuse(session: &mut ServerSession, reason: EdgeReason, ty: ErrorType, msg: &str) -> bool {
+async fn refuse(
+    session: &mut ServerSession,
+    reason: EdgeReason,
+    ty: ErrorType,
+    msg: &str,
+    answer: &Answer,
+) -> bool {
     metrics::downstream_rejected(reason);
     drain_some(session).await;
     let reusable = keep_if_body_done(session);
-    send_json_error(session, ty, msg).await;
+    send_json_error(session, ty, msg, answer).await;
     reusable
 }
 
@@ -203,6 +234,7 @@ async fn preflight_answer(
     state: &RouteState,
     cors: &security::Cors,
     origin: &HeaderValue,
+    answer: &Answer,
 ) -> bool {
     drain_some(session).await;
     let reusable = keep_if_body_done(session);
@@ -214,7 +246,8 @@ async fn preflight_answer(
     let Some(allow_origin) = allowed else {
         let vary = [(header::VARY, HeaderValue::from_static("Origin"))];
         let msg = "CORS preflight refused: origin, method or request headers not allowed on this route";
-        return reject(state, session, &vary, ErrorType::Forbidden, msg, None).await.reusable() && reusable;
+        return reject(state, session, &vary, answer, ErrorType::Forbidden, msg, None).await.reusable()
+            && reusable;
     };
     let mut headers = vec![
         (header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin),
@@ -227,7 +260,7 @@ async fn preflight_answer(
     }
     headers.push((header::VARY, HeaderValue::from_static("Origin")));
     headers.push((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-    send_preflight(session, &headers).await && reusable
+    send_preflight(session, &headers, answer).await && reusable
 }
 
 /// Reads (and drops) what is left of a refused request's body, at most 64 KiB and 1 s, so that the error

@@ -101,6 +101,10 @@ pub struct Settings {
     pub request_body_timeout: Duration,
     pub shutdown_drain: Duration,
     pub shutdown_retry: Duration,
+    /// `[server] trusted_proxies`
+    pub trusted_proxies: crate::headers::TrustedProxies,
+    /// `[server] upstream_request_id_headers`
+    pub upstream_request_id_headers: Vec<http::HeaderName>,
 }
 
 /// Everything an exchange needs: the routes and the settings.
@@ -143,6 +147,8 @@ impl Gateway {
                 request_body_timeout: server.request_body_timeout,
                 shutdown_drain: server.shutdown_drain,
                 shutdown_retry: server.shutdown_retry,
+                trusted_proxies: server.trusted_proxies.clone(),
+                upstream_request_id_headers: server.upstream_request_id_headers.clone(),
             },
         }
     }

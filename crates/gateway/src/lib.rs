@@ -27,6 +27,7 @@ pub mod edge;
 pub mod error;
 pub mod exchange;
 pub mod gateway;
+pub mod headers;
 pub mod logging;
 pub mod metrics;
 pub mod respond;

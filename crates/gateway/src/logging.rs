@@ -179,6 +179,13 @@ impl Visit for JsonFields {
 /// One finished stream (or non-streaming exchange).
 #[derive(Debug)]
 pub struct AccessRecord<'a> {
+    /// The request id (`X-Request-Id`, the client's when sane, else generated).
+    pub request_id: &'a str,
+    /// The client address: the peer, or behind `trusted_proxies` the rightmost untrusted
+    /// `X-Forwarded-For` address.
+    pub client: Option<std::net::IpAddr>,
+    /// The upstream's own request id (`[server] upstream_request_id_headers`).
+    pub upstream_request_id: Option<&'a str>,
     pub route: &'a str,
     pub method: &'a str,
     /// Path without the query string.
@@ -203,17 +210,21 @@ fn ms(d: Duration) -> f64 {
 
 /// Writes the access line for `rec` (target `ssegate::access`, level info).
 ///
-/// Fields: `route method path upstream_status format outcome duration_ms first_event_ms events bytes
-/// heartbeats error`; `upstream_status`, `first_event_ms` and `error` are left out when unknown. The path
+/// Fields: `request_id client route method path upstream_status upstream_request_id format outcome
+/// duration_ms first_event_ms events bytes heartbeats error`; `client`, `upstream_status`,
+/// `upstream_request_id`, `first_event_ms` and `error` are left out when unknown. The path
 /// is cut at `?` even if the caller forgot to.
 pub fn access(rec: &AccessRecord<'_>) {
     let path = rec.path.split('?').next().unwrap_or(rec.path);
     tracing::info!(
         target: ACCESS_TARGET,
+        request_id = rec.request_id,
+        client = rec.client.map(tracing::field::display),
         route = rec.route,
         method = rec.method,
         path = path,
         upstream_status = rec.upstream_status,
+        upstream_request_id = rec.upstream_request_id,
         format = rec.format,
         outcome = rec.outcome.as_str(),
         duration_ms = ms(rec.duration),
@@ -260,6 +271,9 @@ mod tests {
 
     fn record() -> AccessRecord<'static> {
         AccessRecord {
+            request_id: "rid-1",
+            client: Some(std::net::IpAddr::from([192, 0, 2, 1])),
+            upstream_request_id: Some("req_abc"),
             route: "openai",
             method: "POST",
             path: "/v1/chat/completions?key=secret",
@@ -291,6 +305,9 @@ mod tests {
         assert_eq!(v["level"], "INFO");
         assert_eq!(v["message"], "stream finished");
         assert_eq!(v["route"], "openai");
+        assert_eq!(v["request_id"], "rid-1");
+        assert_eq!(v["client"], "192.0.2.1");
+        assert_eq!(v["upstream_request_id"], "req_abc");
         assert_eq!(v["method"], "POST");
         assert_eq!(v["path"], "/v1/chat/completions");
         assert_eq!(v["upstream_status"], 200);

@@ -95,7 +95,8 @@ impl HttpServerApp for App {
             metrics::downstream_rejected(EdgeReason::HeaderTooLarge);
             session.set_keepalive(None);
             let msg = "the request head is larger than max_header_size";
-            send_json_error(&mut session, ErrorType::HeaderTooLarge, msg).await;
+            let answer = crate::headers::Answer::bare(crate::headers::request_id(session.req_header()));
+            send_json_error(&mut session, ErrorType::HeaderTooLarge, msg, &answer).await;
             false
         } else {
             // A snapshot of the gateway for this request: a swap (reload) never changes a request in flight.

@@ -334,7 +334,8 @@ async fn no_done_event_after_an_error() {
 
 #[tokio::test]
 async fn error_json_has_the_documented_field_order() {
-    // The documented shape is {"error":{"type":..,"message":..,"status":..}}. JSON parsers do not care about
+    // The documented shape is {"error":{"type":..,"message":..,"status":..,"request_id":..}} (type, message,
+    // status first; request_id appended when it came). JSON parsers do not care about
     // key order, but logs, docs and byte-comparing clients do: this test checks the shape apart from the
     // semantic tests above.
     bounded(async {
@@ -349,7 +350,9 @@ async fn error_json_has_the_documented_field_order() {
             "502 body: {}",
             show(&body)
         );
-        assert!(body.ends_with(b"\",\"status\":502}}"), "502 body: {}", show(&body));
+        let id = resp.header("x-request-id").unwrap_or_else(|| panic!("no x-request-id"));
+        let tail = format!("\",\"status\":502,\"request_id\":\"{id}\"}}}}");
+        assert!(body.ends_with(tail.as_bytes()), "502 body: {}", show(&body));
 
         let mock = MockUpstream::serve(Reply::stream(
             "application/x-ndjson",
@@ -366,7 +369,9 @@ async fn error_json_has_the_documented_field_order() {
             "error event: {}",
             show(ev)
         );
-        assert!(ev.ends_with(b"\",\"status\":502}}\n\n"), "error event: {}", show(ev));
+        let id = resp.header("x-request-id").unwrap_or_else(|| panic!("no x-request-id"));
+        let tail = format!("\",\"status\":502,\"request_id\":\"{id}\"}}}}\n\n");
+        assert!(ev.ends_with(tail.as_bytes()), "error event: {}", show(ev));
     })
     .await;
 }

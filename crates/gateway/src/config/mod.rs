@@ -12,6 +12,7 @@
 //! other. Only this module calls them, in file order.
 
 mod cx;
+mod headers;
 mod route;
 mod server;
 mod values;

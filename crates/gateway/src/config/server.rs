@@ -6,11 +6,14 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use http::HeaderName;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::cx::Cx;
+use super::headers;
 use super::values::{DurationStr, SizeValue, StrList, GIB, KIB, MIB};
+use crate::headers::TrustedProxies;
 
 /// Largest accepted `threads`.
 pub const MAX_THREADS: usize = 1024;
@@ -52,6 +55,14 @@ pub struct Server {
     /// used by daemon mode and graceful upgrade (`ssegate run -u`).
     pub pid_file: PathBuf,
     pub upgrade_sock: PathBuf,
+    /// `trusted_proxies` (default none): CIDR blocks (or addresses) of the proxies in front of ssegate. Only
+    /// a peer in one of them has its `X-Forwarded-For` extended (and `-Proto`/`-Host` kept); any other
+    /// peer's are replaced, so a client cannot choose the address ssegate logs and forwards.
+    pub trusted_proxies: TrustedProxies,
+    /// `upstream_request_id_headers` (default `["x-request-id", "request-id", "cf-ray",
+    /// "x-amzn-requestid"]`): where the upstream's own request id is looked for (first found is logged as
+    /// `upstream_request_id`).
+    pub upstream_request_id_headers: Vec<HeaderName>,
 }
 
 /// `[server.tls]`: a TLS listener offering h2 and HTTP/1.1 by ALPN.
@@ -87,6 +98,8 @@ pub(super) struct RawServer {
     request_body_timeout: Option<Spanned<DurationStr>>,
     pid_file: Option<Spanned<String>>,
     upgrade_sock: Option<Spanned<String>>,
+    trusted_proxies: Option<Vec<Spanned<String>>>,
+    upstream_request_id_headers: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +216,11 @@ fn server(cx: &mut Cx, raw: Spanned<RawServer>, listeners: &mut Vec<Listener>) -
         ),
         pid_file: cx.file_path("pid_file", raw.pid_file, "/tmp/ssegate.pid"),
         upgrade_sock: cx.file_path("upgrade_sock", raw.upgrade_sock, "/tmp/ssegate_upgrade.sock"),
+        trusted_proxies: headers::trusted_proxies(cx, raw.trusted_proxies),
+        upstream_request_id_headers: headers::upstream_request_id_headers(
+            cx,
+            raw.upstream_request_id_headers,
+        ),
     })
 }
 

@@ -2,7 +2,8 @@
 //! (SSE, passthrough, JSON errors, CORS preflights), body chunks, the end of the body.
 //!
 //! It owns what the client has been sent so far ([`Committed`]), the output buffer that events are encoded
-//! into, and the CORS headers every response of the request carries. It knows nothing of upstreams,
+//! into, the CORS headers every response of the request carries, and the request's [`Answer`] (its
+//! `X-Request-Id` and the route's `response_headers`), which every head it writes goes through. It knows nothing of upstreams,
 //! timers or metrics: it reports what happened ([`WriteError`], bytes written) and the exchange acts on it.
 
 use bytes::{Bytes, BytesMut};
@@ -13,6 +14,7 @@ use ssegate_frame::encode::Output;
 
 use super::choose::Committed;
 use crate::error::ErrorType;
+use crate::headers::Answer;
 use crate::respond;
 use crate::upstream;
 
@@ -39,11 +41,18 @@ pub struct Downstream {
     out: BytesMut,
     /// CORS headers for every response of this request (empty unless the route has `cors`).
     cors: Vec<(HeaderName, HeaderValue)>,
+    /// The request id and the route's `response_headers`, for every head written.
+    answer: Answer,
 }
 
 impl Downstream {
-    pub fn new(output: Output, cors: Vec<(HeaderName, HeaderValue)>) -> Downstream {
-        Downstream { output, committed: Committed::No, out: BytesMut::new(), cors }
+    pub fn new(output: Output, cors: Vec<(HeaderName, HeaderValue)>, answer: Answer) -> Downstream {
+        Downstream { output, committed: Committed::No, out: BytesMut::new(), cors, answer }
+    }
+
+    /// The request id and the route's `response_headers`.
+    pub fn answer(&self) -> &Answer {
+        &self.answer
     }
 
     /// What the client has been sent.
@@ -62,15 +71,26 @@ impl Downstream {
     }
 
     /// Commits `200` with the output's content type (`text/event-stream; charset=utf-8`) and the streaming
-    /// headers.
-    pub async fn commit_sse(&mut self, session: &mut ServerSession) -> Result<(), WriteError> {
-        let mut head = ResponseHeader::build(200, Some(6)).map_err(|_| WriteError::Gone)?;
+    /// headers, plus the upstream's end-to-end headers when its head is there (`upstream`; see
+    /// [`Answer::copy_upstream`] for what a conversion drops). An early commit (a heartbeat before the
+    /// upstream's head) has none to give: the head is gone before they exist.
+    pub async fn commit_sse(
+        &mut self,
+        session: &mut ServerSession,
+        upstream: Option<(&ResponseHeader, bool)>,
+    ) -> Result<(), WriteError> {
+        let extra = upstream.map_or(0, |(u, _)| u.headers.len());
+        let mut head = ResponseHeader::build(200, Some(8 + extra)).map_err(|_| WriteError::Gone)?;
         let _ = head.insert_header("content-type", HeaderValue::from_static(self.output.content_type()));
         let _ = head.insert_header("cache-control", HeaderValue::from_static("no-cache, no-transform"));
         let _ = head.insert_header("x-accel-buffering", HeaderValue::from_static("no"));
+        if let Some((resp, cors_route)) = upstream {
+            self.answer.copy_upstream(resp, &mut head, cors_route);
+        }
         for (name, value) in &self.cors {
             let _ = head.append_header(name.clone(), value.clone());
         }
+        self.answer.finish(&mut head);
         if chunked_allowed(session) {
             let _ = head.insert_header("transfer-encoding", HeaderValue::from_static("chunked"));
         }
@@ -90,6 +110,8 @@ impl Downstream {
         let status = resp.status.as_u16();
         let bodyless = session.req_header().method.as_str() == "HEAD" || status == 204 || status == 304;
         let mut head = passthrough_header(resp, cors_route, &self.cors);
+        self.answer.remove_from(&mut head);
+        self.answer.finish(&mut head);
         if chunked_allowed(session) && !bodyless && head.headers.get("content-length").is_none() {
             let _ = head.insert_header("transfer-encoding", "chunked");
         }
@@ -142,14 +164,15 @@ impl Downstream {
         match self.committed {
             Committed::No => {
                 let reusable = session.is_body_done();
-                Box::pin(send_json_error_with(session, ty, msg, &self.cors)).await;
+                Box::pin(send_json_error_with(session, ty, msg, &self.cors, &self.answer)).await;
                 reusable
             }
             Committed::Sse => {
                 if let Some(ms) = retry_ms {
                     self.output.retry(ms, &mut self.out);
                 }
-                self.output.error(&respond::json_body(ty, msg, status), &mut self.out);
+                let body = respond::json_body(ty, msg, status, self.answer.request_id());
+                self.output.error(&body, &mut self.out);
                 Box::pin(self.finish(session)).await.is_some()
             }
             Committed::Passthrough => false,
@@ -174,8 +197,8 @@ async fn write(session: &mut ServerSession, data: Bytes) -> Result<usize, WriteE
 
 /// Writes a complete JSON error response (before anything was committed). Errors writing to a client that
 /// is gone are ignored: there is nobody left to tell.
-pub async fn send_json_error(session: &mut ServerSession, ty: ErrorType, message: &str) {
-    send_json_error_with(session, ty, message, &[]).await;
+pub async fn send_json_error(session: &mut ServerSession, ty: ErrorType, message: &str, answer: &Answer) {
+    send_json_error_with(session, ty, message, &[], answer).await;
 }
 
 /// Like [`send_json_error`], with extra response headers (`WWW-Authenticate`, `Retry-After`, CORS, `Allow`).
@@ -184,27 +207,34 @@ pub async fn send_json_error_with(
     ty: ErrorType,
     message: &str,
     extra: &[(HeaderName, HeaderValue)],
+    answer: &Answer,
 ) {
     let status = ty.status();
-    let body = respond::json_body(ty, message, status);
-    let Ok(mut resp) = ResponseHeader::build(status, Some(3 + extra.len())) else { return };
+    let body = respond::json_body(ty, message, status, answer.request_id());
+    let Ok(mut resp) = ResponseHeader::build(status, Some(5 + extra.len())) else { return };
     let _ = resp.insert_header("content-type", HeaderValue::from_static("application/json"));
     let _ = resp.insert_header("cache-control", HeaderValue::from_static("no-store"));
     let _ = resp.set_content_length(body.len());
     for (name, value) in extra {
         let _ = resp.append_header(name.clone(), value.clone());
     }
+    answer.finish(&mut resp);
     if session.write_response_header(Box::new(resp)).await.is_ok() {
         let _ = session.write_response_body(body, true).await;
     }
 }
 
 /// Writes a `204` CORS preflight answer with `headers`; whether the connection may be reused.
-pub async fn send_preflight(session: &mut ServerSession, headers: &[(HeaderName, HeaderValue)]) -> bool {
-    let Ok(mut resp) = ResponseHeader::build(204, Some(headers.len())) else { return false };
+pub async fn send_preflight(
+    session: &mut ServerSession,
+    headers: &[(HeaderName, HeaderValue)],
+    answer: &Answer,
+) -> bool {
+    let Ok(mut resp) = ResponseHeader::build(204, Some(headers.len() + 2)) else { return false };
     for (name, value) in headers {
         let _ = resp.insert_header(name.clone(), value.clone());
     }
+    answer.finish(&mut resp);
     if session.write_response_header(Box::new(resp)).await.is_err() {
         return false;
     }

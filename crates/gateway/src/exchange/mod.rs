@@ -44,6 +44,7 @@ use tokio::time::Instant;
 use crate::config::FormatChoice;
 use crate::error::ErrorType;
 use crate::gateway::{RouteState, Settings};
+use crate::headers::{self, Answer, Forwarded};
 use crate::security::KeyHeaders;
 use crate::upstream::{self, Decompressor};
 use choose::{choose, Choice, Committed};
@@ -68,6 +69,8 @@ pub struct Admitted {
     pub key_headers: KeyHeaders,
     /// CORS headers for every response of this request.
     pub cors: Vec<(HeaderName, HeaderValue)>,
+    /// The `X-Forwarded-*` headers to send upstream.
+    pub forwarded: Forwarded,
 }
 
 /// What woke the loop.
@@ -108,6 +111,7 @@ impl<'a> Exchange<'a> {
         started: Instant,
         shutdown: ShutdownWatch,
         cors: Vec<(HeaderName, HeaderValue)>,
+        answer: Answer,
     ) -> Self {
         let cfg = &route.cfg;
         let mut ex = Exchange {
@@ -116,7 +120,7 @@ impl<'a> Exchange<'a> {
             started,
             shutdown,
             timers: Timers::new(started, cfg.heartbeat_interval, cfg.max_duration, cfg.idle_timeout),
-            down: Downstream::new(Output::Sse, cors),
+            down: Downstream::new(Output::Sse, cors, answer),
             delivery: Delivery::new(Output::Sse, cfg.ids, cfg.on_decode_error),
             stats: Stats::default(),
         };
@@ -129,14 +133,13 @@ impl<'a> Exchange<'a> {
         let route = self.route;
         let cfg = &route.cfg;
         let converting = cfg.format != FormatChoice::Passthrough;
-        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip().to_string());
         let head = upstream::build_request(
             session.req_header(),
             cfg,
             &req.upstream_path,
             req.body.len(),
             converting,
-            client_ip,
+            upstream::ProxyHeaders { forwarded: &req.forwarded, request_id: &self.down.answer().request_id },
             req.key_headers,
         );
         let head = match head {
@@ -160,6 +163,9 @@ impl<'a> Exchange<'a> {
         };
         let status = resp.status.as_u16();
         self.stats.upstream_status = Some(status);
+        // Logged even when the stream was committed early and the upstream's headers cannot be sent.
+        self.stats.upstream_request_id =
+            headers::upstream_request_id(resp, &self.settings.upstream_request_id_headers);
         let content_type = header_str(resp, "content-type").unwrap_or("");
         match choose(cfg.format, status, content_type, self.down.committed()) {
             Choice::Passthrough => {
@@ -191,7 +197,8 @@ impl<'a> Exchange<'a> {
                     }
                 };
                 if self.down.committed() == Committed::No {
-                    if let Err(e) = Box::pin(self.commit_sse(session)).await {
+                    let upstream_head = Some((resp, cfg.cors.is_some()));
+                    if let Err(e) = Box::pin(self.commit_sse(session, upstream_head)).await {
                         return Box::pin(self.write_failed(e, Some(&mut up))).await;
                     }
                 }
@@ -306,7 +313,7 @@ impl<'a> Exchange<'a> {
             }
             Due::Heartbeat => {
                 if self.down.committed() == Committed::No {
-                    if let Err(e) = Box::pin(self.commit_sse(session)).await {
+                    if let Err(e) = Box::pin(self.commit_sse(session, None)).await {
                         return Err(self.write_failed(e, Some(up)).await);
                     }
                 }
@@ -321,8 +328,12 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    async fn commit_sse(&mut self, session: &mut ServerSession) -> Result<(), WriteError> {
-        self.down.commit_sse(session).await?;
+    async fn commit_sse(
+        &mut self,
+        session: &mut ServerSession,
+        upstream: Option<(&pingora::http::ResponseHeader, bool)>,
+    ) -> Result<(), WriteError> {
+        self.down.commit_sse(session, upstream).await?;
         self.timers.sse_committed();
         Ok(())
     }

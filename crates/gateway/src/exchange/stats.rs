@@ -19,6 +19,8 @@ pub struct Stats {
     pub events: u64,
     pub bytes_out: u64,
     pub heartbeats: u64,
+    /// The upstream's own request id (`[server] upstream_request_id_headers`), for the access log.
+    pub upstream_request_id: Option<String>,
 }
 
 impl Stats {

@@ -11,6 +11,7 @@ pub use decompress::Decompressor;
 use pingora::http::RequestHeader;
 
 use crate::config::Route;
+use crate::headers::{Forwarded, REQUEST_ID};
 use crate::security::KeyHeaders;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the de facto ones).
@@ -35,18 +36,27 @@ pub fn is_hop_by_hop(name: &str, connection: Option<&[u8]>) -> bool {
         })
 }
 
+/// The headers a proxy adds to the request it forwards: `X-Forwarded-*` and `X-Request-Id`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyHeaders<'a> {
+    pub forwarded: &'a Forwarded,
+    pub request_id: &'a http::HeaderValue,
+}
+
 /// Builds the request sent upstream from the client's request.
 ///
 /// `Host` is always the upstream's (never the client's); the headers that carried the client's gateway key
 /// (`key_headers`) and every client header the route injects itself (`upstream_headers`) are dropped, then
-/// the route's `upstream_headers` are added.
+/// the route's `upstream_headers` are added. `X-Request-Id` is the request's id and
+/// `X-Forwarded-For/-Proto/-Host` are as [`Forwarded`] decided them (decided by `[server] trusted_proxies`): the client's
+/// own are never passed on as they are.
 pub fn build_request(
     client: &RequestHeader,
     route: &Route,
     path_and_query: &str,
     body_len: usize,
     converting: bool,
-    client_addr: Option<String>,
+    proxy: ProxyHeaders<'_>,
     key_headers: KeyHeaders,
 ) -> pingora::Result<RequestHeader> {
     let mut req = RequestHeader::build(client.method.clone(), path_and_query.as_bytes(), None)?;
@@ -56,6 +66,10 @@ pub fn build_request(
         if is_hop_by_hop(n, connection)
             || n == "host"
             || n == "content-length"
+            || n == REQUEST_ID
+            || n == "x-forwarded-for"
+            || n == "x-forwarded-proto"
+            || n == "x-forwarded-host"
             || (converting && n == "accept-encoding")
             || (key_headers.authorization && n == "authorization")
             || (key_headers.x_api_key && n == "x-api-key")
@@ -75,13 +89,15 @@ pub fn build_request(
     if converting {
         req.insert_header("accept-encoding", http::HeaderValue::from_static("identity"))?;
     }
-    if let Some(ip) = client_addr {
-        let xff = match client.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip,
-        };
-        req.insert_header("x-forwarded-for", xff)?;
+    let forwarded = proxy.forwarded;
+    if let Some(xff) = &forwarded.xff {
+        req.insert_header("x-forwarded-for", xff.as_str())?;
     }
+    req.insert_header("x-forwarded-proto", forwarded.proto.clone())?;
+    if let Some(host) = &forwarded.host {
+        req.insert_header("x-forwarded-host", host.clone())?;
+    }
+    req.insert_header(REQUEST_ID, proxy.request_id.clone())?;
     Ok(req)
 }
 

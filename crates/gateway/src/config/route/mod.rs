@@ -10,6 +10,7 @@ mod security;
 pub(super) mod upstream;
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use std::collections::BTreeMap;
@@ -19,7 +20,9 @@ use ssegate_frame::Format;
 use toml::Spanned;
 
 use super::cx::Cx;
+use super::headers::{response_headers, RawResponseHeaders};
 use super::values::{check_path_chars, DurationStr, SizeValue, KIB, MIB};
+use crate::headers::ResponseHeaders;
 use crate::security::{Cors, InjectedHeader, KeySet};
 use security::{RawAuth, RawCors};
 
@@ -81,6 +84,10 @@ pub struct Route {
     pub retry_after: Duration,
     /// `cors = { allow_origins = [...], ... }`
     pub cors: Option<Cors>,
+    /// `response_headers = { remove = ["server", "x-internal-*"], set = { "x-served-by" = "ssegate" } }`:
+    /// `remove` drops upstream headers (names, or `prefix*`); `set` adds or replaces headers on every
+    /// answer of the route. `None` when absent or empty.
+    pub response_headers: Option<Arc<ResponseHeaders>>,
 }
 
 /// `format = "auto" | "passthrough" | <a frame format name>`
@@ -137,6 +144,7 @@ pub(super) struct RawRoute {
     max_streams: Option<Spanned<i64>>,
     retry_after: Option<Spanned<DurationStr>>,
     cors: Option<Spanned<RawCors>>,
+    response_headers: Option<RawResponseHeaders>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +215,7 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
         max_streams: max_streams(cx, r.max_streams),
         retry_after: cx.duration("retry_after", r.retry_after, Duration::from_secs(1), false),
         cors: r.cors.and_then(|c| security::cors(cx, c)),
+        response_headers: r.response_headers.and_then(|h| response_headers(cx, h)),
         name: name?,
         path_prefix: path_prefix?,
         upstream: upstream?,

@@ -1,5 +1,6 @@
 //! Unit tests of the config module, one file per section. The helpers here are shared by all of them.
 
+mod headers;
 mod load;
 mod route;
 mod security;
