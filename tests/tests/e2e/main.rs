@@ -5,6 +5,7 @@ mod cli;
 mod errors;
 mod formats;
 mod harness;
+mod headers;
 mod metrics;
 mod protocols;
 mod robustness;
