@@ -271,7 +271,7 @@ pub struct Cors {
 
 /// `Access-Control-Expose-Headers` on actual responses: what a `fetch` caller may read besides the
 /// CORS-safelisted response headers.
-pub const EXPOSE_HEADERS: &str = "retry-after, www-authenticate, content-type";
+pub const EXPOSE_HEADERS: &str = "retry-after, www-authenticate, content-type, x-request-id";
 
 impl Cors {
     /// The `Access-Control-Allow-Origin` value for a request's `Origin`, or `None` when the origin is not
