@@ -337,3 +337,31 @@ async fn x_forwarded_for_is_replaced_from_untrusted_peers_and_extended_from_trus
     })
     .await;
 }
+
+#[tokio::test]
+async fn over_h2_and_tls_the_upstream_learns_https_and_the_authority() {
+    bounded(async {
+        let cert = ssegate_tests::tls::TestCert::generate();
+        let mock = MockUpstream::serve(
+            Reply::stream("application/x-ndjson", vec![Step::send("{\"a\":1}\n"), Step::End])
+                .with_header("Set-Cookie", "a=1")
+                .with_header("Set-Cookie", "b=2"),
+        )
+        .await;
+        let gw = GatewaySpec::new().tls(&cert).route(RouteSpec::new("r").upstream(&mock)).start().await;
+        let tls = gw.tls_addr().unwrap();
+        let mut resp = ssegate_tests::h2_tls_request(tls, &cert.cert_der, "GET", "/r", b"").await;
+        resp.body_to_end().await;
+        assert_eq!(resp.version, "HTTP/2.0");
+        assert_sse_head(&resp);
+        assert_eq!(resp.header_all("set-cookie"), ["a=1", "b=2"], "two fields on h2 too");
+        let id = resp.header("x-request-id").unwrap().to_string();
+        assert!(is_generated_id(&id), "{id}");
+        let up = &mock.requests()[0];
+        assert_eq!(up.header("x-request-id"), Some(id.as_str()));
+        assert_eq!(up.header("x-forwarded-proto"), Some("https"));
+        assert_eq!(up.header("x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(up.header("x-forwarded-host"), Some(format!("localhost:{}", tls.port()).as_str()));
+    })
+    .await;
+}
