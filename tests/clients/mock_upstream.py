@@ -26,6 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 OPENAI_TOKENS = ["Hello", ",", " wörld", "!", " A", " chunk", " is", " not", " a", " message", " —", " it",
                  " is", " half", " of", " one", " 🚀", "."]
 OPENAI_TEXT = "".join(OPENAI_TOKENS)
+# Response headers of the mock's OpenAI stream, like OpenAI's own: its request id (the SDK's `_request_id`) and
+# rate-limit headers. ssegate keeps them on the converted stream.
+OPENAI_HEADERS = (("x-request-id", "req_mock_openai_1"), ("x-ratelimit-remaining-requests", "59"))
 
 OLLAMA_TOKENS = ["Why", " is", " the", " sky", " blue", "?", " Rayleigh", " scattering", " — ", "shorter",
                  " wavelengths", " scatter", " more", " (", "λ⁻⁴", ")", "."]
@@ -87,9 +90,11 @@ class Handler(BaseHTTPRequestHandler):
             })
         return body
 
-    def _start_chunked(self, content_type: str) -> None:
+    def _start_chunked(self, content_type: str, extra: tuple[tuple[str, str], ...] = ()) -> None:
         self.send_response(200)
         self.send_header("Content-Type", content_type)
+        for name, value in extra:
+            self.send_header(name, value)
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
@@ -157,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"no such path {path}"})
 
     def _openai_stream(self, model: str) -> None:
-        self._start_chunked("text/event-stream; charset=utf-8")
+        self._start_chunked("text/event-stream; charset=utf-8", OPENAI_HEADERS)
 
         def chunk(delta: dict, finish: str | None) -> bytes:
             obj = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000,

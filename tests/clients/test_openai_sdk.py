@@ -2,7 +2,9 @@
 `[DONE]` kept) over a mock OpenAI-compatible upstream, to the end, and reassembles the exact text.
 
 Also checked: the request reached the upstream unchanged (path without the /openai prefix, the Authorization header,
-`"stream": true`), and the raw stream as any SSE client sees it ends with `data: [DONE]`.
+`"stream": true`) with ssegate's `x-request-id`; the SDK sees the upstream's own request id and rate-limit headers
+(ssegate keeps the upstream's end-to-end headers on a converted stream); and the raw stream as any SSE client sees
+it ends with `data: [DONE]`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import openai
 from httpx_sse import connect_sse
 
 from harness import Gateway, check, time_limit
-from mock_upstream import OPENAI_TEXT, OPENAI_TOKENS, MockServer
+from mock_upstream import OPENAI_HEADERS, OPENAI_TEXT, OPENAI_TOKENS, MockServer
 
 
 def main() -> None:
@@ -38,12 +40,25 @@ def main() -> None:
         check(deltas == OPENAI_TOKENS, f"token sequence differs: {deltas!r}")
         check(finish == "stop", f"finish_reason {finish!r}, expected 'stop'")
         check(ids == {"chatcmpl-mock"}, f"chunk ids {ids!r}")
+        # The upstream's request id and rate-limit headers reach the SDK through the converted stream.
+        headers = stream.response.headers
+        for name, value in OPENAI_HEADERS:
+            check(headers.get(name) == value, f"{name}: {headers.get(name)!r}, expected the upstream's {value!r}")
 
         reqs = mock.requests_to("/v1/chat/completions")
         check(len(reqs) == 1, f"{len(reqs)} upstream requests, expected 1 (a retry or a lost request?)")
         req = reqs[0]
         check(req["method"] == "POST", f"upstream saw {req['method']}")
         check(req["headers"].get("authorization") == "Bearer sk-test-key", "Authorization not forwarded")
+        rid = req["headers"].get("x-request-id") or ""
+        check(len(rid) == 32 and all(c in "0123456789abcdef" for c in rid), f"upstream x-request-id {rid!r}")
+
+        # `with_raw_response`: the SDK's own accessor for the request id.
+        raw = client.chat.completions.with_raw_response.create(
+            model="mock-4o", stream=True, messages=[{"role": "user", "content": "again"}])
+        check(raw.request_id == "req_mock_openai_1", f"SDK request_id {raw.request_id!r}")
+        for _ in raw.parse():
+            pass
         body = json.loads(req["body"])
         check(body.get("stream") is True and body.get("model") == "mock-4o", f"upstream got body {body!r}")
 
