@@ -137,7 +137,7 @@ impl Answer {
     }
 
     /// Whether the route's policy removes an upstream header named `name`.
-    fn removes(&self, name: &str) -> bool {
+    pub fn removes(&self, name: &str) -> bool {
         self.policy.as_deref().is_some_and(|p| p.removes(name))
     }
 
@@ -172,15 +172,6 @@ impl Answer {
                 continue;
             }
             let _ = to.append_header(name.clone(), value.clone());
-        }
-    }
-
-    /// Removes the route's `remove` patterns from a passed-through upstream head.
-    pub fn remove_from(&self, head: &mut ResponseHeader) {
-        let Some(p) = self.policy.as_deref().filter(|p| !p.remove.is_empty()) else { return };
-        let names: Vec<HeaderName> = head.headers.keys().filter(|n| p.removes(n.as_str())).cloned().collect();
-        for n in names {
-            head.remove_header(&n);
         }
     }
 }

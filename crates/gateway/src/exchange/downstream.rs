@@ -109,8 +109,7 @@ impl Downstream {
     ) -> Result<(), WriteError> {
         let status = resp.status.as_u16();
         let bodyless = session.req_header().method.as_str() == "HEAD" || status == 204 || status == 304;
-        let mut head = passthrough_header(resp, cors_route, &self.cors);
-        self.answer.remove_from(&mut head);
+        let mut head = passthrough_header(resp, cors_route, &self.cors, &self.answer);
         self.answer.finish(&mut head);
         if chunked_allowed(session) && !bodyless && head.headers.get("content-length").is_none() {
             let _ = head.insert_header("transfer-encoding", "chunked");
@@ -254,18 +253,23 @@ fn chunked_allowed(session: &mut ServerSession) -> bool {
     true
 }
 
-/// The upstream's response header for the client, minus hop-by-hop headers. On a CORS route the
-/// upstream's own `Access-Control-*` headers are replaced by the route's (`cors`).
+/// The upstream's response header for the client, minus hop-by-hop headers and the route's
+/// `response_headers.remove`. On a CORS route the upstream's own `Access-Control-*` headers are replaced by
+/// the route's (`cors`).
 fn passthrough_header(
     resp: &ResponseHeader,
     cors_route: bool,
     cors: &[(HeaderName, HeaderValue)],
+    answer: &Answer,
 ) -> ResponseHeader {
     let mut out = resp.clone();
     let connection = resp.headers.get(header::CONNECTION).map(|v| v.as_bytes());
     for name in resp.headers.keys() {
         let n = name.as_str();
-        if upstream::is_hop_by_hop(n, connection) || (cors_route && n.starts_with("access-control-")) {
+        if upstream::is_hop_by_hop(n, connection)
+            || (cors_route && n.starts_with("access-control-"))
+            || answer.removes(n)
+        {
             out.remove_header(name);
         }
     }
