@@ -79,8 +79,8 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
     session.set_abort_on_close(true);
     let _active = state.metrics.stream_started();
 
-    let mut ex = Exchange::new(state, &gw.settings, started, shutdown.clone(), cors.clone(), answer.clone());
-    let end = match Box::pin(admit(gw, state, session, &cors, &answer)).await {
+    let mut ex = Exchange::new(state, &gw.settings, started, shutdown.clone(), cors.clone(), answer);
+    let end = match Box::pin(admit(gw, state, session, &cors, ex.answer())).await {
         Ok((key_headers, body, _slot)) => {
             ex.run(session, Admitted { upstream_path, body, key_headers, cors, forwarded }).await
             // `_slot` is released here, when the exchange has ended.
@@ -93,7 +93,7 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
     let stats = &ex.stats;
     state.metrics.finished(stats.format, outcome, duration);
     logging::access(&AccessRecord {
-        request_id: answer.request_id(),
+        request_id: ex.answer().request_id(),
         client,
         upstream_request_id: stats.upstream_request_id.as_deref(),
         route: &state.cfg.name,

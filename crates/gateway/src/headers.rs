@@ -296,6 +296,9 @@ pub struct Forwarded {
     pub proto: HeaderValue,
     /// `X-Forwarded-Host`: the client's `Host` (or h2 `:authority`), or a trusted peer's value.
     pub host: Option<HeaderValue>,
+    /// Whether the peer is a trusted proxy: only then are its `Forwarded` (RFC 7239) and `X-Real-IP`
+    /// headers passed on (from anyone else they would be a client's claim about itself).
+    pub trusted_peer: bool,
 }
 
 impl Forwarded {
@@ -309,10 +312,11 @@ impl Forwarded {
             .cloned()
             .or_else(|| req.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
         let Some(peer) = peer else {
-            return Forwarded { client: None, xff: None, proto, host: own_host };
+            return Forwarded { client: None, xff: None, proto, host: own_host, trusted_peer: false };
         };
         if !trusted.contains(peer) {
-            return Forwarded { client: Some(peer), xff: Some(peer.to_string()), proto, host: own_host };
+            let xff = Some(peer.to_string());
+            return Forwarded { client: Some(peer), xff, proto, host: own_host, trusted_peer: false };
         }
         // A trusted peer: believe its headers.
         let incoming: Vec<&str> = req
@@ -342,6 +346,7 @@ impl Forwarded {
             xff: Some(xff),
             proto: theirs("x-forwarded-proto").unwrap_or(proto),
             host: theirs("x-forwarded-host").or(own_host),
+            trusted_peer: true,
         }
     }
 }

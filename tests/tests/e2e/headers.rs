@@ -301,6 +301,8 @@ async fn x_forwarded_for_is_replaced_from_untrusted_peers_and_extended_from_trus
             ("X-Forwarded-For", "6.6.6.6"),
             ("X-Forwarded-Proto", "https"),
             ("X-Forwarded-Host", "evil.example"),
+            ("Forwarded", "for=6.6.6.6"),
+            ("X-Real-IP", "6.6.6.6"),
             ("X-Request-Id", "xff-1"),
         ];
         for trusted in [false, true] {
@@ -327,11 +329,15 @@ async fn x_forwarded_for_is_replaced_from_untrusted_peers_and_extended_from_trus
                 assert_eq!(up.header("x-forwarded-proto"), Some("https"));
                 assert_eq!(host, "evil.example");
                 assert_eq!(line["client"], "6.6.6.6", "{line}");
+                assert_eq!(up.header("forwarded"), Some("for=6.6.6.6"));
+                assert_eq!(up.header("x-real-ip"), Some("6.6.6.6"));
             } else {
                 assert_eq!(up.header_all("x-forwarded-for"), ["127.0.0.1"], "the client's own is replaced");
                 assert_eq!(up.header("x-forwarded-proto"), Some("http"));
                 assert_eq!(host, gw.addr().to_string(), "the Host the client sent");
                 assert_eq!(line["client"], "127.0.0.1", "{line}");
+                assert_eq!(up.header("forwarded"), None, "a client's claim about itself is dropped");
+                assert_eq!(up.header("x-real-ip"), None);
             }
         }
     })

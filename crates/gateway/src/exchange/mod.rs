@@ -128,6 +128,11 @@ impl<'a> Exchange<'a> {
         ex
     }
 
+    /// The request id and the route's `response_headers`, which every answer of the request carries.
+    pub fn answer(&self) -> &Answer {
+        self.down.answer()
+    }
+
     /// Runs the exchange to its end.
     pub async fn run(&mut self, session: &mut ServerSession, req: Admitted) -> End {
         let route = self.route;

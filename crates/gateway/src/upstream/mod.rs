@@ -48,8 +48,8 @@ pub struct ProxyHeaders<'a> {
 /// `Host` is always the upstream's (never the client's); the headers that carried the client's gateway key
 /// (`key_headers`) and every client header the route injects itself (`upstream_headers`) are dropped, then
 /// the route's `upstream_headers` are added. `X-Request-Id` is the request's id and
-/// `X-Forwarded-For/-Proto/-Host` are as [`Forwarded`] decided them (decided by `[server] trusted_proxies`): the client's
-/// own are never passed on as they are.
+/// `X-Forwarded-For/-Proto/-Host` are as [`Forwarded`] decided them by `[server] trusted_proxies`: the
+/// client's own are never passed on as they are, and `Forwarded`/`X-Real-IP` pass only from a trusted proxy.
 pub fn build_request(
     client: &RequestHeader,
     route: &Route,
@@ -70,6 +70,7 @@ pub fn build_request(
             || n == "x-forwarded-for"
             || n == "x-forwarded-proto"
             || n == "x-forwarded-host"
+            || (!proxy.forwarded.trusted_peer && (n == "forwarded" || n == "x-real-ip"))
             || (converting && n == "accept-encoding")
             || (key_headers.authorization && n == "authorization")
             || (key_headers.x_api_key && n == "x-api-key")
