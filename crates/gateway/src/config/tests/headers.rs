@@ -88,6 +88,7 @@ fn response_headers_errors() {
         "response_headers.remove: \"a b\" is not a valid header name",
     );
     one_error(&rh("remove = [\"x-*-y\"]"), 8, 32, "`*` is only allowed at the end of a name (a prefix glob)");
+    one_error(&rh("remove = [\"ok\", \"a b*\"]"), 8, 38, "\"a b*\" is not a valid header name pattern");
     one_error(&rh("remove = [\"*\"]"), 8, 32, "\"*\" would remove every header; name them instead");
     one_error(
         &rh("remove = [\"content-*\"]"),
