@@ -67,12 +67,12 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
     };
     let upstream_path = route::upstream_path(&state.cfg, &path, rest, query.as_deref());
     let method = session.req_header().method.clone();
-    let forwarded = Forwarded::new(
+    let forwarded = Box::new(Forwarded::new(
         session.req_header(),
         session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
         session.digest().is_some_and(|d| d.ssl_digest.is_some()),
         &gw.settings.trusted_proxies,
-    );
+    ));
     let client = forwarded.client;
 
     session.set_write_timeout(Some(gw.settings.write_timeout));

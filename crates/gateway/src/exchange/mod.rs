@@ -69,8 +69,9 @@ pub struct Admitted {
     pub key_headers: KeyHeaders,
     /// CORS headers for every response of this request.
     pub cors: Vec<(HeaderName, HeaderValue)>,
-    /// The `X-Forwarded-*` headers to send upstream.
-    pub forwarded: Forwarded,
+    /// The `X-Forwarded-*` headers to send upstream (boxed: the exchange future lives as long as the stream,
+    /// and these are needed only to build the upstream request).
+    pub forwarded: Box<Forwarded>,
 }
 
 /// What woke the loop.
