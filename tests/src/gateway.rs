@@ -2,7 +2,7 @@
 //!
 //! A gateway is described by a typed [`GatewaySpec`]: routes ([`RouteSpec`]), `[server]` keys
 //! ([`ServerSpec`]), an optional TLS listener, extra plaintext listeners, environment variables, files in
-//! the gateway's temp dir and command line arguments. [`GatewaySpec::start`] picks free `127.0.0.1` ports,
+//! the gateway's temp dir and command line arguments. [`GatewaySpec::start`] reserves `127.0.0.1` ports,
 //! renders the TOML (every string properly escaped, see [`toml_string`]), starts `ssegate run` and waits for
 //! its listeners. A new config key is one builder method (or [`RouteSpec::set`] / [`ServerSpec::set`] for a
 //! one-off); [`RouteSpec::raw`] / [`ServerSpec::raw`] add a verbatim line for a test that needs odd TOML, and
@@ -515,8 +515,9 @@ impl GatewaySpec {
         out
     }
 
-    /// Starts the gateway and waits until each listener accepts a connection. A start that fails because a
-    /// port picked as free was taken meanwhile is retried (up to 3 attempts) on new ports.
+    /// Starts the gateway and waits until each listener accepts a connection. Its ports are reserved by the
+    /// harness until then (see [`crate::ReservedAddr`]); a start that still fails with "address in use" is
+    /// retried (up to 3 attempts) on new ports.
     pub async fn start(self) -> Gateway {
         let bin = binary();
         let mut last_err = String::new();
@@ -530,6 +531,7 @@ impl GatewaySpec {
                     if !retry {
                         panic!("{err}");
                     }
+                    eprintln!("ssegate could not bind a reserved port; retrying on new ports:\n{err}");
                     last_err = err;
                 }
             }
@@ -538,10 +540,14 @@ impl GatewaySpec {
     }
 
     async fn try_start(&self, bin: &Path) -> Result<Gateway, (String, bool)> {
+        // Held until the gateway listens on them (dropped when this function returns).
+        let listen: Vec<crate::ReservedAddr> = (0..self.listeners).map(|_| crate::reserve_addr()).collect();
+        let admin = crate::reserve_addr();
+        let tls = self.tls.then(crate::reserve_addr);
         let placed = Placed {
-            listen: (0..self.listeners).map(|_| crate::free_addr()).collect(),
-            admin: crate::free_addr(),
-            tls: self.tls.then(crate::free_addr),
+            listen: listen.iter().map(crate::ReservedAddr::addr).collect(),
+            admin: admin.addr(),
+            tls: tls.as_ref().map(crate::ReservedAddr::addr),
             dir: self.dir.path().to_path_buf(),
         };
         let text = self.render(&placed);

@@ -24,7 +24,7 @@ pub mod sse;
 pub mod tls;
 
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use client::{get, h2_tls_request, h2c_request, request, Response};
@@ -44,15 +44,32 @@ pub async fn bounded<F: Future>(f: F) -> F::Output {
     }
 }
 
-/// A port on 127.0.0.1 that was free a moment ago: bind `127.0.0.1:0`, read the port, drop the listener.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+/// A port on 127.0.0.1 held for a gateway: a socket bound with `SO_REUSEADDR` that never listens.
+///
+/// While it exists, the kernel gives the port to no other `bind(127.0.0.1:0)` and to no outgoing
+/// connection (the mocks and clients of tests running in parallel), yet a listener that also sets
+/// `SO_REUSEADDR` — pingora's and tokio's do — can bind and listen on it. The harness drops it once the
+/// gateway listens, so there is no window in which another test can take the port.
+#[derive(Debug)]
+pub struct ReservedAddr {
+    addr: SocketAddr,
+    _socket: socket2::Socket,
 }
 
-/// `127.0.0.1:<free port>`.
-pub fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+impl ReservedAddr {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Reserves a port on 127.0.0.1 (see [`ReservedAddr`]).
+pub fn reserve_addr() -> ReservedAddr {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("create a socket");
+    socket.set_reuse_address(true).expect("set SO_REUSEADDR");
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).expect("bind 127.0.0.1:0");
+    let addr = socket.local_addr().expect("local_addr").as_socket().expect("an IP socket address");
+    ReservedAddr { addr, _socket: socket }
 }
 
 /// Shows bytes readably in assertion messages (UTF-8 lossy, control characters escaped).

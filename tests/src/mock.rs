@@ -331,9 +331,14 @@ impl MockUpstream {
     }
 }
 
-/// `http://127.0.0.1:PORT` where nothing listens (a port that was free a moment ago).
+/// `http://127.0.0.1:PORT` where nothing listens: a port reserved (bound, never listening: connections are
+/// refused) for the rest of the test process, so no mock of a parallel test can come to listen there.
 pub fn dead_upstream_url() -> String {
-    format!("http://127.0.0.1:{}", crate::free_port())
+    static HELD: std::sync::Mutex<Vec<crate::ReservedAddr>> = std::sync::Mutex::new(Vec::new());
+    let r = crate::reserve_addr();
+    let url = format!("http://{}", r.addr());
+    HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(r);
+    url
 }
 
 /// Gzip `messages` as one gzip stream, cut into pieces: one piece per message (each ending with a sync

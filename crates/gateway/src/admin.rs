@@ -545,8 +545,18 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (_tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(serve(listener, Vec::new(), rx, health));
-        let _silent = TcpStream::connect(addr).await.unwrap();
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let asked = tokio::time::Instant::now();
         let r = get(addr, "GET /readyz HTTP/1.1\r\n\r\n").await;
         assert!(r.ends_with("ready"), "{r}");
+        // The silent connection itself is closed (EOF, no answer) once its head is HEAD_TIMEOUT late.
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(HEAD_TIMEOUT + Duration::from_secs(3), silent.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0))), "silent client not dropped: {read:?}");
+        assert!(
+            asked.elapsed() >= HEAD_TIMEOUT - Duration::from_millis(100),
+            "dropped early: {:?}",
+            asked.elapsed()
+        );
     }
 }

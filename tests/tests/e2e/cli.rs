@@ -137,3 +137,31 @@ fn run_with_a_port_in_use_exits_non_zero_without_panicking() {
     assert!(out.contains(&port.to_string()), "the message names the address:\n{out}");
     drop(busy);
 }
+
+#[tokio::test]
+async fn a_hand_written_config_text_serves() {
+    use ssegate_tests::{assert_bytes, bounded, get, GatewaySpec, MockUpstream, Reply, Step};
+    bounded(async {
+        let mock =
+            MockUpstream::serve(Reply::stream("text/plain", vec![Step::send("a\nb\n"), Step::End])).await;
+        let upstream = mock.url();
+        // Comments, literal and multi-line strings, odd spacing: the text as an operator might write it.
+        let gw = GatewaySpec::new()
+            .config_text(move |p| {
+                let dir = p.dir.display();
+                format!(
+                    "# written by hand\n[server]\nlisten   = [ '{}' ]  # literal string\n\
+                     pid_file = '{dir}/p.pid'\nupgrade_sock = '{dir}/u.sock'\n\n\
+                     [admin]\nlisten = \"{}\"\n\n\
+                     [[route]]\nname = \"r\"\npath_prefix = \"/r\"\nupstream = \"\"\"{upstream}\"\"\"\n\
+                     format = 'lines'\n",
+                    p.listen[0], p.admin
+                )
+            })
+            .start()
+            .await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_bytes(&resp.body_to_end().await, b"data: a\n\ndata: b\n\n");
+    })
+    .await;
+}

@@ -151,7 +151,7 @@ impl Downstream {
     /// Reports a failure the only way the committed state allows, then ends the response: a JSON error
     /// response while nothing is committed, `event: error` (after `retry: retry_ms` when given) on an SSE
     /// stream, nothing on a passthrough body (cut short: the client sees an incomplete message, never a
-    /// forged end). Returns whether the connection may be reused.
+    /// forged end). Returns whether the connection may be reused, and the body bytes written.
     pub async fn fail(
         &mut self,
         session: &mut ServerSession,
@@ -159,12 +159,12 @@ impl Downstream {
         msg: &str,
         status: u16,
         retry_ms: Option<u64>,
-    ) -> bool {
+    ) -> (bool, usize) {
         match self.committed {
             Committed::No => {
                 let reusable = session.is_body_done();
                 Box::pin(send_json_error_with(session, ty, msg, &self.cors, &self.answer)).await;
-                reusable
+                (reusable, 0)
             }
             Committed::Sse => {
                 if let Some(ms) = retry_ms {
@@ -172,9 +172,12 @@ impl Downstream {
                 }
                 let body = respond::json_body(ty, msg, status, self.answer.request_id());
                 self.output.error(&body, &mut self.out);
-                Box::pin(self.finish(session)).await.is_some()
+                match Box::pin(self.finish(session)).await {
+                    Some(n) => (true, n),
+                    None => (false, 0),
+                }
             }
-            Committed::Passthrough => false,
+            Committed::Passthrough => (false, 0),
         }
     }
 }

@@ -402,7 +402,8 @@ impl<'a> Exchange<'a> {
         let status = status.unwrap_or_else(|| ty.status());
         let retry_ms = (ty == ErrorType::Shutdown)
             .then(|| self.settings.shutdown_retry.as_millis().min(u64::MAX as u128) as u64);
-        let ok = self.down.fail(session, ty, msg, status, retry_ms).await;
+        let (ok, written) = self.down.fail(session, ty, msg, status, retry_ms).await;
+        self.stats.wrote(written, m);
         End::Failed { ty, reusable: ok && ty != ErrorType::Shutdown }
     }
 }
