@@ -480,7 +480,10 @@ write_ssegate_config "$WORK/ready.toml" "$RPORT" "$RADMIN"
 RUN_S=$(( $(date +%s) - RUN_START ))
 if [ -n "${SSEGATE_BIN:-}" ]; then
     # A prebuilt binary: say where it came from (a file next to it, BIN.commit, may name the commit).
-    SSEGATE_DESC="$SSEGATE_BIN$( [ -f "$SSEGATE_BIN.commit" ] && echo " (built from $(cat "$SSEGATE_BIN.commit"))")"
+    SSEGATE_DESC=$SSEGATE_BIN
+    if [ -f "$SSEGATE_BIN.commit" ]; then
+        SSEGATE_DESC="$SSEGATE_DESC (built from $(cat "$SSEGATE_BIN.commit"))"
+    fi
 else
     SSEGATE_DESC="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet -- crates 2>/dev/null || echo ' with uncommitted changes in crates/')"
 fi
