@@ -6,7 +6,7 @@
 //! `max_streams` counter, see [`Gateway::build_after`]; metric handles of a name are the same series),
 //! the new TLS certificate is loaded and checked, and only then are the gateway pointer and the
 //! certificate swapped. A request in flight keeps the gateway snapshot it started with until it ends. The
-//! series of a removed route leave `/metrics` when its last stream ends ([`metrics::retire_route`]).
+//! series of a removed route leave `/metrics` at once ([`metrics::retire_route`]).
 //!
 //! What needs new sockets or a new process (listen addresses, `threads`, the admin listener, the TLS
 //! listener's address or its presence, `pid_file`, `upgrade_sock`, a `shutdown_drain` longer than the one

@@ -7,6 +7,7 @@ mod formats;
 mod harness;
 mod metrics;
 mod protocols;
+mod reload;
 mod robustness;
 mod security;
 mod streaming;

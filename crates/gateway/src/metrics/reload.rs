@@ -1,8 +1,10 @@
 //! Config reload metrics (`ssegate_config_*`), and the end of a removed route's series.
 //!
-//! A route removed by a reload is *retired*: its series stay while streams that started on it are still
-//! open (they keep counting), and disappear from `/metrics` when the last handle to them is dropped. A
-//! route of the same name added again before that simply keeps them.
+//! A route removed by a reload is *retired*: its series leave `/metrics` at once. Streams that started
+//! on it before the reload go on counting into handles no longer exported, except the per-stream-end
+//! series (`streams_total`, `stream_duration_seconds`), which a stream ending reports again; those leave
+//! when the last handle of the route is dropped (every request that started before the reload ended).
+//! A route of the same name added again gets its series back (at zero); its old streams' counts are lost.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
@@ -111,17 +113,17 @@ pub(super) fn live<T>(name: &str, create: impl FnOnce(Arc<Live>) -> T) -> T {
     create(live)
 }
 
-/// The route `name` was removed by a reload: its series go away when its last stream ends (at once when
-/// none is open).
+/// The route `name` was removed by a reload: its series go away now, and what streams still open on it
+/// report when they end goes away with its last handle.
 pub fn retire_route(name: &str) {
     let mut map = live_map().lock().unwrap_or_else(PoisonError::into_inner);
     match map.get(name).and_then(Weak::upgrade) {
         Some(l) => l.retired.store(true, std::sync::atomic::Ordering::Relaxed),
         None => {
             map.remove(name);
-            families().forget_route(name);
         }
     }
+    families().forget_route(name);
 }
 
 impl Drop for Live {
@@ -157,7 +159,9 @@ mod tests {
         m.finished(None, crate::error::Outcome::Completed, std::time::Duration::from_millis(1));
         assert!(has("t_retire"));
         retire_route("t_retire");
-        assert!(has("t_retire"), "a stream still counts on it");
+        assert!(!has("t_retire"), "gone at once");
+        // A stream that was open on it ends: reported, then gone with the last handle.
+        m.finished(None, crate::error::Outcome::Completed, std::time::Duration::from_millis(1));
         drop(m);
         assert!(!has("t_retire"));
     }
@@ -167,6 +171,7 @@ mod tests {
         let m = super::super::route("t_readd");
         retire_route("t_readd");
         let again = super::super::route("t_readd");
+        assert!(has("t_readd"), "back at zero");
         drop(m);
         assert!(has("t_readd"));
         drop(again);
