@@ -74,17 +74,15 @@ impl RouteState {
         &self.streams
     }
 
-    /// A `max_streams` slot, released on drop; `None` when the route is full. Unlimited routes always get one.
+    /// A `max_streams` slot, released on drop; `None` when the route is full. Unlimited routes always get one
+    /// (and count it too, so that a reload that sets a limit knows the streams already open).
     pub fn admit(&self) -> Option<Slot<'_>> {
         let max = self.cfg.max_streams;
-        if max == 0 {
-            return Some(Slot(None));
-        }
-        if self.streams.fetch_add(1, Ordering::AcqRel) >= max {
+        if self.streams.fetch_add(1, Ordering::AcqRel) >= max && max != 0 {
             self.streams.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(Slot(Some(&*self.streams)))
+        Some(Slot(&self.streams))
     }
 }
 
@@ -96,13 +94,11 @@ impl std::fmt::Debug for RouteState {
 
 /// A `max_streams` slot; frees itself when dropped.
 #[derive(Debug)]
-pub struct Slot<'a>(Option<&'a AtomicUsize>);
+pub struct Slot<'a>(&'a AtomicUsize);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        if let Some(c) = self.0 {
-            c.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -371,4 +371,17 @@ upstream = "http://127.0.0.1:9000"
         drop(slot);
         assert!(route.admit().is_some());
     }
+
+    #[test]
+    fn a_limit_set_by_a_reload_counts_the_streams_already_open() {
+        let old = cfg(BASE);
+        let gateway = Gateway::build(&old).shared();
+        let mut r = Reloader::new(old, gateway.clone(), None);
+        let first = gateway.load_full();
+        let open = first.route_named("r").unwrap().admit();
+        r.apply(cfg(&BASE.replace("upstream =", "max_streams = 1\nupstream =")), &MapSource::new()).unwrap();
+        assert!(gateway.load_full().route_named("r").unwrap().admit().is_none());
+        drop(open);
+        assert!(gateway.load_full().route_named("r").unwrap().admit().is_some());
+    }
 }
