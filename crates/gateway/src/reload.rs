@@ -73,13 +73,16 @@ impl Reloader {
 
     /// Applies the validated `new` config (certificate files read through `source`), or nothing.
     pub fn apply(&mut self, new: Config, source: &dyn Source) -> Result<Applied, Vec<String>> {
-        let file = new.path.display().to_string();
+        let text = cx_text(source, &new.path);
+        let at = |key: &str, msg: &dyn std::fmt::Display| {
+            format!("{}: {msg}", position(&new.path, text.as_deref(), key))
+        };
         let refused = needs_restart(&self.current, &new, self.start_drain);
         if !refused.is_empty() {
-            return Err(refused.into_iter().map(|m| format!("{file}: {m}")).collect());
+            return Err(refused.iter().map(|(key, msg)| at(key, msg)).collect());
         }
         let cert = match (&new.server.tls, &self.certs) {
-            (Some(t), Some(_)) => Some(tls::load(t, source).map_err(|e| vec![format!("{file}: {e}")])?),
+            (Some(t), Some(_)) => Some(tls::load(t, source).map_err(|e| vec![at(e.key, &e)])?),
             _ => None,
         };
         let old = self.gateway.load_full();
@@ -136,14 +139,53 @@ impl Reloader {
     }
 }
 
-/// Every difference between the running config and `new` that a reload cannot apply, one message per key.
-pub fn needs_restart(old: &Config, new: &Config, start_drain: Duration) -> Vec<String> {
+/// The config file's text, for error positions (`None` when it cannot be read again).
+fn cx_text(source: &dyn Source, path: &Path) -> Option<String> {
+    source.read(path).ok().and_then(|b| String::from_utf8(b).ok())
+}
+
+/// `file:line:col` of the dotted `key` (e.g. `server.tls.cert`) in `text`, or `file` when it is not there
+/// (a key removed from the file).
+fn position(file: &Path, text: Option<&str>, key: &str) -> String {
+    match text.and_then(|t| key_offset(t, key).map(|o| line_col(t, o))) {
+        Some((line, col)) => format!("{}:{line}:{col}", file.display()),
+        None => file.display().to_string(),
+    }
+}
+
+fn key_offset(text: &str, key: &str) -> Option<usize> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == part)?;
+        if parts.peek().is_none() {
+            return Some(k.span().start);
+        }
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// 1-based line and column (in characters) of a byte offset, as `ssegate check` prints them.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (before.matches('\n').count() + 1, before[line_start..].chars().count() + 1)
+}
+
+/// Every difference between the running config and `new` that a reload cannot apply: the key (dotted) and
+/// a message naming it.
+pub fn needs_restart(old: &Config, new: &Config, start_drain: Duration) -> Vec<(&'static str, String)> {
     const HOW: &str = "needs a restart or a graceful upgrade (`ssegate run -u`), not a reload";
     let (o, n) = (&old.server, &new.server);
     let mut out = Vec::new();
-    let mut key = |name: &str, from: String, to: String| {
+    let mut key = |name: &'static str, from: String, to: String| {
         if from != to {
-            out.push(format!("{name} changed from {from} to {to}: {HOW}"));
+            out.push((name, format!("{name} changed from {from} to {to}: {HOW}")));
         }
     };
     let addrs = |a: &[std::net::SocketAddr]| format!("{a:?}");
@@ -157,10 +199,13 @@ pub fn needs_restart(old: &Config, new: &Config, start_drain: Duration) -> Vec<S
     key("server.upgrade_sock", o.upgrade_sock.display().to_string(), n.upgrade_sock.display().to_string());
     // pingora waits `shutdown_drain + 1 s` (whole seconds, fixed at the start) before dropping streams.
     if n.shutdown_drain.as_secs() > start_drain.as_secs() {
-        out.push(format!(
+        out.push((
+            "server.shutdown_drain",
+            format!(
             "server.shutdown_drain {:?} is longer than the {start_drain:?} the process started with (its \
              shutdown grace period is fixed at the start): {HOW}",
             n.shutdown_drain
+        ),
         ));
     }
     out
@@ -294,7 +339,7 @@ upstream = "http://127.0.0.1:9000"
     }
 
     fn refused(new: &str) -> Vec<String> {
-        needs_restart(&cfg(BASE), &cfg(new), Duration::from_secs(10))
+        needs_restart(&cfg(BASE), &cfg(new), Duration::from_secs(10)).into_iter().map(|(_, m)| m).collect()
     }
 
     #[test]
@@ -337,7 +382,8 @@ upstream = "http://127.0.0.1:9000"
         let new = Config::from_str_with(Path::new("/etc/ssegate.toml"), &tls, &src).unwrap();
         let r = needs_restart(&cfg(BASE), &new, Duration::from_secs(10));
         assert_eq!(r.len(), 1, "{r:?}");
-        assert!(r[0].starts_with("server.tls.listen changed from none to 127.0.0.1:8443"), "{r:?}");
+        assert_eq!(r[0].0, "server.tls.listen");
+        assert!(r[0].1.starts_with("server.tls.listen changed from none to 127.0.0.1:8443"), "{r:?}");
     }
 
     #[test]
@@ -348,6 +394,16 @@ upstream = "http://127.0.0.1:9000"
         let before = gateway.load_full();
         let e = r.apply(cfg(&BASE.replace("8080", "8081")), &MapSource::new()).unwrap_err();
         assert!(e[0].starts_with("/etc/ssegate.toml: server.listen"), "{e:?}");
+        // With the file at hand: its position, as `ssegate check` prints it.
+        let text = BASE.replace("8080", "8081").replace("threads = 2", "threads = 3");
+        let src = MapSource::new().with_file("/etc/ssegate.toml", text.clone());
+        let e = r.apply(cfg(&text), &src).unwrap_err();
+        assert_eq!(
+            e[0],
+            "/etc/ssegate.toml:3:1: server.listen changed from [127.0.0.1:8080] to [127.0.0.1:8081]: \
+                          needs a restart or a graceful upgrade (`ssegate run -u`), not a reload"
+        );
+        assert!(e[1].starts_with("/etc/ssegate.toml:4:1: server.threads changed from 2 to 3"), "{e:?}");
         assert!(Arc::ptr_eq(&before, &gateway.load_full()));
     }
 

@@ -194,7 +194,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
             let cert = t.cert.display().to_string();
             let key = t.key.display().to_string();
             let err = |reason: String| StartError::Tls { cert: cert.clone(), key: key.clone(), reason };
-            let store = CertStore::new(crate::tls::load(t, &System).map_err(err)?);
+            let store = CertStore::new(crate::tls::load(t, &System).map_err(|e| err(e.message))?);
             let mut settings = TlsSettings::intermediate(&cert, &key).map_err(|e| err(e.to_string()))?;
             settings.set_cert_resolver(store.clone());
             settings.enable_h2();

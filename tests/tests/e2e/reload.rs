@@ -69,6 +69,15 @@ fn has_position(log: &str, path: &Path) -> bool {
     })
 }
 
+/// The log line containing `needle`.
+fn logged(gw: &Gateway, needle: &str) -> String {
+    let log = gw.stderr();
+    match log.lines().find(|l| l.contains(needle)) {
+        Some(l) => l.to_string(),
+        None => panic!("no {needle:?} in the log:\n{log}"),
+    }
+}
+
 fn bearer(key: &str) -> String {
     format!("Bearer {key}")
 }
@@ -221,7 +230,8 @@ async fn a_broken_or_restart_only_config_changes_nothing() {
         std::fs::write(gw.dir().join("cert.pem"), bad).unwrap();
         std::fs::write(gw.config_path(), &config).unwrap();
         hup(&gw, "error", 3.0).await;
-        assert!(gw.stderr().contains("[server.tls] cert"), "{}", gw.stderr());
+        let line = logged(&gw, "[server.tls] cert");
+        assert!(has_position(&line, gw.config_path()), "{line}");
         std::fs::write(gw.dir().join("cert.pem"), &cert.cert_pem).unwrap();
         drop(connect(gw.tls_addr().unwrap(), &cert.cert_der, &[b"http/1.1"]).await);
 
@@ -229,7 +239,8 @@ async fn a_broken_or_restart_only_config_changes_nothing() {
         let other = ssegate_tests::free_addr();
         std::fs::write(gw.config_path(), config.replace(&gw.addr().to_string(), &other.to_string())).unwrap();
         hup(&gw, "error", 4.0).await;
-        assert!(gw.stderr().contains("server.listen changed from"), "{}", gw.stderr());
+        let line = logged(&gw, "server.listen changed from");
+        assert!(has_position(&line, gw.config_path()), "{line}");
         assert!(tokio::net::TcpStream::connect(other).await.is_err(), "a new listener was opened");
         serves(&gw).await;
 
