@@ -45,6 +45,8 @@ pub struct Applied {
 /// The applied config and the handles a reload swaps.
 #[derive(Debug)]
 pub struct Reloader {
+    /// The config file, absolute: daemon mode changes the working directory to `/` after the start.
+    path: PathBuf,
     current: Config,
     /// `shutdown_drain` when the process started: pingora's grace period was derived from it.
     start_drain: Duration,
@@ -55,19 +57,19 @@ pub struct Reloader {
 impl Reloader {
     /// `config` is serving through `gateway` (and `certs`, when there is a TLS listener).
     pub fn new(config: Config, gateway: Arc<SharedGateway>, certs: Option<Arc<CertStore>>) -> Reloader {
-        Reloader { start_drain: config.server.shutdown_drain, current: config, gateway, certs }
+        let path = std::path::absolute(&config.path).unwrap_or_else(|_| config.path.clone());
+        Reloader { path, start_drain: config.server.shutdown_drain, current: config, gateway, certs }
     }
 
     /// The config file this process serves.
     pub fn path(&self) -> &Path {
-        &self.current.path
+        &self.path
     }
 
     /// Reads the config file again (with the process environment and the real file system) and applies
     /// it; on error nothing changed and every problem is returned, each as `file[:line:col]: message`.
     pub fn reload(&mut self) -> Result<Applied, Vec<String>> {
-        let path = self.current.path.clone();
-        let new = Config::load(&path).map_err(|e| e.0)?;
+        let new = Config::load(&self.path).map_err(|e| e.0)?;
         self.apply(new, &System)
     }
 
