@@ -301,6 +301,14 @@ async fn reload_command_validates_then_signals() {
         let (code, out) = run_cli(&["reload", "--config", &path]);
         assert_eq!(code, Some(1), "{out}");
         assert!(out.contains("stale pid_file"), "{out}");
+        // A pid taken over by another program: not signalled (SIGHUP would end most programs).
+        let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        std::fs::write(&pid_file, format!("{}\n", other.id())).unwrap();
+        let (code, out) = run_cli(&["reload", "--config", &path]);
+        let _ = other.kill();
+        let _ = other.wait();
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains("is not ssegate; nothing was signalled"), "{out}");
         std::fs::rename(&moved, &pid_file).unwrap();
 
         let s = Scrape::fetch(gw.admin_addr()).await;
