@@ -93,9 +93,18 @@ async fn reloads_apply_each_change_and_every_open_stream_completes() {
         let b = || RouteSpec::new("b").upstream(&long).heartbeat("0s").max_streams(STREAMS as i64);
         let h = |beat: &str| RouteSpec::new("h").upstream(&slow).heartbeat(beat);
         let c = || RouteSpec::new("c").upstream(&slow);
-        let d = || RouteSpec::new("d").upstream(&slow).heartbeat("0s");
+        let d = || {
+            let cred = [("Authorization", "Bearer ${file:cred.txt}")];
+            RouteSpec::new("d").upstream(&slow).heartbeat("0s").upstream_headers(&cred)
+        };
+        let last_cred = || slow.requests().last().and_then(|r| r.header("authorization").map(str::to_string));
         let spec = |routes: Vec<RouteSpec>| routes.into_iter().fold(GatewaySpec::new(), GatewaySpec::route);
-        let gw = spec(vec![a(), b(), h("0s"), c()]).tls(&cert1).file("keys.txt", b"key-1\n").start().await;
+        let gw = spec(vec![a(), b(), h("0s"), c()])
+            .tls(&cert1)
+            .file("keys.txt", b"key-1\n")
+            .file("cred.txt", b"cred-1\n")
+            .start()
+            .await;
         let tls_addr = gw.tls_addr().unwrap();
 
         // The long streams: half on `a` (plaintext, with a key), half on `b` over TLS.
@@ -139,6 +148,7 @@ async fn reloads_apply_each_change_and_every_open_stream_completes() {
         hup(&gw, "success", 2.0).await;
         let mut resp = get(gw.addr(), "/d").await;
         assert_bytes(&resp.body_to_end().await, b"data: {\"late\":1}\n\n");
+        assert_eq!(last_cred().as_deref(), Some("Bearer cred-1"));
         // 3. a route removed: 404, and its series leave /metrics.
         let s = Scrape::fetch(gw.admin_addr()).await;
         assert!(s.has("ssegate_streams_active", &[("route", "c")]));
@@ -148,13 +158,20 @@ async fn reloads_apply_each_change_and_every_open_stream_completes() {
         let s = Scrape::until(gw.admin_addr(), |s| !s.text.contains("route=\"c\"")).await;
         assert!(!s.text.contains("route=\"c\""), "series of the removed route:\n{}", s.text);
         assert!(s.has("ssegate_streams_active", &[("route", "d")]));
-        // 4. the key file rotated: the new key is accepted, the old one refused.
+        // 4. the key file and a credential file rotated: the new key is accepted, the old one refused ...
         std::fs::write(gw.dir().join("keys.txt"), "key-2\n").unwrap();
+        std::fs::write(gw.dir().join("cred.txt"), "cred-2\n").unwrap();
         hup(&gw, "success", 4.0).await;
         let mut resp = request(gw.addr(), "GET", "/a", &[("Authorization", &bearer("key-1"))], b"").await;
         expect_json_error(&mut resp, 401, "unauthorized").await;
         let resp = request(gw.addr(), "GET", "/a", &[("Authorization", &bearer("key-2"))], b"").await;
         assert_eq!(resp.status, 200);
+        drop(resp);
+        // ... and the injected credential is the rotated file's.
+        let n = slow.requests().len();
+        let resp = get(gw.addr(), "/d").await;
+        assert!(slow.wait_requests(n + 1, Duration::from_secs(5)).await);
+        assert_eq!(last_cred().as_deref(), Some("Bearer cred-2"));
         drop(resp);
         // 5. the TLS certificate rotated: a new handshake presents the new one.
         std::fs::write(gw.dir().join("cert.pem"), &cert2.cert_pem).unwrap();
