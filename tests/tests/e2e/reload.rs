@@ -261,12 +261,22 @@ async fn a_broken_or_restart_only_config_changes_nothing() {
         assert!(tokio::net::TcpStream::connect(other).await.is_err(), "a new listener was opened");
         serves(&gw).await;
 
-        // The good config again: applied.
-        std::fs::write(gw.config_path(), &config).unwrap();
+        // The good config again, with a lower max_header_size (a [server] limit read per request): applied.
+        let pad = "a".repeat(2000);
+        let big = [("Authorization", "Bearer k1"), ("x-pad", pad.as_str())];
+        let mut resp = request(gw.addr(), "GET", "/r", &big, b"").await;
+        assert_eq!(resp.body_to_end().await, b"data: {}\n\n");
+        std::fs::write(
+            gw.config_path(),
+            config.replacen("[server]\n", "[server]\nmax_header_size = \"1KiB\"\n", 1),
+        )
+        .unwrap();
         let s = hup(&gw, "success", 1.0).await;
         assert_eq!(s.value("ssegate_config_last_reload_successful", &[]), 1.0);
         assert!(s.value("ssegate_config_last_reload_success_timestamp_seconds", &[]) >= started);
         serves(&gw).await;
+        let mut resp = request(gw.addr(), "GET", "/r", &big, b"").await;
+        expect_json_error(&mut resp, 431, "header_too_large").await;
     })
     .await;
 }
