@@ -75,7 +75,7 @@ impl Reloader {
 
     /// Applies the validated `new` config (certificate files read through `source`), or nothing.
     pub fn apply(&mut self, new: Config, source: &dyn Source) -> Result<Applied, Vec<String>> {
-        let text = cx_text(source, &new.path);
+        let text = config_text(source, &new.path);
         let at = |key: &str, msg: &dyn std::fmt::Display| {
             format!("{}: {msg}", position(&new.path, text.as_deref(), key))
         };
@@ -142,7 +142,7 @@ impl Reloader {
 }
 
 /// The config file's text, for error positions (`None` when it cannot be read again).
-fn cx_text(source: &dyn Source, path: &Path) -> Option<String> {
+fn config_text(source: &dyn Source, path: &Path) -> Option<String> {
     source.read(path).ok().and_then(|b| String::from_utf8(b).ok())
 }
 
