@@ -13,7 +13,8 @@
 - Dockerfile: two stages, non-root USER, EXPOSEd ports = deploy/ssegate.toml's, STOPSIGNAL SIGTERM, COPY sources
   exist and are not excluded by .dockerignore.
 - systemd: TimeoutStopSec > shutdown_drain + 2 s of deploy/systemd/ssegate.toml, PIDFile = its pid_file,
-  KillSignal=SIGTERM; `systemd-analyze verify` (when available) prints nothing.
+  KillSignal=SIGTERM, ExecReload runs `ssegate reload` (SIGHUP) and upgrade.conf is the graceful-upgrade drop-in;
+  `systemd-analyze verify` (when available) prints nothing.
 - Every *.toml under deploy/ passes `ssegate check`.
 """
 
@@ -286,7 +287,11 @@ def systemd() -> None:
     expect(unit.get("PIDFile") == [config["server"].get("pid_file")], "unit PIDFile != the config's pid_file")
     expect(any("run" in e and "--config /etc/ssegate/ssegate.toml" in e for e in unit.get("ExecStart", [])),
            "unit: ExecStart does not run --config /etc/ssegate/ssegate.toml")
-    expect(any(" -u " in e for e in unit.get("ExecReload", [])), "unit: ExecReload is not a graceful upgrade")
+    expect(any("ssegate reload --config /etc/ssegate/ssegate.toml" in e for e in unit.get("ExecReload", [])),
+           "unit: ExecReload does not run `ssegate reload` (validate, then SIGHUP)")
+    upgrade = (DEPLOY / "systemd" / "upgrade.conf").read_text()
+    expect(" run -u " in upgrade and "ExecReload=\n" in upgrade,
+           "systemd/upgrade.conf: the graceful-upgrade drop-in must reset ExecReload and run `run -u`")
     expect(bool(unit.get("LimitNOFILE")), "unit: LimitNOFILE missing")
     analyze = shutil.which("systemd-analyze")
     if analyze is None:

@@ -621,6 +621,8 @@ pub enum Signal {
     Int,
     Quit,
     Kill,
+    /// Reload the config.
+    Hup,
 }
 
 /// `Signal::Term`
@@ -633,6 +635,7 @@ impl Signal {
             Signal::Int => "INT",
             Signal::Quit => "QUIT",
             Signal::Kill => "KILL",
+            Signal::Hup => "HUP",
         }
     }
 }
@@ -792,6 +795,17 @@ impl Gateway {
 
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    /// The addresses and temp dir of this gateway, to render another spec for the same process.
+    pub fn placed(&self) -> Placed {
+        Placed { listen: self.listen.clone(), admin: self.admin, tls: self.tls, dir: self.dir_path.clone() }
+    }
+
+    /// Replaces the config file with `spec` rendered for this gateway's addresses and temp dir (files the
+    /// spec refers to with [`Toml::InDir`] are this gateway's); the process reads it on SIGHUP.
+    pub fn rewrite_config(&self, spec: &GatewaySpec) {
+        std::fs::write(&self.config_path, spec.render(&self.placed())).expect("write the config");
     }
 
     /// Sends `sig` to the process.

@@ -39,6 +39,13 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: std::net::SocketAddr,
     },
+    /// Validate a configuration file and make the running gateway (the process in its `pid_file`) apply
+    /// it (SIGHUP); exit 1, signalling nothing, when the file is invalid or no gateway runs.
+    Reload {
+        /// The configuration file.
+        #[arg(long, default_value = "config/ssegate.toml")]
+        config: PathBuf,
+    },
     /// Validate a configuration file: print every error as file:line:col: message; exit 1 on error.
     Check {
         /// The configuration file.

@@ -30,8 +30,9 @@ pub struct RouteState {
     pub cfg: Route,
     pub metrics: RouteMetrics,
     pub connector: Arc<Connector>,
-    /// Requests in progress, for `max_streams`.
-    streams: AtomicUsize,
+    /// Requests in progress, for `max_streams`; shared with the state of the same route name in the
+    /// gateway this one replaced (a reload keeps counting the streams that are still open).
+    streams: Arc<AtomicUsize>,
     /// The `Retry-After` value of a `max_streams` 503 (whole seconds, at least 1).
     pub retry_after: HeaderValue,
     /// `done_event`, encoded once.
@@ -55,23 +56,33 @@ impl RouteState {
             cfg,
             metrics,
             connector,
-            streams: AtomicUsize::new(0),
+            streams: Arc::new(AtomicUsize::new(0)),
             retry_after: HeaderValue::from(secs.max(1)),
             done_event,
         }
     }
 
-    /// A `max_streams` slot, released on drop; `None` when the route is full. Unlimited routes always get one.
+    /// Counts this route's streams with `slots` (the counter of the route of the same name in the gateway
+    /// being replaced).
+    pub fn with_slots(mut self, slots: Arc<AtomicUsize>) -> Self {
+        self.streams = slots;
+        self
+    }
+
+    /// The `max_streams` counter (streams in progress).
+    pub fn slots(&self) -> &Arc<AtomicUsize> {
+        &self.streams
+    }
+
+    /// A `max_streams` slot, released on drop; `None` when the route is full. Unlimited routes always get one
+    /// (and count it too, so that a reload that sets a limit knows the streams already open).
     pub fn admit(&self) -> Option<Slot<'_>> {
         let max = self.cfg.max_streams;
-        if max == 0 {
-            return Some(Slot(None));
-        }
-        if self.streams.fetch_add(1, Ordering::AcqRel) >= max {
+        if self.streams.fetch_add(1, Ordering::AcqRel) >= max && max != 0 {
             self.streams.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(Slot(Some(&self.streams)))
+        Some(Slot(&self.streams))
     }
 }
 
@@ -83,13 +94,11 @@ impl std::fmt::Debug for RouteState {
 
 /// A `max_streams` slot; frees itself when dropped.
 #[derive(Debug)]
-pub struct Slot<'a>(Option<&'a AtomicUsize>);
+pub struct Slot<'a>(&'a AtomicUsize);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        if let Some(c) = self.0 {
-            c.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -105,6 +114,10 @@ pub struct Settings {
     pub trusted_proxies: crate::headers::TrustedProxies,
     /// `[server] upstream_request_id_headers`
     pub upstream_request_id_headers: Vec<http::HeaderName>,
+    /// `server.max_header_size` (read per request by the server).
+    pub max_header_size: usize,
+    /// `server.request_header_timeout` (read per connection / request by the server).
+    pub request_header_timeout: Duration,
 }
 
 /// Everything an exchange needs: the routes and the settings.
@@ -121,6 +134,12 @@ impl Gateway {
     /// Builds the runtime state of `config`: one connector shared by the routes that use the system's CA
     /// roots, one of its own for each route with a `ca_file`; metric handles per route.
     pub fn build(config: &Config) -> Gateway {
+        Gateway::build_after(config, None)
+    }
+
+    /// [`Gateway::build`] for a reload: a route whose name exists in `previous` keeps counting its
+    /// `max_streams` slots with the same counter.
+    pub fn build_after(config: &Config, previous: Option<&Gateway>) -> Gateway {
         let shared = Arc::new(Connector::new(Some(ConnectorOptions::new(POOL_SIZE))));
         let routes = config
             .routes
@@ -134,7 +153,10 @@ impl Gateway {
                     }
                     None => shared.clone(),
                 };
-                let state = RouteState::new(r.clone(), metrics::route(&r.name), connector);
+                let mut state = RouteState::new(r.clone(), metrics::route(&r.name), connector);
+                if let Some(old) = previous.and_then(|p| p.route_named(&r.name)) {
+                    state = state.with_slots(old.streams.clone());
+                }
                 (r.path_prefix.clone(), Arc::new(state))
             })
             .collect();
@@ -149,8 +171,15 @@ impl Gateway {
                 shutdown_retry: server.shutdown_retry,
                 trusted_proxies: server.trusted_proxies.clone(),
                 upstream_request_id_headers: server.upstream_request_id_headers.clone(),
+                max_header_size: server.max_header_size,
+                request_header_timeout: server.request_header_timeout,
             },
         }
+    }
+
+    /// The route called `name`.
+    pub fn route_named(&self, name: &str) -> Option<&Arc<RouteState>> {
+        self.router.values().find(|r| r.cfg.name == name)
     }
 
     /// The gateway behind a swappable pointer.

@@ -17,7 +17,8 @@
 //! behind a swappable pointer; [`error`] classifies every failure once; [`respond`] writes error bodies;
 //! [`config`] is the one place configuration is parsed and validated, [`metrics`] the one place metrics
 //! are named; [`security`] the edge checks (client keys, the request-target rule, CORS); [`admin`] the
-//! `/metrics` `/healthz` `/readyz` listener. `docs/ARCHITECTURE.md` has the state chart of an exchange.
+//! `/metrics` `/healthz` `/readyz` listener; [`reload`] applies a new config on SIGHUP (build-then-swap), with
+//! [`tls`] holding the listener's swappable certificate. `docs/ARCHITECTURE.md` has the state chart of an exchange.
 
 pub mod admin;
 pub mod cli;
@@ -30,8 +31,10 @@ pub mod gateway;
 pub mod headers;
 pub mod logging;
 pub mod metrics;
+pub mod reload;
 pub mod respond;
 pub mod route;
 pub mod security;
 pub mod server;
+pub mod tls;
 pub mod upstream;

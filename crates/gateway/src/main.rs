@@ -20,6 +20,28 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Reload { config } => match Config::load(&config) {
+            Ok(c) => match ssegate::reload::signal_running(&c) {
+                Ok(pid) => {
+                    println!(
+                        "{}: ok ({} routes); sent SIGHUP to ssegate (pid {pid}); it logs the result and sets \
+                         ssegate_config_last_reload_successful",
+                        config.display(),
+                        c.routes.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ssegate reload: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("ssegate reload: the config is invalid; the running gateway was not signalled");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo { listen, admin } => {
             ssegate::logging::init(cli.log_format);
             match ssegate::demo::prepare(&ssegate::demo::DemoOptions { listen, admin }) {

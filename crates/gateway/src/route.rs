@@ -16,6 +16,11 @@ impl<T> Router<T> {
         Router { entries }
     }
 
+    /// Every value, longest prefix first.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
     /// The value whose prefix matches `path`, and the path with the prefix removed (always starting with `/`).
     pub fn find<'p>(&self, path: &'p str) -> Option<(&T, &'p str)> {
         self.entries.iter().find_map(|(prefix, v)| strip(prefix, path).map(|rest| (v, rest)))

@@ -17,12 +17,14 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminService;
-use crate::config::Config;
+use crate::config::{Config, System};
 use crate::edge;
 use crate::error::ErrorType;
 use crate::exchange::downstream::send_json_error;
 use crate::gateway::{Gateway, SharedGateway};
 use crate::metrics::{self, EdgeReason};
+use crate::reload::{ReloadService, Reloader};
+use crate::tls::CertStore;
 
 /// `ssegate run` flags that shape the process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,10 +49,13 @@ pub enum StartError {
 pub struct App {
     gateway: Arc<SharedGateway>,
     options: HttpServerOptions,
-    /// `server.max_header_size`
-    max_header_size: usize,
-    /// `server.request_header_timeout`
-    header_timeout: Duration,
+}
+
+impl App {
+    /// `server.request_header_timeout` of the current gateway (a reload changes it for the next request).
+    fn header_timeout(&self) -> Duration {
+        self.gateway.load().settings.request_header_timeout
+    }
 }
 
 /// How long an idle keep-alive connection waits for the next request (pingora's HTTP/1.1 default; also the
@@ -73,7 +78,8 @@ impl HttpServerApp for App {
         // The whole head within request_header_timeout (pingora only bounds each read, so a client that
         // trickles a byte now and then would otherwise hold the connection forever). Nothing can be
         // answered without a parsed request: the connection is closed.
-        match tokio::time::timeout(self.header_timeout, session.read_request()).await {
+        let header_timeout = self.header_timeout();
+        match tokio::time::timeout(header_timeout, session.read_request()).await {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return None,
             Ok(Err(e)) => {
@@ -84,14 +90,16 @@ impl HttpServerApp for App {
             }
             Err(_) => {
                 metrics::downstream_rejected(EdgeReason::HeaderTimeout);
-                tracing::debug!(timeout = ?self.header_timeout, "request head not received in time; closing");
+                tracing::debug!(timeout = ?header_timeout, "request head not received in time; closing");
                 return None;
             }
         }
         if *shutdown.borrow() {
             session.set_keepalive(None);
         }
-        let reusable = if head_size(session.req_header()) > self.max_header_size {
+        // A snapshot of the gateway for this request: a swap (reload) never changes a request in flight.
+        let gateway = self.gateway.load_full();
+        let reusable = if head_size(session.req_header()) > gateway.settings.max_header_size {
             metrics::downstream_rejected(EdgeReason::HeaderTooLarge);
             session.set_keepalive(None);
             let msg = "the request head is larger than max_header_size";
@@ -99,8 +107,6 @@ impl HttpServerApp for App {
             send_json_error(&mut session, ErrorType::HeaderTooLarge, msg, &answer).await;
             false
         } else {
-            // A snapshot of the gateway for this request: a swap (reload) never changes a request in flight.
-            let gateway = self.gateway.load_full();
             let serve = edge::serve(&gateway, &mut session, shutdown);
             static SIZE: std::sync::Once = std::sync::Once::new();
             SIZE.call_once(|| tracing::debug!(bytes = std::mem::size_of_val(&serve), "exchange future size"));
@@ -158,9 +164,10 @@ impl ServerApp for Counted {
         // connects and sends nothing (or a few bytes) would hold the connection forever. Peek first, within
         // request_header_timeout (the bytes stay in the stream; TLS streams cannot peek and pass at once).
         let mut preface = [0u8; H2_PREFACE_LEN];
-        if tokio::time::timeout(self.0.header_timeout, stream.try_peek(&mut preface)).await.is_err() {
+        let header_timeout = self.0.header_timeout();
+        if tokio::time::timeout(header_timeout, stream.try_peek(&mut preface)).await.is_err() {
             metrics::downstream_rejected(EdgeReason::HeaderTimeout);
-            tracing::debug!(timeout = ?self.0.header_timeout, "no request within request_header_timeout; closing");
+            tracing::debug!(timeout = ?header_timeout, "no request within request_header_timeout; closing");
             return None;
         }
         ServerApp::process_new(&self.0, stream, shutdown).await
@@ -181,16 +188,18 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
             TcpListener::bind(addr).map_err(|source| StartError::Bind { addr: *addr, source })?;
         }
     }
+    // The certificate is served through a resolver so that a reload can swap it (see `tls.rs`).
+    let mut certs = None;
     let tls = match &server_cfg.tls {
         Some(t) => {
             let cert = t.cert.display().to_string();
             let key = t.key.display().to_string();
-            let mut settings = TlsSettings::intermediate(&cert, &key).map_err(|e| StartError::Tls {
-                cert: cert.clone(),
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
+            let err = |reason: String| StartError::Tls { cert: cert.clone(), key: key.clone(), reason };
+            let store = CertStore::new(crate::tls::load(t, &System).map_err(|e| err(e.message))?);
+            let mut settings = TlsSettings::intermediate(&cert, &key).map_err(|e| err(e.to_string()))?;
+            settings.set_cert_resolver(store.clone());
             settings.enable_h2();
+            certs = Some(store);
             Some((t.listen, settings))
         }
         None => None,
@@ -202,12 +211,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     options.h2c = true;
     // An HTTP/2 connection without open streams is closed after the keep-alive idle time, like HTTP/1.1.
     options.h2_idle_timeout = Some(KEEPALIVE_IDLE);
-    let app = Arc::new(App {
-        gateway,
-        options,
-        max_header_size: server_cfg.max_header_size,
-        header_timeout: server_cfg.request_header_timeout,
-    });
+    let app = Arc::new(App { gateway: gateway.clone(), options });
 
     let conf = ServerConf {
         threads: server_cfg.threads,
@@ -235,6 +239,9 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         service.add_listener(ListenerConfig::tcp(addr.to_string()).tls(settings).l4_buffer(l4));
     }
     server.add_service(service);
+    let pid_file = (!opts.daemon).then(|| server_cfg.pid_file.clone());
+    let reloader = Reloader::new(config.clone(), gateway, certs);
+    server.add_service(background_service("reload", ReloadService::new(reloader, pid_file)));
     if let Some(admin) = &config.admin {
         server
             .add_service(background_service("admin", AdminService { listen: admin.listen, probe: traffic }));

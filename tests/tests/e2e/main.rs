@@ -8,6 +8,7 @@ mod harness;
 mod headers;
 mod metrics;
 mod protocols;
+mod reload;
 mod robustness;
 mod security;
 mod streaming;

@@ -17,6 +17,7 @@
 //! See the README (Observability) for the reference table, the dashboard and the alerts.
 
 mod labels;
+mod reload;
 mod route;
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaug
 
 pub use crate::error::Outcome;
 pub use labels::{format_label, DecodeKind, EdgeReason, RejectReason, PASSTHROUGH};
+pub use reload::{config_loaded, reload_failed, reload_succeeded, retire_route};
 pub use route::{route, ActiveStream, RouteMetrics};
 
 /// Buckets of the per-event / per-request latency histograms: 100 µs .. 60 s.
@@ -214,6 +216,43 @@ impl Families {
     }
 }
 
+impl Families {
+    /// Removes every series of route `name` from every family with a `route` label (a route removed by a
+    /// reload, see [`retire_route`]). A new family with a `route` label is added here too.
+    fn forget_route(&self, name: &str) {
+        let formats = (0..labels::N_FORMATS).map(|i| format_label(labels::format_by_index(i)));
+        let outcomes = Outcome::ALL.map(Outcome::as_str);
+        let _ = self.streams_active.remove_label_values(&[name]);
+        for h in [&self.upstream_header, &self.first_event, &self.event_gap, &self.event_latency] {
+            let _ = h.remove_label_values(&[name]);
+        }
+        for c in [&self.heartbeats, &self.client_disconnects, &self.slow_clients, &self.upstream_retries] {
+            let _ = c.remove_label_values(&[name]);
+        }
+        for f in formats.clone() {
+            let _ = self.events.remove_label_values(&[name, f]);
+            for o in outcomes {
+                let _ = self.streams_total.remove_label_values(&[name, f, o]);
+            }
+        }
+        for o in outcomes {
+            let _ = self.stream_duration.remove_label_values(&[name, o]);
+        }
+        for d in ["upstream_in", "downstream_out"] {
+            let _ = self.bytes.remove_label_values(&[name, d]);
+        }
+        for k in DecodeKind::ALL {
+            let _ = self.decode_errors.remove_label_values(&[name, k.as_str()]);
+        }
+        for t in crate::error::ErrorType::ALL {
+            let _ = self.upstream_errors.remove_label_values(&[name, t.as_str()]);
+        }
+        for r in RejectReason::ALL {
+            let _ = self.rejected.remove_label_values(&[name, r.as_str()]);
+        }
+    }
+}
+
 fn families() -> &'static Families {
     static FAMILIES: OnceLock<Families> = OnceLock::new();
     FAMILIES.get_or_init(Families::new)
@@ -236,6 +275,7 @@ impl Drop for OpenConnection {
 /// first scrape.
 pub fn init() {
     let _ = families();
+    config_loaded();
 }
 
 /// A downstream connection was accepted. Keep the guard for the connection's lifetime.

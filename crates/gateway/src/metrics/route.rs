@@ -44,6 +44,8 @@ pub struct RouteMetrics {
     streams_total: Arc<[[OnceLock<IntCounter>; N_OUTCOMES]; N_FORMATS]>,
     /// Per outcome, resolved on first use.
     duration: Arc<[OnceLock<Histogram>; N_OUTCOMES]>,
+    /// Keeps the route's series while a handle exists (see [`super::retire_route`]).
+    _live: Arc<super::reload::Live>,
 }
 
 impl fmt::Debug for RouteMetrics {
@@ -68,9 +70,14 @@ impl Drop for ActiveStream {
 /// `client_disconnects_total`, `slow_clients_total`, every decode and upstream error kind, every reject
 /// reason, and the four latency histograms.
 pub fn route(name: &str) -> RouteMetrics {
+    super::reload::live(name, |live| route_with(name, live))
+}
+
+fn route_with(name: &str, live: Arc<super::reload::Live>) -> RouteMetrics {
     let f = families();
     let one = |v: &HistogramVec| v.with_label_values(&[name]);
     RouteMetrics {
+        _live: live,
         route: Arc::from(name),
         active: f.streams_active.with_label_values(&[name]),
         upstream_header: one(&f.upstream_header),
