@@ -253,7 +253,8 @@ async fn a_broken_or_restart_only_config_changes_nothing() {
         drop(connect(gw.tls_addr().unwrap(), &cert.cert_der, &[b"http/1.1"]).await);
 
         // A new listen address: refused, named.
-        let other = ssegate_tests::free_addr();
+        let reserved = ssegate_tests::reserve_addr();
+        let other = reserved.addr();
         std::fs::write(gw.config_path(), config.replace(&gw.addr().to_string(), &other.to_string())).unwrap();
         hup(&gw, "error", 4.0).await;
         let line = logged(&gw, "server.listen changed from");
