@@ -6,6 +6,7 @@
 //! A new route key: a field in `RawRoute`, a field in [`Route`] and a line in [`route`], all in this file
 //! (and a test in `config/tests/route.rs`).
 
+pub(super) mod pool;
 mod security;
 pub(super) mod upstream;
 
@@ -23,6 +24,7 @@ use super::values::{check_path_chars, DurationStr, SizeValue, KIB, MIB};
 use crate::security::{Cors, InjectedHeader, KeySet};
 use security::{RawAuth, RawCors};
 
+pub use pool::{Backend, Balance, Health, Passive, Pool, Retry, RetryOn};
 pub use security::{CORS_DEFAULT_HEADERS, CORS_DEFAULT_METHODS};
 pub use upstream::Upstream;
 
@@ -45,8 +47,11 @@ pub struct Route {
     pub path_prefix: String,
     /// `strip_prefix` (default true): remove the prefix before forwarding (`/a/x` -> `/x`, `/a` -> `/`).
     pub strip_prefix: bool,
-    /// `upstream`
+    /// The first primary backend's upstream (`upstream`, or the first of `upstreams`): its `base_path`
+    /// is the one the edge builds the forwarded path with.
     pub upstream: Upstream,
+    /// `upstream` / `upstreams`, `balance`, `health`, `passive`, `retry` (see [`pool`]).
+    pub pool: Pool,
     /// `format` (default auto)
     pub format: FormatChoice,
     /// `heartbeat_interval` (default "15s"; "0s" -> None, disabled)
@@ -137,6 +142,11 @@ pub(super) struct RawRoute {
     max_streams: Option<Spanned<i64>>,
     retry_after: Option<Spanned<DurationStr>>,
     cors: Option<Spanned<RawCors>>,
+    upstreams: Option<Spanned<Vec<Spanned<pool::RawBackend>>>>,
+    balance: Option<Spanned<String>>,
+    health: Option<Spanned<pool::RawHealth>>,
+    passive: Option<Spanned<pool::RawPassive>>,
+    retry: Option<Spanned<pool::RawRetry>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,7 +183,18 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
     // The required keys, first: later keys depend on them (`event_field` on `format`).
     let name = name(cx, seen, &header, r.name);
     let path_prefix = path_prefix(cx, seen, &header, &label, r.path_prefix, &name);
-    let upstream = upstream::upstream(cx, &header, &label, r.upstream, r.ca_file);
+    let raw_pool = pool::RawPool {
+        upstream: r.upstream,
+        upstreams: r.upstreams,
+        ca_file: r.ca_file,
+        balance: r.balance,
+        health: r.health,
+        passive: r.passive,
+        retry: r.retry,
+    };
+    let pool = pool::pool(cx, &header, &label, raw_pool);
+    let upstream =
+        pool.as_ref().and_then(|p| p.backends.iter().find(|b| !b.backup)).map(|b| b.upstream.clone());
     let format = format(cx, r.format);
 
     // Then one line per key. Fields are evaluated in the order written, so the required ones come last:
@@ -210,6 +231,7 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
         name: name?,
         path_prefix: path_prefix?,
         upstream: upstream?,
+        pool: pool?,
         format: format?,
     })
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the config module, one file per section. The helpers here are shared by all of them.
 
 mod load;
+mod pool;
 mod route;
 mod security;
 mod server;
