@@ -92,6 +92,8 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
         bytes_out: stats.bytes_out,
         heartbeats: stats.heartbeats,
         error: end.error_type().map(ErrorType::as_str),
+        backend: stats.backend.map(|b| state.pool.backend(b).cfg.name.as_str()),
+        attempts: stats.attempts,
     });
     end.reusable() && !*shutdown.borrow()
 }

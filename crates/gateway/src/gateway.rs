@@ -21,6 +21,7 @@ use ssegate_frame::Event;
 use crate::config::{Config, Route};
 use crate::metrics::{self, RouteMetrics};
 use crate::route::Router;
+use crate::upstream::pool::PoolState;
 
 /// Upstream keep-alive pool size (connections kept per process).
 const POOL_SIZE: usize = 256;
@@ -30,6 +31,8 @@ pub struct RouteState {
     pub cfg: Route,
     pub metrics: RouteMetrics,
     pub connector: Arc<Connector>,
+    /// The route's backends: selection, ejection, health.
+    pub pool: PoolState,
     /// Requests in progress, for `max_streams`.
     streams: AtomicUsize,
     /// The `Retry-After` value of a `max_streams` 503 (whole seconds, at least 1).
@@ -52,6 +55,7 @@ impl RouteState {
             out.freeze()
         });
         RouteState {
+            pool: PoolState::new(&cfg.name, &cfg.pool),
             cfg,
             metrics,
             connector,
@@ -122,7 +126,8 @@ impl Gateway {
             .routes
             .iter()
             .map(|r| {
-                let connector = match &r.upstream.ca_file {
+                let ca_file = r.pool.backends.iter().find_map(|b| b.upstream.ca_file.as_ref());
+                let connector = match ca_file {
                     Some(ca) => {
                         let mut o = ConnectorOptions::new(POOL_SIZE);
                         o.ca_file = Some(ca.display().to_string());

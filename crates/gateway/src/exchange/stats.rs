@@ -19,6 +19,10 @@ pub struct Stats {
     pub events: u64,
     pub bytes_out: u64,
     pub heartbeats: u64,
+    /// The pool index of the backend whose answer was used (or last tried).
+    pub backend: Option<usize>,
+    /// Backends tried.
+    pub attempts: u32,
 }
 
 impl Stats {

@@ -20,6 +20,7 @@ mod labels;
 mod route;
 #[cfg(test)]
 mod tests;
+pub mod upstream;
 
 use std::sync::OnceLock;
 
@@ -29,6 +30,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaug
 pub use crate::error::Outcome;
 pub use labels::{format_label, DecodeKind, EdgeReason, RejectReason, PASSTHROUGH};
 pub use route::{route, ActiveStream, RouteMetrics};
+pub use upstream::{BackendMetrics, BackendResult, Failovers, RetryReason};
 
 /// Buckets of the per-event / per-request latency histograms: 100 µs .. 60 s.
 pub const LATENCY_BUCKETS: [f64; 18] = [
@@ -236,6 +238,7 @@ impl Drop for OpenConnection {
 /// first scrape.
 pub fn init() {
     let _ = families();
+    upstream::init();
 }
 
 /// A downstream connection was accepted. Keep the guard for the connection's lifetime.

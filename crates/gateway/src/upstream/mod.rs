@@ -4,6 +4,8 @@
 
 mod connect;
 mod decompress;
+pub mod pool;
+mod select;
 
 pub use connect::{connect, peer, ConnectError};
 pub use decompress::Decompressor;
