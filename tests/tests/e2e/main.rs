@@ -6,6 +6,7 @@ mod errors;
 mod formats;
 mod harness;
 mod metrics;
+mod pools;
 mod protocols;
 mod robustness;
 mod security;

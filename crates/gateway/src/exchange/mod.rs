@@ -208,7 +208,7 @@ impl<'a> Exchange<'a> {
     fn may_fail_over(&self) -> bool {
         self.attempts.count < self.route.cfg.pool.retry.attempts
             && before_first_event(self.down.committed(), self.stats.events)
-            && self.route.pool.select(self.attempts.key(), self.attempts.tried).is_some()
+            && self.route.pool.any_left(self.attempts.tried)
     }
 
     /// One attempt on backend `b`: its request, its head, then the answer streamed to the client. `Err`

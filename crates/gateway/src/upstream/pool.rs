@@ -165,6 +165,15 @@ impl PoolState {
         true
     }
 
+    /// Whether [`PoolState::select`] would find a backend (without moving the round-robin position).
+    pub fn any_left(&self, tried: Tried) -> bool {
+        let now = self.now_ms();
+        (0..self.backends.len()).any(|i| {
+            let b = &self.backends[i];
+            !tried.has(i) && b.healthy.load(Ordering::Relaxed) && self.back_from_ejection(b, now)
+        })
+    }
+
     /// A stream on backend `i` starts; it ends when the guard drops.
     pub fn stream(&self, i: usize) -> StreamGuard<'_> {
         let b = &self.backends[i];

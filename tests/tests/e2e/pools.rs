@@ -1,0 +1,331 @@
+//! Upstream pools: failover before the first event (refused, 5xx, silent backends), passive ejection,
+//! backups, all backends down, consistent hashing, per-backend credentials.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use ssegate_tests::client::End;
+use ssegate_tests::metrics::Scrape;
+use ssegate_tests::pool::{refusing_url, BackendSpec};
+use ssegate_tests::{
+    assert_bytes, assert_sse_head, bounded, expect_json_error, get, request, show, MockUpstream, Reply, Step,
+    Toml,
+};
+use ssegate_tests::{GatewaySpec, RouteSpec};
+
+const EVENTS: &[u8] = b"data: one\n\ndata: two\n\n";
+
+fn sse_reply() -> Reply {
+    Reply::stream(
+        "text/event-stream",
+        vec![Step::send("data: one\n\n"), Step::Sleep(5), Step::send("data: two\n\n"), Step::End],
+    )
+}
+
+/// The body without heartbeat comments.
+fn without_heartbeats(body: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(body).replace(": keepalive\n\n", "").into_bytes()
+}
+
+fn retry(attempts: i64, on: &[&str], first_event: Option<&str>) -> Toml {
+    let mut t = vec![("attempts".to_string(), Toml::Int(attempts)), ("on".to_string(), Toml::strs(on))];
+    if let Some(f) = first_event {
+        t.push(("first_event_timeout".to_string(), Toml::from(f)));
+    }
+    Toml::Table(t)
+}
+
+fn passive(max_fails: i64, fail_timeout: &str) -> Toml {
+    Toml::table([("max_fails", Toml::Int(max_fails)), ("fail_timeout", Toml::from(fail_timeout))])
+}
+
+/// The access-log lines (JSON, fields flattened), waiting until there are `n`.
+async fn access_lines(gw: &ssegate_tests::Gateway, n: usize) -> Vec<serde_json::Value> {
+    let t = Instant::now();
+    loop {
+        let text = format!("{}\n{}", gw.stderr(), gw.stdout());
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                let mut flat = v.as_object().cloned().unwrap_or_default();
+                if let Some(serde_json::Value::Object(f)) = flat.remove("fields") {
+                    flat.extend(f);
+                }
+                serde_json::Value::Object(flat)
+            })
+            .filter(|v| v.get("message").and_then(|m| m.as_str()) == Some("stream finished"))
+            .collect();
+        if lines.len() >= n || t.elapsed() > Duration::from_secs(5) {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn refused_and_503_backends_fail_over_to_the_healthy_one() {
+    bounded(async {
+        let busy = MockUpstream::serve(Reply::full(503, "application/json", "{\"error\":\"busy\"}")).await;
+        let good = MockUpstream::serve(sse_reply()).await;
+        // Round robin over [refused, good, busy]: every request either lands on `good` or fails over to it;
+        // each bad backend is ejected after its first failure.
+        let gw = GatewaySpec::new()
+            .route(
+                RouteSpec::new("r")
+                    .backends([
+                        BackendSpec::new("refused", &refusing_url()),
+                        BackendSpec::new("good", &good),
+                        BackendSpec::new("busy", &busy),
+                    ])
+                    .set("retry", retry(2, &["connect", "5xx"], None))
+                    .set("passive", passive(1, "30s"))
+                    .heartbeat("5s"),
+            )
+            .args(["--log-format", "json"])
+            .start()
+            .await;
+        const N: usize = 30;
+        for i in 0..N {
+            let mut resp = request(gw.addr(), "POST", "/r/v1/chat", &[], b"{\"n\":1}").await;
+            assert_sse_head(&resp);
+            assert_bytes(&resp.body_to_end().await, EVENTS);
+            assert_eq!(resp.end(), Some(&End::Clean), "request {i}");
+        }
+        // The body was replayed to the backend that answered.
+        assert_eq!(good.requests().len(), N);
+        assert!(good.requests().iter().all(|r| r.body == b"{\"n\":1}"));
+        assert_eq!(busy.requests().len(), 1, "ejected after its one failure");
+
+        let s = Scrape::until(gw.admin_addr(), |s| {
+            s.value("ssegate_backend_requests_total", &[("backend", "good"), ("result", "ok")]) == N as f64
+        })
+        .await;
+        let v = |b: &str, r: &str| {
+            s.value("ssegate_backend_requests_total", &[("route", "r"), ("backend", b), ("result", r)])
+        };
+        assert_eq!(v("refused", "connect"), 1.0);
+        assert_eq!(v("busy", "status"), 1.0);
+        assert_eq!(
+            s.value("ssegate_upstream_failovers_total", &[("route", "r"), ("reason", "connect")]),
+            1.0
+        );
+        assert_eq!(s.value("ssegate_upstream_failovers_total", &[("route", "r"), ("reason", "status")]), 1.0);
+        assert_eq!(s.value("ssegate_backend_up", &[("route", "r"), ("backend", "refused")]), 0.0);
+        assert_eq!(s.value("ssegate_backend_up", &[("route", "r"), ("backend", "good")]), 1.0);
+        assert_eq!(
+            s.value(
+                "ssegate_backend_ejections_total",
+                &[("route", "r"), ("backend", "busy"), ("by", "passive")]
+            ),
+            1.0
+        );
+
+        let lines = access_lines(&gw, N).await;
+        assert_eq!(lines.len(), N);
+        let mut attempts = [0usize; 3];
+        for l in &lines {
+            assert_eq!(l["backend"], "good", "{l}");
+            let a = l["attempts"].as_u64().unwrap() as usize;
+            assert!((1..=2).contains(&a), "{l}");
+            attempts[a] += 1;
+        }
+        assert_eq!(attempts[2], 2, "two requests needed a second attempt: {lines:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn passive_ejection_then_backup_then_all_down_is_503_at_once() {
+    bounded(async {
+        let spare = MockUpstream::serve(sse_reply()).await;
+        let gw = GatewaySpec::new()
+            .route(
+                RouteSpec::new("r")
+                    .backends([
+                        BackendSpec::new("a", &refusing_url()),
+                        BackendSpec::new("b", &refusing_url()),
+                        BackendSpec::new("spare", &spare).backup(),
+                    ])
+                    .set("retry", retry(1, &["connect"], None))
+                    .set("passive", passive(2, "30s")),
+            )
+            .start()
+            .await;
+        // Two failures each (one attempt per request) eject a and b; the backup was never used meanwhile.
+        for _ in 0..4 {
+            expect_json_error(&mut get(gw.addr(), "/r").await, 502, "upstream_connect").await;
+        }
+        assert!(spare.requests().is_empty(), "a backup is used only when no primary is available");
+        // Now only the backup is left.
+        for _ in 0..3 {
+            let mut resp = get(gw.addr(), "/r").await;
+            assert_sse_head(&resp);
+            assert_bytes(&resp.body_to_end().await, EVENTS);
+        }
+        assert_eq!(spare.requests().len(), 3);
+
+        // All down (no backup): 503 upstream_unavailable at once.
+        let gw2 = GatewaySpec::new()
+            .route(
+                RouteSpec::new("r")
+                    .backends([
+                        BackendSpec::new("a", &refusing_url()),
+                        BackendSpec::new("b", &refusing_url()),
+                    ])
+                    .set("passive", passive(1, "30s")),
+            )
+            .start()
+            .await;
+        expect_json_error(&mut get(gw2.addr(), "/r").await, 502, "upstream_connect").await;
+        let t = Instant::now();
+        expect_json_error(&mut get(gw2.addr(), "/r").await, 503, "upstream_unavailable").await;
+        assert!(t.elapsed() < Duration::from_secs(2), "not a hang: {:?}", t.elapsed());
+        let s = Scrape::fetch(gw2.admin_addr()).await;
+        assert_eq!(
+            s.value("ssegate_upstream_errors_total", &[("route", "r"), ("kind", "upstream_unavailable")]),
+            1.0
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_silent_backend_is_left_after_first_event_timeout() {
+    bounded(async {
+        // A answers its head at once and then sends nothing.
+        let silent = MockUpstream::serve(Reply::stream("text/event-stream", vec![Step::Sleep(30_000)])).await;
+        let good = MockUpstream::serve(sse_reply()).await;
+        let gw = GatewaySpec::new()
+            .route(
+                RouteSpec::new("r")
+                    .backends([BackendSpec::new("silent", &silent), BackendSpec::new("good", &good)])
+                    .set("retry", retry(2, &["connect"], Some("600ms")))
+                    .heartbeat("200ms"),
+            )
+            .start()
+            .await;
+        let t = Instant::now();
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        let body = resp.body_to_end().await;
+        assert_bytes(&without_heartbeats(&body), EVENTS);
+        assert!(t.elapsed() >= Duration::from_millis(550), "{:?}", t.elapsed());
+        assert!(
+            String::from_utf8_lossy(&body).contains(": keepalive"),
+            "heartbeats covered the wait: \"{}\"",
+            show(&body)
+        );
+        assert_eq!(silent.requests().len(), 1);
+        assert_eq!(good.requests().len(), 1);
+        assert!(
+            silent.wait_peer_closed(1, Duration::from_secs(3)).await,
+            "the silent backend's connection was closed"
+        );
+        let s = Scrape::fetch(gw.admin_addr()).await;
+        assert_eq!(
+            s.value("ssegate_upstream_failovers_total", &[("route", "r"), ("reason", "first_event")]),
+            1.0
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn after_the_first_event_a_reset_is_an_error_event_and_nothing_is_retried() {
+    bounded(async {
+        let breaks = MockUpstream::serve(Reply::stream(
+            "text/event-stream",
+            vec![Step::send("data: one\n\n"), Step::Sleep(50), Step::Reset],
+        ))
+        .await;
+        let good = MockUpstream::serve(sse_reply()).await;
+        let gw = GatewaySpec::new()
+            .route(
+                RouteSpec::new("r")
+                    .backends([BackendSpec::new("breaks", &breaks), BackendSpec::new("good", &good)])
+                    .set("retry", retry(2, &["connect", "timeout", "5xx"], Some("5s"))),
+            )
+            .start()
+            .await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        let body = String::from_utf8_lossy(&resp.body_to_end().await).to_string();
+        assert!(body.starts_with("data: one\n\n"), "{body}");
+        assert!(body.contains("event: error\n") && body.contains("upstream_reset"), "{body}");
+        assert!(!body.contains("data: two"), "{body}");
+        assert!(good.requests().is_empty(), "no retry after the first event");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn consistent_hash_keeps_a_user_on_one_backend() {
+    bounded(async {
+        let mocks = [
+            MockUpstream::serve(sse_reply()).await,
+            MockUpstream::serve(sse_reply()).await,
+            MockUpstream::serve(sse_reply()).await,
+        ];
+        let gw = GatewaySpec::new()
+            .route(
+                RouteSpec::new("r")
+                    .backends([
+                        BackendSpec::new("a", &mocks[0]),
+                        BackendSpec::new("b", &mocks[1]),
+                        BackendSpec::new("c", &mocks[2]),
+                    ])
+                    .set("balance", "hash:header:x-user-id"),
+            )
+            .start()
+            .await;
+        for _ in 0..100 {
+            let mut resp = request(gw.addr(), "GET", "/r", &[("x-user-id", "alice")], b"").await;
+            assert_bytes(&resp.body_to_end().await, EVENTS);
+        }
+        let counts: Vec<usize> = mocks.iter().map(|m| m.requests().len()).collect();
+        assert!(counts.contains(&100), "one backend took every request of one user: {counts:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn per_backend_credentials_reach_only_their_backend() {
+    bounded(async {
+        let a = MockUpstream::serve(sse_reply()).await;
+        let b = MockUpstream::serve(sse_reply()).await;
+        let gw = GatewaySpec::new()
+            .env("POOL_KEY_A", "sk-a-secret-123")
+            .route(
+                RouteSpec::new("r")
+                    .backends([
+                        BackendSpec::new("a", &a).headers(&[("Authorization", "Bearer ${env:POOL_KEY_A}")]),
+                        BackendSpec::new("b", &b).headers(&[("x-tenant", "bee")]),
+                    ])
+                    .upstream_headers(&[("x-org", "org-1"), ("x-tenant", "route")]),
+            )
+            .start()
+            .await;
+        for _ in 0..4 {
+            let mut resp =
+                request(gw.addr(), "GET", "/r/x", &[("Authorization", "Bearer client")], b"").await;
+            assert_bytes(&resp.body_to_end().await, EVENTS);
+        }
+        assert_eq!((a.requests().len(), b.requests().len()), (2, 2));
+        for r in a.requests() {
+            assert_eq!(r.header_all("authorization"), vec!["Bearer sk-a-secret-123"]);
+            assert_eq!(r.header("x-org"), Some("org-1"));
+            assert_eq!(r.header("x-tenant"), Some("route"));
+            assert_eq!(r.header("host"), Some(a.addr().to_string().as_str()));
+        }
+        for r in b.requests() {
+            assert_eq!(r.header_all("authorization"), vec!["Bearer client"], "a's key never reaches b");
+            assert_eq!(r.header_all("x-tenant"), vec!["bee"]);
+            assert_eq!(r.header("host"), Some(b.addr().to_string().as_str()));
+        }
+        let log = gw.stderr() + &gw.stdout();
+        assert!(!log.contains("sk-a-secret-123"), "secrets are never logged");
+    })
+    .await;
+}
