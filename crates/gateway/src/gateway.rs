@@ -136,12 +136,12 @@ impl Gateway {
                     None => shared.clone(),
                 };
                 let state = RouteState::new(r.clone(), metrics::route(&r.name), connector);
-                (r.path_prefix.clone(), Arc::new(state))
+                (r.hosts.clone(), r.path_prefix.clone(), Arc::new(state))
             })
             .collect();
         let server = &config.server;
         Gateway {
-            router: Router::new(routes),
+            router: Router::with_hosts(routes),
             settings: Settings {
                 write_timeout: server.write_timeout,
                 max_request_body: server.max_request_body,

@@ -329,3 +329,43 @@ async fn per_backend_credentials_reach_only_their_backend() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_host_picks_among_configured_routes_only() {
+    bounded(async {
+        let api = MockUpstream::serve(sse_reply()).await;
+        let wild = MockUpstream::serve(sse_reply()).await;
+        let fallback = MockUpstream::serve(sse_reply()).await;
+        let gw = GatewaySpec::new()
+            .route(RouteSpec::new("api").prefix("/v1").upstream(&api).hosts(&["API.example.com"]))
+            .route(RouteSpec::new("wild").prefix("/v1").upstream(&wild).hosts(&["*.example.org"]))
+            .route(RouteSpec::new("fallback").prefix("/v1").upstream(&fallback))
+            .start()
+            .await;
+        let send = |host: &'static str| {
+            let addr = gw.addr();
+            async move {
+                let mut resp = request(addr, "GET", "/v1/chat", &[("Host", host)], b"").await;
+                assert_sse_head(&resp);
+                assert_bytes(&resp.body_to_end().await, EVENTS);
+            }
+        };
+        send("api.example.com").await;
+        send("api.EXAMPLE.com:8443").await;
+        send("a.b.example.org").await;
+        send("example.org").await; // the wildcard needs at least one label
+        send("127.0.0.1:1").await; // a Host naming some other address reaches only a configured upstream
+        assert_eq!((api.requests().len(), wild.requests().len(), fallback.requests().len()), (2, 1, 2));
+        // The upstream gets its own Host, never the client's.
+        assert_eq!(api.requests()[0].header("host"), Some(api.addr().to_string().as_str()));
+        assert_eq!(fallback.requests()[1].header("host"), Some(fallback.addr().to_string().as_str()));
+
+        // h2c: `:authority` picks the route.
+        let h2 = ssegate_tests::client::H2Conn::h2c_with_authority(gw.addr(), "x.example.org").await;
+        let mut resp = h2.request("GET", "/v1/chat", b"").await;
+        assert_sse_head(&resp);
+        assert_bytes(&resp.body_to_end().await, EVENTS);
+        assert_eq!(wild.requests().len(), 2);
+    })
+    .await;
+}

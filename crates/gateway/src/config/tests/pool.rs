@@ -1,6 +1,7 @@
 //! Config unit tests: `upstreams`, `balance`, `health`, `passive`, `retry`.
 
 use super::*;
+use crate::config::HostPattern;
 
 /// A route with a pool instead of `upstream` (the pool keys start on line 7).
 fn pool_route(extra: &str) -> String {
@@ -185,4 +186,31 @@ fn pool_errors() {
         "retry.first_event_timeout must be greater than 0",
     );
     one_error(&pool_route(""), 4, 1, "missing key `upstream`");
+}
+
+#[test]
+fn hosts_key() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:8080\"]\n\n[[route]]\nname = \"a\"\npath_prefix = \"/v1\"\n\
+             upstream = \"http://a\"\n{a}\n\n[[route]]\nname = \"b\"\npath_prefix = \"/v1\"\nupstream = \"http://b\"\n{b}\n"
+        )
+    };
+    let c = load(&two("hosts = [\"API.example.com\", \"*.example.org\"]", "")).unwrap();
+    assert_eq!(
+        c.routes[0].hosts,
+        vec![HostPattern::Exact("api.example.com".into()), HostPattern::Wildcard(".example.org".into())]
+    );
+    assert!(c.routes[1].hosts.is_empty());
+    load(&two("hosts = [\"a.example\"]", "hosts = [\"b.example\"]")).unwrap();
+    one_error(
+        &two("hosts = [\"a.example\", \"*.x.org\"]", "hosts = [\"*.X.org\"]"),
+        12,
+        15,
+        "duplicate host and path_prefix: route \"a\" (line 6) already serves \"*.x.org\" on \"/v1\"",
+    );
+    one_error(&two("", ""), 12, 15, "duplicate path_prefix \"/v1\"");
+    one_error(&two("hosts = []", "hosts = [\"b\"]"), 8, 9, "hosts must not be empty");
+    one_error(&two("hosts = [\"a:80\"]", "hosts = [\"b\"]"), 8, 10, "invalid host \"a:80\"");
+    one_error(&two("hosts = [\"a\", \"A\"]", "hosts = [\"b\"]"), 8, 15, "listed twice");
 }
