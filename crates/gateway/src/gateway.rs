@@ -32,7 +32,7 @@ pub struct RouteState {
     pub metrics: RouteMetrics,
     pub connector: Arc<Connector>,
     /// The route's backends: selection, ejection, health.
-    pub pool: PoolState,
+    pub pool: Arc<PoolState>,
     /// Requests in progress, for `max_streams`.
     streams: AtomicUsize,
     /// The `Retry-After` value of a `max_streams` 503 (whole seconds, at least 1).
@@ -55,7 +55,7 @@ impl RouteState {
             out.freeze()
         });
         RouteState {
-            pool: PoolState::new(&cfg.name, &cfg.pool),
+            pool: Arc::new(PoolState::new(&cfg.name, &cfg.pool, connector.clone(), cfg.connect_timeout)),
             cfg,
             metrics,
             connector,
@@ -150,6 +150,11 @@ impl Gateway {
                 shutdown_retry: server.shutdown_retry,
             },
         }
+    }
+
+    /// The pools with active health checks.
+    pub fn checked_pools(&self) -> Vec<Arc<PoolState>> {
+        self.router.values().filter(|r| r.pool.health.is_some()).map(|r| r.pool.clone()).collect()
     }
 
     /// The gateway behind a swappable pointer.

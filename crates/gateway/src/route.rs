@@ -34,6 +34,11 @@ impl<T> Router<T> {
         self.entries.iter().find_map(|(prefix, v)| strip(prefix, path).map(|rest| (v, rest)))
     }
 
+    /// Every value, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().map(|(_, v)| v).chain(self.hosted.iter().map(|(_, _, v)| v))
+    }
+
     /// Whether any route lists `hosts` (else the request's host is not looked at).
     pub fn uses_hosts(&self) -> bool {
         !self.hosted.is_empty()

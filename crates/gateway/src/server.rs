@@ -23,6 +23,7 @@ use crate::error::ErrorType;
 use crate::exchange::downstream::send_json_error;
 use crate::gateway::{Gateway, SharedGateway};
 use crate::metrics::{self, EdgeReason};
+use crate::upstream::health::HealthChecks;
 
 /// `ssegate run` flags that shape the process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -197,6 +198,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
 
     metrics::init();
     let gateway = Gateway::build(&config).shared();
+    let checked = gateway.clone();
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     // An HTTP/2 connection without open streams is closed after the keep-alive idle time, like HTTP/1.1.
@@ -234,6 +236,10 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         service.add_listener(ListenerConfig::tcp(addr.to_string()).tls(settings).l4_buffer(l4));
     }
     server.add_service(service);
+    if config.routes.iter().any(|r| r.pool.health.is_some()) {
+        let pools = move || checked.load().checked_pools();
+        server.add_service(background_service("health checks", HealthChecks { pools }));
+    }
     if let Some(admin) = &config.admin {
         server
             .add_service(background_service("admin", AdminService { listen: admin.listen, probe: traffic }));

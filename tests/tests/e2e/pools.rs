@@ -369,3 +369,77 @@ async fn the_host_picks_among_configured_routes_only() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn active_checks_take_a_failing_backend_out_and_bring_it_back() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    bounded(async {
+        let healthy = Arc::new(AtomicBool::new(true));
+        let h = healthy.clone();
+        let flaky = MockUpstream::start(move |req| {
+            if req.target == "/health" {
+                let status = if h.load(Ordering::SeqCst) { 200 } else { 503 };
+                Reply::full(status, "text/plain", "ok")
+            } else {
+                sse_reply()
+            }
+        })
+        .await;
+        let steady = MockUpstream::start(|req| {
+            if req.target == "/health" {
+                Reply::full(204, "text/plain", "")
+            } else {
+                sse_reply()
+            }
+        })
+        .await;
+        let health = Toml::table([
+            ("path", Toml::from("/health")),
+            ("interval", Toml::from("100ms")),
+            ("timeout", Toml::from("500ms")),
+            ("healthy", Toml::Int(2)),
+            ("unhealthy", Toml::Int(2)),
+        ]);
+        let gw = GatewaySpec::new()
+            .route(
+                RouteSpec::new("r")
+                    .backends([BackendSpec::new("flaky", &flaky), BackendSpec::new("steady", &steady)])
+                    .set("health", health)
+                    .set("passive", passive(0, "30s")),
+            )
+            .start()
+            .await;
+        let traffic = |m: &MockUpstream| m.requests().iter().filter(|r| r.target != "/health").count();
+        let up = |s: &Scrape| s.value("ssegate_backend_up", &[("route", "r"), ("backend", "flaky")]);
+
+        healthy.store(false, Ordering::SeqCst);
+        let s = Scrape::until(gw.admin_addr(), |s| up(s) == 0.0).await;
+        assert_eq!(up(&s), 0.0, "taken out after two failed checks");
+        assert_eq!(
+            s.value(
+                "ssegate_backend_ejections_total",
+                &[("route", "r"), ("backend", "flaky"), ("by", "active")]
+            ),
+            1.0
+        );
+        let before = traffic(&flaky);
+        for _ in 0..6 {
+            let mut resp = get(gw.addr(), "/r").await;
+            assert_bytes(&resp.body_to_end().await, EVENTS);
+        }
+        assert_eq!(traffic(&flaky), before, "no traffic to a backend that fails its checks");
+
+        healthy.store(true, Ordering::SeqCst);
+        let s = Scrape::until(gw.admin_addr(), |s| up(s) == 1.0).await;
+        assert_eq!(up(&s), 1.0, "back after two passing checks");
+        for _ in 0..6 {
+            let mut resp = get(gw.addr(), "/r").await;
+            assert_bytes(&resp.body_to_end().await, EVENTS);
+        }
+        assert_eq!(traffic(&flaky), before + 3, "round robin again");
+        let check = flaky.requests().into_iter().find(|r| r.target == "/health").unwrap();
+        assert_eq!(check.header("host"), Some(flaky.addr().to_string().as_str()));
+    })
+    .await;
+}

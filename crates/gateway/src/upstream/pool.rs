@@ -5,13 +5,15 @@
 //! Everything here runs once per attempt, never per event.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use pingora::connectors::http::Connector;
 
 use tokio::time::Instant;
 
 use super::select::Selector;
-use crate::config::{Backend, Passive, Pool};
+use crate::config::{Backend, Health, Passive, Pool};
 use crate::metrics::{BackendMetrics, Failovers};
 
 /// The set of backends an exchange already tried (indexes < 64).
@@ -40,6 +42,16 @@ pub struct BackendState {
     fails: Mutex<(u32, u64)>,
     /// The active health check's verdict (true until a check says otherwise).
     healthy: AtomicBool,
+    /// Active checks: when the next is due, whether one runs, consecutive passes and failures.
+    check: Mutex<CheckState>,
+}
+
+#[derive(Debug, Default)]
+struct CheckState {
+    next: Option<Instant>,
+    running: bool,
+    passes: u32,
+    fails: u32,
 }
 
 impl BackendState {
@@ -80,18 +92,32 @@ pub enum Ejected {
 }
 
 /// A pool's live state.
-#[derive(Debug)]
 pub struct PoolState {
     backends: Vec<BackendState>,
     selector: Selector,
     passive: Option<Passive>,
     epoch: Instant,
     pub failovers: Failovers,
+    route: String,
+    /// `health`: active checks (run by [`super::health`]).
+    pub health: Option<Health>,
+    /// The route's connector and `connect_timeout`, for the checks.
+    pub connector: Arc<Connector>,
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for PoolState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolState")
+            .field("route", &self.route)
+            .field("backends", &self.backends)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PoolState {
-    /// The live state of `route`'s `pool`.
-    pub fn new(route: &str, pool: &Pool) -> PoolState {
+    /// The live state of `route`'s `pool`; checks connect through `connector`.
+    pub fn new(route: &str, pool: &Pool, connector: Arc<Connector>, connect_timeout: Duration) -> PoolState {
         let weights = pool.backends.iter().map(|b| b.weight).collect();
         let names: Vec<&str> = pool.backends.iter().map(|b| b.name.as_str()).collect();
         let backends = pool
@@ -104,6 +130,7 @@ impl PoolState {
                 ejected_until: AtomicU64::new(0),
                 fails: Mutex::new((0, 0)),
                 healthy: AtomicBool::new(true),
+                check: Mutex::new(CheckState::default()),
             })
             .collect::<Vec<_>>();
         // Like nginx: a lone backend is never ejected (there is nothing to fail over to).
@@ -114,6 +141,10 @@ impl PoolState {
             passive,
             epoch: Instant::now(),
             failovers: Failovers::new(route),
+            route: route.to_owned(),
+            health: pool.health.clone(),
+            connector,
+            connect_timeout,
         }
     }
 
@@ -217,6 +248,50 @@ impl PoolState {
         changed
     }
 
+    /// The backends whose active check is due at `now`, marked as running.
+    pub fn due_checks(&self, now: Instant) -> Vec<usize> {
+        let Some(h) = &self.health else { return Vec::new() };
+        let mut due = Vec::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let Ok(mut c) = b.check.lock() else { continue };
+            if !c.running && c.next.is_none_or(|n| n <= now) {
+                c.running = true;
+                c.next = Some(now + h.interval);
+                due.push(i);
+            }
+        }
+        due
+    }
+
+    /// The result of an active check of backend `i`: `healthy` passes in a row bring it back, `unhealthy`
+    /// failures in a row take it out.
+    pub fn checked(&self, i: usize, ok: bool) {
+        let Some(h) = &self.health else { return };
+        let b = &self.backends[i];
+        let verdict = {
+            let Ok(mut c) = b.check.lock() else { return };
+            c.running = false;
+            if ok {
+                c.passes = c.passes.saturating_add(1);
+                c.fails = 0;
+                (c.passes >= h.healthy).then_some(true)
+            } else {
+                c.fails = c.fails.saturating_add(1);
+                c.passes = 0;
+                (c.fails >= h.unhealthy).then_some(false)
+            }
+        };
+        if let Some(up) = verdict {
+            if self.set_healthy(i, up) {
+                if up {
+                    tracing::info!(route = %self.route, backend = %b.cfg.name, "backend passes its health checks again");
+                } else {
+                    tracing::warn!(route = %self.route, backend = %b.cfg.name, "backend failed its health checks");
+                }
+            }
+        }
+    }
+
     /// How long from now until backend `i` is back from passive ejection (zero when it is not ejected).
     pub fn ejected_for(&self, i: usize) -> Duration {
         let until = self.backends[i].ejected_until.load(Ordering::Relaxed);
@@ -267,6 +342,8 @@ mod tests {
                 passive,
                 retry: Retry { attempts: 2, on: RetryOn::default(), first_event_timeout: None },
             },
+            Arc::new(Connector::new(None)),
+            Duration::from_secs(1),
         )
     }
 
@@ -281,6 +358,30 @@ mod tests {
         assert_eq!(p.select(None, Tried::default()), Some(2));
         p.set_healthy(2, false);
         assert_eq!(p.select(None, Tried::default()), None);
+    }
+
+    #[test]
+    fn active_checks_take_out_and_bring_back_with_thresholds() {
+        let mut p = pool(&[false, false], None);
+        p.health = Some(Health {
+            path: "/health".into(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            healthy: 2,
+            unhealthy: 2,
+        });
+        let now = Instant::now();
+        assert_eq!(p.due_checks(now), vec![0, 1]);
+        assert!(p.due_checks(now).is_empty(), "running, and not due again before the interval");
+        p.checked(0, false);
+        assert!(p.available(0));
+        assert_eq!(p.due_checks(now + Duration::from_secs(5)), vec![0]);
+        p.checked(0, false);
+        assert!(!p.available(0));
+        p.checked(0, true);
+        assert!(!p.available(0));
+        p.checked(0, true);
+        assert!(p.available(0));
     }
 
     #[test]
