@@ -86,7 +86,7 @@ async fn refused_and_503_backends_fail_over_to_the_healthy_one() {
             .args(["--log-format", "json"])
             .start()
             .await;
-        const N: usize = 30;
+        const N: usize = 100;
         for i in 0..N {
             let mut resp = request(gw.addr(), "POST", "/r/v1/chat", &[], b"{\"n\":1}").await;
             assert_sse_head(&resp);
@@ -440,6 +440,46 @@ async fn active_checks_take_a_failing_backend_out_and_bring_it_back() {
         assert_eq!(traffic(&flaky), before + 3, "round robin again");
         let check = flaky.requests().into_iter().find(|r| r.target == "/health").unwrap();
         assert_eq!(check.header("host"), Some(flaky.addr().to_string().as_str()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_backend_without_headers_is_left_after_first_event_timeout_and_a_leaving_client_stops_it_all() {
+    bounded(async {
+        let mute = MockUpstream::serve(sse_reply().with_head_delay(Duration::from_secs(30))).await;
+        let good = MockUpstream::serve(sse_reply()).await;
+        let spec = |mute: &MockUpstream, good: &MockUpstream| {
+            GatewaySpec::new().route(
+                RouteSpec::new("r")
+                    .backends([BackendSpec::new("mute", mute), BackendSpec::new("good", good)])
+                    .set("retry", retry(2, &["connect"], Some("500ms")))
+                    .heartbeat("5s"),
+            )
+        };
+        let gw = spec(&mute, &good).start().await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        assert_bytes(&without_heartbeats(&resp.body_to_end().await), EVENTS);
+        assert_eq!((mute.requests().len(), good.requests().len()), (1, 1));
+        let s = Scrape::fetch(gw.admin_addr()).await;
+        assert_eq!(
+            s.value("ssegate_upstream_failovers_total", &[("route", "r"), ("reason", "first_event")]),
+            1.0
+        );
+
+        // A client that leaves while the first backend is silent: no further attempt.
+        let mute2 = MockUpstream::serve(sse_reply().with_head_delay(Duration::from_secs(30))).await;
+        let good2 = MockUpstream::serve(sse_reply()).await;
+        let gw2 = spec(&mute2, &good2).start().await;
+        let conn = ssegate_tests::client::Conn::connect(gw2.addr()).await;
+        let pending = tokio::spawn(async move { conn.send("GET", "/r", &[], b"").await });
+        assert!(mute2.wait_requests(1, Duration::from_secs(3)).await);
+        pending.abort();
+        let _ = pending.await;
+        assert!(mute2.wait_peer_closed(1, Duration::from_secs(3)).await, "the attempt was stopped");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(good2.requests().is_empty(), "no attempt after the client left");
     })
     .await;
 }

@@ -205,7 +205,7 @@ impl<'a> Exchange<'a> {
 
     /// Whether the current attempt's failure may move the request on: attempts left, another backend
     /// available, and no event written yet.
-    fn may_fail_over(&self) -> bool {
+    pub(super) fn may_fail_over(&self) -> bool {
         self.attempts.count < self.route.cfg.pool.retry.attempts
             && before_first_event(self.down.committed(), self.stats.events)
             && self.route.pool.any_left(self.attempts.tried)

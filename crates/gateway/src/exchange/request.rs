@@ -60,7 +60,12 @@ impl Exchange<'_> {
                     continue;
                 }
                 let msg = "sending the request to the upstream failed";
-                return Err(AttemptFailed::failure(ErrorType::UpstreamConnect, msg, &e, RetryReason::Connect));
+                return Err(AttemptFailed::failure(
+                    ErrorType::UpstreamConnect,
+                    msg,
+                    &e,
+                    RetryReason::Connect,
+                ));
             }
             let sent_at = Instant::now();
             self.timers.waiting_for_head(sent_at, self.route.cfg.header_timeout);
@@ -76,16 +81,27 @@ impl Exchange<'_> {
                     Wake::ShutdownChanged => self.check_shutdown(),
                     Wake::Timer => {
                         let now = Instant::now();
-                        let (timeout, reason) = if self.timers.head_overdue(now) {
-                            (true, RetryReason::Timeout)
+                        let timeout = if self.timers.head_overdue(now) {
+                            let msg = "the upstream sent no response headers within header_timeout";
+                            Some((msg, RetryReason::Timeout))
+                        } else if self.timers.first_event_overdue(now) && self.may_fail_over() {
+                            // Only when another backend can take over; else this one may still answer.
+                            Some((
+                                "the upstream sent no event within first_event_timeout",
+                                RetryReason::FirstEvent,
+                            ))
                         } else {
-                            (self.timers.first_event_overdue(now), RetryReason::FirstEvent)
+                            None
                         };
-                        if timeout {
+                        if let Some((msg, reason)) = timeout {
                             up.shutdown().await;
                             self.timers.head_arrived();
-                            let msg = "the upstream sent no response headers within header_timeout";
-                            return Err(AttemptFailed::failure(ErrorType::UpstreamTimeout, msg, &msg, reason));
+                            return Err(AttemptFailed::failure(
+                                ErrorType::UpstreamTimeout,
+                                msg,
+                                &msg,
+                                reason,
+                            ));
                         }
                         Box::pin(self.on_timer(session, &mut up)).await.map_err(Failure::End)?
                     }
