@@ -236,10 +236,9 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
         service.add_listener(ListenerConfig::tcp(addr.to_string()).tls(settings).l4_buffer(l4));
     }
     server.add_service(service);
-    if config.routes.iter().any(|r| r.pool.health.is_some()) {
-        let pools = move || checked.load().checked_pools();
-        server.add_service(background_service("health checks", HealthChecks { pools }));
-    }
+    // Always running (a tick finds nothing to do without `health`), so a reloaded config's checks start too.
+    let pools = move || checked.load().checked_pools();
+    server.add_service(background_service("health checks", HealthChecks { pools }));
     if let Some(admin) = &config.admin {
         server
             .add_service(background_service("admin", AdminService { listen: admin.listen, probe: traffic }));
