@@ -327,13 +327,28 @@ impl RouteSpec {
         self.set("cors", Toml::Table(t))
     }
 
+    /// `upstreams`: a pool of backends (instead of `upstream`).
+    pub fn backends(self, backends: impl IntoIterator<Item = crate::pool::BackendSpec>) -> Self {
+        self.set("upstreams", Toml::Array(backends.into_iter().map(Toml::from).collect()))
+    }
+
+    /// `hosts`
+    pub fn hosts(self, hosts: &[&str]) -> Self {
+        self.set("hosts", Toml::strs(hosts))
+    }
+
     fn render(&self, out: &mut String, dir: &Path) {
-        let upstream =
-            self.upstream.as_deref().unwrap_or_else(|| panic!("route {} has no upstream", self.name));
+        let pool = self.keys.keys.iter().any(|(k, _)| k == "upstreams");
+        let upstream = self.upstream.as_deref();
+        if upstream.is_none() && !pool {
+            panic!("route {} has no upstream", self.name);
+        }
         let _ = writeln!(out, "[[route]]");
         let _ = writeln!(out, "name = {}", toml_string(&self.name));
         let _ = writeln!(out, "path_prefix = {}", toml_string(&self.path_prefix));
-        let _ = writeln!(out, "upstream = {}", toml_string(upstream));
+        if let Some(upstream) = upstream {
+            let _ = writeln!(out, "upstream = {}", toml_string(upstream));
+        }
         self.keys.render(out, dir);
         out.push('\n');
     }

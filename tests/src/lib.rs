@@ -20,6 +20,7 @@ pub mod client;
 pub mod gateway;
 pub mod metrics;
 pub mod mock;
+pub mod pool;
 pub mod sse;
 pub mod tls;
 

@@ -47,7 +47,13 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
         Ok((path, query)) => (path.to_owned(), query.map(str::to_owned)),
         Err(msg) => return refuse(session, EdgeReason::BadTarget, ErrorType::BadRequest, msg, &bare).await,
     };
-    let Some((state, rest)) = gw.router.find(&path) else {
+    // The host picks among routes with `hosts` (h2: `:authority`; h1: `Host`); never an upstream.
+    let req = session.req_header();
+    let host = gw.router.uses_hosts().then(|| {
+        let authority = req.uri.authority().map(|a| a.as_str());
+        crate::config::request_host(authority, req.headers.get(header::HOST).map(|h| h.as_bytes()))
+    });
+    let Some((state, rest)) = gw.router.find_for(host.flatten().as_deref(), &path) else {
         let msg = "no route matches this path";
         return refuse(session, EdgeReason::NotFound, ErrorType::NotFound, msg, &bare).await;
     };
@@ -108,6 +114,8 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
         bytes_out: stats.bytes_out,
         heartbeats: stats.heartbeats,
         error: end.error_type().map(ErrorType::as_str),
+        backend: stats.backend.map(|b| state.pool.backend(b).cfg.name.as_str()),
+        attempts: stats.attempts,
     });
     end.reusable() && !*shutdown.borrow()
 }

@@ -40,6 +40,9 @@ pub enum ErrorType {
     Overloaded,
     /// DNS, TCP or TLS to the upstream failed (502).
     UpstreamConnect,
+    /// Every backend of the route's pool is down (ejected or failing its health checks), so none was
+    /// tried (503).
+    UpstreamUnavailable,
     /// The upstream sent no response headers within `header_timeout` (504).
     UpstreamTimeout,
     /// The upstream body was silent for `idle_timeout`.
@@ -119,7 +122,7 @@ impl RejectReason {
 
 impl ErrorType {
     /// Every type, in documentation (and declaration: `ty as usize` is its index here) order.
-    pub const ALL: [ErrorType; 17] = [
+    pub const ALL: [ErrorType; 18] = [
         ErrorType::NotFound,
         ErrorType::PayloadTooLarge,
         ErrorType::BadRequest,
@@ -130,6 +133,7 @@ impl ErrorType {
         ErrorType::HeaderTooLarge,
         ErrorType::Overloaded,
         ErrorType::UpstreamConnect,
+        ErrorType::UpstreamUnavailable,
         ErrorType::UpstreamTimeout,
         ErrorType::UpstreamIdle,
         ErrorType::UpstreamReset,
@@ -152,6 +156,7 @@ impl ErrorType {
             ErrorType::HeaderTooLarge => "header_too_large",
             ErrorType::Overloaded => "overloaded",
             ErrorType::UpstreamConnect => "upstream_connect",
+            ErrorType::UpstreamUnavailable => "upstream_unavailable",
             ErrorType::UpstreamTimeout => "upstream_timeout",
             ErrorType::UpstreamIdle => "upstream_idle",
             ErrorType::UpstreamReset => "upstream_reset",
@@ -173,7 +178,7 @@ impl ErrorType {
             ErrorType::MethodNotAllowed => 405,
             ErrorType::RequestTimeout => 408,
             ErrorType::HeaderTooLarge => 431,
-            ErrorType::Overloaded | ErrorType::Shutdown => 503,
+            ErrorType::Overloaded | ErrorType::Shutdown | ErrorType::UpstreamUnavailable => 503,
             ErrorType::UpstreamConnect
             | ErrorType::UpstreamReset
             | ErrorType::UpstreamStatus
@@ -197,6 +202,7 @@ impl ErrorType {
             | ErrorType::HeaderTooLarge
             | ErrorType::Overloaded => Outcome::Rejected,
             ErrorType::UpstreamConnect
+            | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamReset
             | ErrorType::UpstreamStatus
             | ErrorType::Decode => Outcome::UpstreamError,
@@ -215,6 +221,7 @@ impl ErrorType {
             | ErrorType::RequestTimeout
             | ErrorType::HeaderTooLarge => Source::Client,
             ErrorType::UpstreamConnect
+            | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamTimeout
             | ErrorType::UpstreamIdle
             | ErrorType::UpstreamReset
@@ -238,6 +245,7 @@ impl ErrorType {
             ErrorType::BadRequest => Some(RejectReason::BadRequest),
             ErrorType::NotFound | ErrorType::MethodNotAllowed | ErrorType::HeaderTooLarge => None,
             ErrorType::UpstreamConnect
+            | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamTimeout
             | ErrorType::UpstreamIdle
             | ErrorType::UpstreamReset

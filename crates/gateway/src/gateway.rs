@@ -21,6 +21,7 @@ use ssegate_frame::Event;
 use crate::config::{Config, Route};
 use crate::metrics::{self, RouteMetrics};
 use crate::route::Router;
+use crate::upstream::pool::PoolState;
 
 /// Upstream keep-alive pool size (connections kept per process).
 const POOL_SIZE: usize = 256;
@@ -30,6 +31,8 @@ pub struct RouteState {
     pub cfg: Route,
     pub metrics: RouteMetrics,
     pub connector: Arc<Connector>,
+    /// The route's backends: selection, ejection, health.
+    pub pool: Arc<PoolState>,
     /// Requests in progress, for `max_streams`; shared with the state of the same route name in the
     /// gateway this one replaced (a reload keeps counting the streams that are still open).
     streams: Arc<AtomicUsize>,
@@ -53,6 +56,7 @@ impl RouteState {
             out.freeze()
         });
         RouteState {
+            pool: Arc::new(PoolState::new(&cfg.name, &cfg.pool, connector.clone(), cfg.connect_timeout)),
             cfg,
             metrics,
             connector,
@@ -145,7 +149,8 @@ impl Gateway {
             .routes
             .iter()
             .map(|r| {
-                let connector = match &r.upstream.ca_file {
+                let ca_file = r.pool.backends.iter().find_map(|b| b.upstream.ca_file.as_ref());
+                let connector = match ca_file {
                     Some(ca) => {
                         let mut o = ConnectorOptions::new(POOL_SIZE);
                         o.ca_file = Some(ca.display().to_string());
@@ -157,12 +162,12 @@ impl Gateway {
                 if let Some(old) = previous.and_then(|p| p.route_named(&r.name)) {
                     state = state.with_slots(old.streams.clone());
                 }
-                (r.path_prefix.clone(), Arc::new(state))
+                (r.hosts.clone(), r.path_prefix.clone(), Arc::new(state))
             })
             .collect();
         let server = &config.server;
         Gateway {
-            router: Router::new(routes),
+            router: Router::with_hosts(routes),
             settings: Settings {
                 write_timeout: server.write_timeout,
                 max_request_body: server.max_request_body,
@@ -180,6 +185,11 @@ impl Gateway {
     /// The route called `name`.
     pub fn route_named(&self, name: &str) -> Option<&Arc<RouteState>> {
         self.router.values().find(|r| r.cfg.name == name)
+    }
+
+    /// The pools with active health checks.
+    pub fn checked_pools(&self) -> Vec<Arc<PoolState>> {
+        self.router.values().filter(|r| r.pool.health.is_some()).map(|r| r.pool.clone()).collect()
     }
 
     /// The gateway behind a swappable pointer.

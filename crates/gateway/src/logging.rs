@@ -201,6 +201,10 @@ pub struct AccessRecord<'a> {
     pub heartbeats: u64,
     /// The error type when the stream ended in an error (`upstream_reset`, ...).
     pub error: Option<&'static str>,
+    /// The backend whose answer was used (or the last one tried): its `name`.
+    pub backend: Option<&'a str>,
+    /// Backends tried (0 when the request was refused before any).
+    pub attempts: u32,
 }
 
 /// Milliseconds with microsecond precision.
@@ -211,8 +215,8 @@ fn ms(d: Duration) -> f64 {
 /// Writes the access line for `rec` (target `ssegate::access`, level info).
 ///
 /// Fields: `request_id client route method path upstream_status upstream_request_id format outcome
-/// duration_ms first_event_ms events bytes heartbeats error`; `client`, `upstream_status`,
-/// `upstream_request_id`, `first_event_ms` and `error` are left out when unknown. The path
+/// duration_ms first_event_ms events bytes heartbeats error backend attempts`; `client`, `upstream_status`,
+/// `upstream_request_id`, `first_event_ms`, `error` and `backend` are left out when unknown. The path
 /// is cut at `?` even if the caller forgot to.
 pub fn access(rec: &AccessRecord<'_>) {
     let path = rec.path.split('?').next().unwrap_or(rec.path);
@@ -233,6 +237,8 @@ pub fn access(rec: &AccessRecord<'_>) {
         bytes = rec.bytes_out,
         heartbeats = rec.heartbeats,
         error = rec.error,
+        backend = rec.backend,
+        attempts = rec.attempts,
         "stream finished"
     );
 }
@@ -286,6 +292,8 @@ mod tests {
             bytes_out: 4096,
             heartbeats: 3,
             error: None,
+            backend: Some("a"),
+            attempts: 1,
         }
     }
 

@@ -25,6 +25,7 @@ use crate::gateway::{Gateway, SharedGateway};
 use crate::metrics::{self, EdgeReason};
 use crate::reload::{ReloadService, Reloader};
 use crate::tls::CertStore;
+use crate::upstream::health::HealthChecks;
 
 /// `ssegate run` flags that shape the process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -207,6 +208,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
 
     metrics::init();
     let gateway = Gateway::build(&config).shared();
+    let checked = gateway.clone();
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     // An HTTP/2 connection without open streams is closed after the keep-alive idle time, like HTTP/1.1.
@@ -242,6 +244,9 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     let pid_file = (!opts.daemon).then(|| server_cfg.pid_file.clone());
     let reloader = Reloader::new(config.clone(), gateway, certs);
     server.add_service(background_service("reload", ReloadService::new(reloader, pid_file)));
+    // Always running (a tick finds nothing to do without `health`), so a reloaded config's checks start too.
+    let pools = move || checked.load().checked_pools();
+    server.add_service(background_service("health checks", HealthChecks { pools }));
     if let Some(admin) = &config.admin {
         server
             .add_service(background_service("admin", AdminService { listen: admin.listen, probe: traffic }));

@@ -11,6 +11,9 @@ pub enum End {
     ClientGone,
     /// A failure, reported to the client as an error response or `event: error`.
     Failed { ty: ErrorType, reusable: bool },
+    /// The attempt produced no event within `retry.first_event_timeout` and another backend takes over.
+    /// Internal to the exchange: it never ends a request.
+    NextBackend,
 }
 
 impl End {
@@ -19,13 +22,15 @@ impl End {
             End::Completed => Outcome::Completed,
             End::ClientGone => Outcome::ClientClosed,
             End::Failed { ty, .. } => ty.outcome(),
+            End::NextBackend => ErrorType::UpstreamTimeout.outcome(),
         }
     }
 
     pub fn error_type(&self) -> Option<ErrorType> {
         match self {
             End::Failed { ty, .. } => Some(*ty),
-            _ => None,
+            End::NextBackend => Some(ErrorType::UpstreamTimeout),
+            End::Completed | End::ClientGone => None,
         }
     }
 

@@ -23,6 +23,7 @@ mod deliver;
 mod disconnect;
 pub mod downstream;
 mod end;
+mod failover;
 mod pump;
 mod request;
 mod stats;
@@ -41,16 +42,18 @@ use ssegate_frame::encode::Output;
 use ssegate_frame::{Decoder, DecoderOptions};
 use tokio::time::Instant;
 
-use crate::config::FormatChoice;
+use crate::config::{Balance, FormatChoice};
 use crate::error::ErrorType;
 use crate::gateway::{RouteState, Settings};
 use crate::headers::{self, Answer, Forwarded};
+use crate::metrics::{BackendResult, RetryReason};
 use crate::security::KeyHeaders;
 use crate::upstream::{self, Decompressor};
 use choose::{choose, Choice, Committed};
 use deliver::Delivery;
 use downstream::{Downstream, WriteError};
 pub use end::End;
+use failover::{before_first_event, AttemptFailed, Attempts, Failure};
 use pump::{Produced, Pump};
 pub use stats::Stats;
 use timers::{Due, Timers};
@@ -102,6 +105,7 @@ pub struct Exchange<'a> {
     timers: Timers,
     down: Downstream,
     delivery: Delivery,
+    attempts: Attempts,
     pub stats: Stats,
 }
 
@@ -123,6 +127,7 @@ impl<'a> Exchange<'a> {
             timers: Timers::new(started, cfg.heartbeat_interval, cfg.max_duration, cfg.idle_timeout),
             down: Downstream::new(Output::Sse, cors, answer),
             delivery: Delivery::new(Output::Sse, cfg.ids, cfg.on_decode_error),
+            attempts: Attempts::default(),
             stats: Stats::default(),
         };
         ex.check_shutdown();
@@ -134,7 +139,8 @@ impl<'a> Exchange<'a> {
         self.down.answer()
     }
 
-    /// Runs the exchange to its end.
+    /// Runs the exchange to its end: attempts on the route's backends, one after the other, until one
+    /// answers or a failure may not fail over ([`failover`]).
     pub async fn run(&mut self, session: &mut ServerSession, req: Admitted) -> End {
         let route = self.route;
         let cfg = &route.cfg;
@@ -152,39 +158,135 @@ impl<'a> Exchange<'a> {
             Ok(h) => h,
             Err(e) => return self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await,
         };
-        let peer = match Box::pin(upstream::peer(&cfg.upstream, cfg)).await {
+        if let Balance::Hash(name) = &cfg.pool.balance {
+            self.attempts.key = session.req_header().headers.get(name).cloned();
+        }
+        let pool = &route.pool;
+        let retry = &cfg.pool.retry;
+        let mut last: Option<AttemptFailed> = None;
+        loop {
+            let Some(b) = pool.select(self.attempts.key(), self.attempts.tried) else {
+                return match last {
+                    Some(f) => self.upstream_fail(session, f.ty, f.public, &f.detail).await,
+                    None => {
+                        let msg = "no backend of this route is available";
+                        self.upstream_fail(session, ErrorType::UpstreamUnavailable, msg, &msg).await
+                    }
+                };
+            };
+            self.attempts.tried.add(b);
+            self.attempts.count += 1;
+            self.attempts.backend = Some(b);
+            self.stats.backend = Some(b);
+            self.stats.attempts = self.attempts.count;
+            let backend = pool.backend(b);
+            let _stream = pool.stream(b);
+            let first_event = retry.first_event_timeout.filter(|_| self.attempts.count < retry.attempts);
+            self.timers.first_event_by(first_event.map(|t| Instant::now() + t));
+            let f = match self.attempt(session, b, &head, &req.body).await {
+                Ok(end) => {
+                    backend.metrics.attempt(BackendResult::Ok);
+                    return end;
+                }
+                Err(f) => f,
+            };
+            backend.metrics.attempt(BackendResult::Failed(f.reason));
+            pool.failed(b);
+            let wanted = match f.reason {
+                RetryReason::Connect => retry.on.connect,
+                RetryReason::Timeout => retry.on.timeout,
+                RetryReason::Status | RetryReason::FirstEvent => true,
+            };
+            if !(wanted && self.may_fail_over()) {
+                return self.upstream_fail(session, f.ty, f.public, &f.detail).await;
+            }
+            pool.failovers.inc(f.reason);
+            tracing::info!(
+                route = %cfg.name,
+                backend = %backend.cfg.name,
+                reason = f.reason.as_str(),
+                error = %f.detail,
+                "attempt failed; trying another backend"
+            );
+            last = Some(f);
+        }
+    }
+
+    /// Whether the current attempt's failure may move the request on: attempts left, another backend
+    /// available, and no event written yet.
+    pub(super) fn may_fail_over(&self) -> bool {
+        self.attempts.count < self.route.cfg.pool.retry.attempts
+            && before_first_event(self.down.committed(), self.stats.events)
+            && self.route.pool.any_left(self.attempts.tried)
+    }
+
+    /// One attempt on backend `b`: its request, its head, then the answer streamed to the client. `Err`
+    /// when it failed in a way that another backend may fix (nothing but heartbeats was written then).
+    async fn attempt(
+        &mut self,
+        session: &mut ServerSession,
+        b: usize,
+        base: &pingora::http::RequestHeader,
+        body: &Bytes,
+    ) -> Result<End, AttemptFailed> {
+        let route = self.route;
+        let cfg = &route.cfg;
+        let backend = route.pool.backend(b);
+        let head = match backend.request_head(base, &cfg.upstream) {
+            Ok(h) => h,
+            Err(e) => return Ok(self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await),
+        };
+        let peer = match Box::pin(upstream::peer(&backend.cfg.upstream, cfg)).await {
             Ok(p) => p,
             Err(e) => {
-                return self.upstream_fail(session, ErrorType::UpstreamConnect, e.public_message(), &e).await
+                let public = e.public_message();
+                return Err(AttemptFailed {
+                    ty: ErrorType::UpstreamConnect,
+                    public,
+                    detail: e.to_string(),
+                    reason: RetryReason::Connect,
+                });
             }
         };
-        let mut up = match self.request(session, &peer, head, req.body).await {
+        let mut up = match self.request(session, &peer, &head, body).await {
             Ok(up) => up,
-            Err(end) => return end,
+            Err(Failure::End(end)) => return Ok(end),
+            Err(Failure::Attempt(f)) => return Err(f),
         };
         let Some(resp) = up.response_header() else {
             up.shutdown().await;
             let msg = "the upstream sent no response header";
-            return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &msg).await;
+            return Ok(self.upstream_fail(session, ErrorType::UpstreamReset, msg, &msg).await);
         };
         let status = resp.status.as_u16();
         self.stats.upstream_status = Some(status);
         // Logged even when the stream was committed early and the upstream's headers cannot be sent.
         self.stats.upstream_request_id =
             headers::upstream_request_id(resp, &self.settings.upstream_request_id_headers);
+        if cfg.pool.retry.on.status(status) && self.may_fail_over() {
+            up.shutdown().await;
+            let detail = format!("backend {} answered {status}", backend.cfg.name);
+            let public = "the upstream answered with an error status";
+            return Err(AttemptFailed {
+                ty: ErrorType::UpstreamStatus,
+                public,
+                detail,
+                reason: RetryReason::Status,
+            });
+        }
         let content_type = header_str(resp, "content-type").unwrap_or("");
-        match choose(cfg.format, status, content_type, self.down.committed()) {
+        let end = match choose(cfg.format, status, content_type, self.down.committed()) {
             Choice::Passthrough => {
                 let head = resp.clone();
                 if self.down.commit_passthrough(session, &head, cfg.cors.is_some()).await.is_err() {
-                    return Box::pin(disconnect::client_gone(Some(&mut up), &self.route.metrics)).await;
+                    return Ok(Box::pin(disconnect::client_gone(Some(&mut up), &self.route.metrics)).await);
                 }
                 self.timers.passthrough_committed();
                 let end = self.pump(session, Pump::new(up, None, None), &peer).await;
                 if status >= 400 && matches!(end, End::Completed) {
                     // The upstream's own error reached the client unchanged; it is still an upstream error.
                     self.route.metrics.stream_error(ErrorType::UpstreamStatus);
-                    return End::Failed { ty: ErrorType::UpstreamStatus, reusable: true };
+                    return Ok(End::Failed { ty: ErrorType::UpstreamStatus, reusable: true });
                 }
                 end
             }
@@ -199,13 +301,13 @@ impl<'a> Exchange<'a> {
                     Err(enc) => {
                         up.shutdown().await;
                         let msg = format!("upstream used unsupported content-encoding {enc:?}");
-                        return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
+                        return Ok(self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await);
                     }
                 };
                 if self.down.committed() == Committed::No {
                     let upstream_head = Some((resp, cfg.cors.is_some()));
                     if let Err(e) = Box::pin(self.commit_sse(session, upstream_head)).await {
-                        return Box::pin(self.write_failed(e, Some(&mut up))).await;
+                        return Ok(Box::pin(self.write_failed(e, Some(&mut up))).await);
                     }
                 }
                 self.stats.format = Some(format);
@@ -217,6 +319,15 @@ impl<'a> Exchange<'a> {
                 let pump = Pump::new(up, Some(Decoder::new(format, opts)), decompressor);
                 self.pump(session, pump, &peer).await
             }
+        };
+        match end {
+            End::NextBackend => Err(AttemptFailed {
+                ty: ErrorType::UpstreamTimeout,
+                public: "the upstream sent no event within first_event_timeout",
+                detail: format!("backend {} sent no event within first_event_timeout", backend.cfg.name),
+                reason: RetryReason::FirstEvent,
+            }),
+            end => Ok(end),
         }
     }
 
@@ -280,6 +391,10 @@ impl<'a> Exchange<'a> {
                 }
                 Wake::ShutdownChanged => self.check_shutdown(),
                 Wake::Timer => {
+                    if self.timers.first_event_overdue(Instant::now()) && self.may_fail_over() {
+                        pump.abort().await;
+                        return End::NextBackend;
+                    }
                     if let Err(end) = Box::pin(self.on_timer(session, pump.session())).await {
                         return end;
                     }

@@ -21,6 +21,10 @@ pub struct Stats {
     pub heartbeats: u64,
     /// The upstream's own request id (`[server] upstream_request_id_headers`), for the access log.
     pub upstream_request_id: Option<String>,
+    /// The pool index of the backend whose answer was used (or last tried).
+    pub backend: Option<usize>,
+    /// Backends tried.
+    pub attempts: u32,
 }
 
 impl Stats {

@@ -6,6 +6,7 @@
 //! | header | when the request was sent upstream | — | when the upstream's head arrived | `upstream_timeout` |
 //! | idle | when the body starts | by every upstream read | — | `upstream_idle` |
 //! | max | at start (`max_duration`) | — | — | `max_duration` |
+//! | first event | when an attempt starts and another backend could take over (`retry.first_event_timeout`) | — | when the last attempt starts | the exchange fails over (checked with [`Timers::first_event_overdue`], never reported by `due`) |
 //! | drain | when the process starts shutting down (`shutdown_drain` after that moment) | — | — | `shutdown` (with `retry:`) |
 //!
 //! When several have passed, the most final wins: drain, max, header, idle, then heartbeat.
@@ -42,6 +43,7 @@ pub struct Timers {
     idle: Option<Instant>,
     max: Option<Instant>,
     drain: Option<Instant>,
+    first_event: Option<Instant>,
     /// Whether writes move the heartbeat (only on an SSE response).
     heartbeat_on_write: bool,
     sleep: Pin<Box<Sleep>>,
@@ -66,6 +68,7 @@ impl Timers {
             idle: None,
             max: max_duration.map(|d| started + d),
             drain: None,
+            first_event: None,
             heartbeat_on_write: false,
             sleep: Box::pin(sleep_until(started)),
         }
@@ -74,6 +77,27 @@ impl Timers {
     /// The request was sent upstream at `at`: its head is due within `timeout`.
     pub fn waiting_for_head(&mut self, at: Instant, timeout: Duration) {
         self.header = Some(at + timeout);
+    }
+
+    /// The attempt that starts now fails over unless an event was delivered by `at` (`None`: never).
+    pub fn first_event_by(&mut self, at: Option<Instant>) {
+        self.first_event = at;
+    }
+
+    /// Whether the first-event deadline passed at `now` (and no more final one did); clears it.
+    pub fn first_event_overdue(&mut self, now: Instant) -> bool {
+        let passed = |d: Option<Instant>| d.is_some_and(|d| d <= now);
+        if passed(self.first_event) && !passed(self.drain) && !passed(self.max) {
+            self.first_event = None;
+            return true;
+        }
+        false
+    }
+
+    /// Whether the header deadline passed at `now` (and no more final one did).
+    pub fn head_overdue(&self, now: Instant) -> bool {
+        let passed = |d: Option<Instant>| d.is_some_and(|d| d <= now);
+        passed(self.header) && !passed(self.drain) && !passed(self.max)
     }
 
     /// The upstream's head arrived.
@@ -123,7 +147,7 @@ impl Timers {
 
     /// The earliest deadline (or a day from now).
     pub fn next(&self) -> Instant {
-        [self.heartbeat, self.header, self.idle, self.max, self.drain]
+        [self.heartbeat, self.header, self.idle, self.max, self.drain, self.first_event]
             .into_iter()
             .flatten()
             .min()

@@ -121,3 +121,25 @@ async fn expired_follows_a_moved_deadline() {
     t.expired().await;
     assert_eq!(Instant::now(), start + ms(190));
 }
+
+#[tokio::test(start_paused = true)]
+async fn first_event_deadline_wakes_the_timer_and_is_cleared_once_seen() {
+    let start = Instant::now();
+    let mut t = Timers::new(start, None, Some(10 * S), 10 * S);
+    t.first_event_by(Some(start + ms(300)));
+    assert_eq!(t.next(), start + ms(300));
+    t.expired().await;
+    assert!(t.first_event_overdue(Instant::now()));
+    assert!(!t.first_event_overdue(Instant::now()), "cleared");
+    assert_eq!(t.due(Instant::now()), Due::Nothing, "never reported by `due`");
+    // A more final deadline wins.
+    t.first_event_by(Some(start + ms(400)));
+    advance(10 * S).await;
+    assert!(!t.first_event_overdue(Instant::now()));
+    // The header deadline, likewise.
+    let mut t = Timers::new(Instant::now(), None, None, 10 * S);
+    t.waiting_for_head(Instant::now(), ms(100));
+    assert!(!t.head_overdue(Instant::now()));
+    advance(ms(100)).await;
+    assert!(t.head_overdue(Instant::now()));
+}

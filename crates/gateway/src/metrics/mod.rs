@@ -21,6 +21,7 @@ mod reload;
 mod route;
 #[cfg(test)]
 mod tests;
+pub mod upstream;
 
 use std::sync::OnceLock;
 
@@ -31,6 +32,7 @@ pub use crate::error::Outcome;
 pub use labels::{format_label, DecodeKind, EdgeReason, RejectReason, PASSTHROUGH};
 pub use reload::{config_loaded, reload_failed, reload_succeeded, retire_route};
 pub use route::{route, ActiveStream, RouteMetrics};
+pub use upstream::{BackendMetrics, BackendResult, Failovers, RetryReason};
 
 /// Buckets of the per-event / per-request latency histograms: 100 µs .. 60 s.
 pub const LATENCY_BUCKETS: [f64; 18] = [
@@ -276,6 +278,7 @@ impl Drop for OpenConnection {
 pub fn init() {
     let _ = families();
     config_loaded();
+    upstream::init();
 }
 
 /// A downstream connection was accepted. Keep the guard for the connection's lifetime.

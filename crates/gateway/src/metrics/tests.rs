@@ -76,6 +76,9 @@ fn init_is_idempotent_and_registers_everything() {
     init();
     init();
     let _ = route("t_init");
+    // Pool families have series once a pool is built.
+    super::BackendMetrics::new("t_init", "b").header(Duration::from_millis(1));
+    let _ = super::Failovers::new("t_init");
     let t = text();
     for name in [
         "ssegate_downstream_connections_open",
@@ -97,6 +100,11 @@ fn init_is_idempotent_and_registers_everything() {
         "ssegate_upstream_retries_total",
         "ssegate_build_info",
         "ssegate_ready",
+        "ssegate_backend_requests_total",
+        "ssegate_upstream_failovers_total",
+        "ssegate_backend_up",
+        "ssegate_backend_ejections_total",
+        "ssegate_backend_header_seconds",
     ] {
         assert!(t.contains(&format!("# TYPE {name} ")), "{name} missing from\n{t}");
     }
@@ -317,6 +325,9 @@ fn repo_file(path: &str) -> String {
 fn dashboard_and_alerts_query_only_exported_metrics() {
     let m = route("t_deploy");
     m.finished(Some(Format::Sse), Outcome::Completed, Duration::from_secs(1));
+    let b = super::BackendMetrics::new("t_deploy", "b");
+    b.header(Duration::from_millis(5));
+    let _ = super::Failovers::new("t_deploy");
     let exported: std::collections::BTreeSet<String> =
         prometheus::gather().iter().map(|f| f.name().to_owned()).collect();
 

@@ -45,6 +45,14 @@ impl ConnectError {
 
 /// Resolves the upstream (DNS off the blocking path) and returns a peer with the route's timeouts.
 pub async fn peer(upstream: &Upstream, route: &Route) -> Result<HttpPeer, ConnectError> {
+    peer_with_timeout(upstream, route.connect_timeout).await
+}
+
+/// [`peer`] with an explicit connect timeout.
+pub async fn peer_with_timeout(
+    upstream: &Upstream,
+    connect_timeout: std::time::Duration,
+) -> Result<HttpPeer, ConnectError> {
     let addr = match upstream.host.parse::<std::net::IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, upstream.port),
         Err(_) => {
@@ -55,8 +63,8 @@ pub async fn peer(upstream: &Upstream, route: &Route) -> Result<HttpPeer, Connec
         }
     };
     let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
-    peer.options.connection_timeout = Some(route.connect_timeout);
-    peer.options.total_connection_timeout = Some(route.connect_timeout);
+    peer.options.connection_timeout = Some(connect_timeout);
+    peer.options.total_connection_timeout = Some(connect_timeout);
     peer.options.alpn = if upstream.tls { ALPN::H2H1 } else { ALPN::H1 };
     Ok(peer)
 }

@@ -4,8 +4,11 @@
 
 mod connect;
 mod decompress;
+pub mod health;
+pub mod pool;
+mod select;
 
-pub use connect::{connect, peer, ConnectError};
+pub use connect::{connect, peer, peer_with_timeout, ConnectError};
 pub use decompress::Decompressor;
 
 use pingora::http::RequestHeader;

@@ -6,6 +6,8 @@
 //! A new route key: a field in `RawRoute`, a field in [`Route`] and a line in [`route`], all in this file
 //! (and a test in `config/tests/route.rs`).
 
+pub(super) mod hosts;
+pub(super) mod pool;
 mod security;
 pub(super) mod upstream;
 
@@ -26,6 +28,8 @@ use crate::headers::ResponseHeaders;
 use crate::security::{Cors, InjectedHeader, KeySet};
 use security::{RawAuth, RawCors};
 
+pub use hosts::{request_host, HostMatch, HostPattern};
+pub use pool::{Backend, Balance, Health, Passive, Pool, Retry, RetryOn};
 pub use security::{CORS_DEFAULT_HEADERS, CORS_DEFAULT_METHODS};
 pub use upstream::Upstream;
 
@@ -46,10 +50,16 @@ pub struct Route {
     /// `path_prefix`: starts with `/`; no trailing `/` unless it is exactly `/`. Matches whole segments:
     /// `/a` matches `/a`, `/a/x`, `/a?q` but not `/ab`. Longest matching prefix wins.
     pub path_prefix: String,
+    /// `hosts` (default: any host): the request's host picks among the routes that list it, before the
+    /// prefix; routes without `hosts` are the fallback. (host, path_prefix) pairs are unique.
+    pub hosts: Vec<HostPattern>,
     /// `strip_prefix` (default true): remove the prefix before forwarding (`/a/x` -> `/x`, `/a` -> `/`).
     pub strip_prefix: bool,
-    /// `upstream`
+    /// The first primary backend's upstream (`upstream`, or the first of `upstreams`): its `base_path`
+    /// is the one the edge builds the forwarded path with.
     pub upstream: Upstream,
+    /// `upstream` / `upstreams`, `balance`, `health`, `passive`, `retry` (see [`pool`]).
+    pub pool: Pool,
     /// `format` (default auto)
     pub format: FormatChoice,
     /// `heartbeat_interval` (default "15s"; "0s" -> None, disabled)
@@ -145,6 +155,12 @@ pub(super) struct RawRoute {
     retry_after: Option<Spanned<DurationStr>>,
     cors: Option<Spanned<RawCors>>,
     response_headers: Option<RawResponseHeaders>,
+    upstreams: Option<Spanned<Vec<Spanned<pool::RawBackend>>>>,
+    balance: Option<Spanned<String>>,
+    health: Option<Spanned<pool::RawHealth>>,
+    passive: Option<Spanned<pool::RawPassive>>,
+    retry: Option<Spanned<pool::RawRetry>>,
+    hosts: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,7 +175,7 @@ struct RawDoneEvent {
 #[derive(Default)]
 struct Seen {
     names: Vec<(String, usize)>,
-    prefixes: Vec<(String, usize, String)>,
+    prefixes: Vec<(String, usize, String, Vec<HostPattern>)>,
 }
 
 /// Every `[[route]]`, in file order; at least one is required.
@@ -180,13 +196,26 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
 
     // The required keys, first: later keys depend on them (`event_field` on `format`).
     let name = name(cx, seen, &header, r.name);
-    let path_prefix = path_prefix(cx, seen, &header, &label, r.path_prefix, &name);
-    let upstream = upstream::upstream(cx, &header, &label, r.upstream, r.ca_file);
+    let hosts = hosts::hosts(cx, r.hosts);
+    let path_prefix = path_prefix(cx, seen, &header, &label, r.path_prefix, &name, &hosts);
+    let raw_pool = pool::RawPool {
+        upstream: r.upstream,
+        upstreams: r.upstreams,
+        ca_file: r.ca_file,
+        balance: r.balance,
+        health: r.health,
+        passive: r.passive,
+        retry: r.retry,
+    };
+    let pool = pool::pool(cx, &header, &label, raw_pool);
+    let upstream =
+        pool.as_ref().and_then(|p| p.backends.iter().find(|b| !b.backup)).map(|b| b.upstream.clone());
     let format = format(cx, r.format);
 
     // Then one line per key. Fields are evaluated in the order written, so the required ones come last:
     // every key's problems are reported before a missing required key drops the route.
     Some(Route {
+        hosts,
         strip_prefix: r.strip_prefix.unwrap_or(true),
         heartbeat_interval: cx.optional_duration(
             "heartbeat_interval",
@@ -219,6 +248,7 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
         name: name?,
         path_prefix: path_prefix?,
         upstream: upstream?,
+        pool: pool?,
         format: format?,
     })
 }
@@ -248,6 +278,7 @@ fn path_prefix(
     label: &str,
     raw: Option<Spanned<String>>,
     name: &Option<String>,
+    hosts: &[HostPattern],
 ) -> Option<String> {
     let Some(p) = raw else {
         cx.err(header.clone(), format!("missing key `path_prefix` in [[route]]{label}"));
@@ -257,17 +288,33 @@ fn path_prefix(
         cx.err(p.span(), msg);
         return None;
     }
-    if let Some((_, at, other)) = seen.prefixes.iter().find(|(s, _, _)| s == p.get_ref()) {
-        let msg = format!(
-            "duplicate path_prefix {:?}: route {other:?} (line {}) already uses it",
-            p.get_ref(),
-            cx.line_of(*at)
-        );
+    let clash = seen.prefixes.iter().find_map(|(s, at, other, their)| {
+        if s != p.get_ref() {
+            return None;
+        }
+        if hosts.is_empty() && their.is_empty() {
+            return Some((at, other, None));
+        }
+        hosts.iter().find(|h| their.contains(h)).map(|h| (at, other, Some(h)))
+    });
+    if let Some((at, other, host)) = clash {
+        let msg = match host {
+            None => format!(
+                "duplicate path_prefix {:?}: route {other:?} (line {}) already uses it",
+                p.get_ref(),
+                cx.line_of(*at)
+            ),
+            Some(h) => format!(
+                "duplicate host and path_prefix: route {other:?} (line {}) already serves {:?} on {:?}",
+                cx.line_of(*at),
+                h.as_config(),
+                p.get_ref()
+            ),
+        };
         cx.err(p.span(), msg);
-    } else {
-        let owner = name.clone().unwrap_or_default();
-        seen.prefixes.push((p.get_ref().clone(), p.span().start, owner));
     }
+    let owner = name.clone().unwrap_or_default();
+    seen.prefixes.push((p.get_ref().clone(), p.span().start, owner, hosts.to_vec()));
     Some(p.into_inner())
 }
 

@@ -2,6 +2,7 @@
 
 mod headers;
 mod load;
+mod pool;
 mod route;
 mod security;
 mod server;
