@@ -252,6 +252,7 @@ impl Families {
         for r in RejectReason::ALL {
             let _ = self.rejected.remove_label_values(&[name, r.as_str()]);
         }
+        upstream::forget_route(name);
     }
 }
 

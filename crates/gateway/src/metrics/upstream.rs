@@ -3,7 +3,8 @@
 //! are created on first use (the first route built); the handles of one pool are resolved once, when the
 //! pool is built, and moved once per attempt — never per event.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
@@ -108,6 +109,31 @@ fn families() -> &'static Families {
     })
 }
 
+/// The backends that have series, by route (for [`forget_route`]).
+fn backends_by_route() -> &'static Mutex<HashMap<String, Vec<String>>> {
+    static B: OnceLock<Mutex<HashMap<String, Vec<String>>>> = OnceLock::new();
+    B.get_or_init(Mutex::default)
+}
+
+/// Removes every pool series of route `name` (a route removed by a reload).
+pub(super) fn forget_route(name: &str) {
+    let f = families();
+    for r in RetryReason::ALL {
+        let _ = f.failovers.remove_label_values(&[name, r.as_str()]);
+    }
+    let backends = backends_by_route().lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+    for b in backends.unwrap_or_default() {
+        for r in BackendResult::ALL {
+            let _ = f.requests.remove_label_values(&[name, &b, r.as_str()]);
+        }
+        let _ = f.up.remove_label_values(&[name, &b]);
+        for by in ["passive", "active"] {
+            let _ = f.ejections.remove_label_values(&[name, &b, by]);
+        }
+        let _ = f.header.remove_label_values(&[name, &b]);
+    }
+}
+
 /// Registers the pool families (so that the dashboard's queries always find them).
 pub fn init() {
     let _ = families();
@@ -126,6 +152,13 @@ pub struct BackendMetrics {
 impl BackendMetrics {
     pub fn new(route: &str, backend: &str) -> BackendMetrics {
         let f = families();
+        {
+            let mut known = backends_by_route().lock().unwrap_or_else(PoisonError::into_inner);
+            let list = known.entry(route.to_owned()).or_default();
+            if !list.iter().any(|b| b == backend) {
+                list.push(backend.to_owned());
+            }
+        }
         let up = f.up.with_label_values(&[route, backend]);
         up.set(1);
         BackendMetrics {
