@@ -380,7 +380,7 @@ fn error_event(kind: &[u8], message: Message<'_>) -> Item {
 }
 
 /// Appends `text` (lossy UTF-8) as the content of a JSON string: `"` and `\` escaped, control characters
-/// as `\n`, `\r`, `\t` or `\u00XX`.
+/// as `\n`, `\r`, `\t`, `\b`, `\f` or `\u00XX` (what `serde_json` writes).
 pub(crate) fn escape_json_string(text: &[u8], out: &mut Vec<u8>) {
     for chunk in text.utf8_chunks() {
         for &c in chunk.valid().as_bytes() {
@@ -390,6 +390,8 @@ pub(crate) fn escape_json_string(text: &[u8], out: &mut Vec<u8>) {
                 b'\n' => out.extend_from_slice(b"\\n"),
                 b'\r' => out.extend_from_slice(b"\\r"),
                 b'\t' => out.extend_from_slice(b"\\t"),
+                0x08 => out.extend_from_slice(b"\\b"),
+                0x0c => out.extend_from_slice(b"\\f"),
                 0..=0x1f => {
                     const HEX: &[u8; 16] = b"0123456789abcdef";
                     out.extend_from_slice(b"\\u00");
