@@ -462,6 +462,78 @@ pub fn bedrock_chunk_payload(inner: &[u8], padding: &str) -> Vec<u8> {
     format!("{{\"bytes\":\"{b64}\",\"p\":\"{padding}\"}}").into_bytes()
 }
 
+/// The `aws-eventstream` fuzz oracle. The first byte picks a small or the default `max_event_size` and
+/// the split point; the rest is the stream. Checks, besides [`oracle_format`] (chunking invariance, UTF-8
+/// one-line names):
+/// - fed in 7-byte pieces, the decoder never holds more than one frame's worth (`max_event_size` +
+///   128 KiB + 16 bytes);
+/// - nothing follows an unrecoverable error;
+/// - events named `error` carry valid JSON;
+/// - the stream's bytes as the payload of one well-formed frame give exactly one item: an event whose
+///   data is the payload (compacted if it is JSON, per ssegate's validator), or `InvalidUtf8`, or
+///   `TooLarge` for the small limit.
+pub fn oracle_eventstream(input: &[u8]) -> Result<(), String> {
+    let Some((&sel, stream)) = input.split_first() else { return Ok(()) };
+    let format = Format::AwsEventstream;
+    let max = if sel & 1 == 1 { 64 } else { 1 << 20 };
+    let opts = DecoderOptions { max_event_size: max, ..DecoderOptions::default() };
+    let at = usize::from(sel >> 1) * stream.len() / 127;
+    oracle_format(format, &opts, stream, at)?;
+    let mut dec = Decoder::new(format, opts.clone());
+    let mut items = Vec::new();
+    for piece in stream.chunks(7) {
+        dec.push(&Bytes::copy_from_slice(piece), &mut items);
+        if dec.buffered_len() > max + (128 << 10) + 16 {
+            return Err(format!("holds {} bytes", dec.buffered_len()));
+        }
+    }
+    dec.finish(&mut items);
+    if let Some(i) = items.iter().position(|it| matches!(it, Item::Error(e) if !e.recoverable())) {
+        if i + 1 != items.len() {
+            return Err(format!("items after an unrecoverable error: {items:?}"));
+        }
+    }
+    for ev in events(&items) {
+        if ev.name.as_deref() == Some(b"error") {
+            check_json(&ev.data)?;
+        }
+    }
+    let framed = aws_event("chunk", stream);
+    let one = feed_whole(format, &opts, &framed);
+    match one.as_slice() {
+        [Item::Event(ev)] => {
+            if ev.name.as_deref() != Some(b"chunk") {
+                return Err(format!("wrong name: {ev:?}"));
+            }
+            match crate::decode::json::item(stream, None, None) {
+                // JSON: the compacted value (or the Bedrock wrapper's content, itself JSON).
+                Item::Event(j) if j.data != ev.data => check_json(&ev.data)?,
+                Item::Event(_) => {}
+                _ if ev.data[..] != stream[..] => return Err(format!("text payload changed: {ev:?}")),
+                _ => {}
+            }
+        }
+        [Item::Error(crate::DecodeError::InvalidUtf8)] if std::str::from_utf8(stream).is_err() => {}
+        [Item::Error(crate::DecodeError::TooLarge { .. })] if stream.len() > max => {}
+        other => return Err(format!("one frame around the input gave {other:?}")),
+    }
+    Ok(())
+}
+
+/// One pseudo-random input for [`oracle_eventstream`]: a selector byte, then frames (sometimes mutated).
+pub fn eventstream_corpus_input(rng: &mut Rng) -> Vec<u8> {
+    let mut input = vec![rng.next_u64() as u8];
+    let mut stream = Vec::new();
+    gen_eventstream(rng, &mut stream);
+    if rng.below(3) == 0 {
+        for _ in 0..=rng.below(3) {
+            mutate(rng, &mut stream);
+        }
+    }
+    input.extend_from_slice(&stream);
+    input
+}
+
 /// A small deterministic PRNG (xorshift64*) for reproducible corpora.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
