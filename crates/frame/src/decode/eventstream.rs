@@ -359,10 +359,10 @@ enum Message<'a> {
 fn error_event(kind: &[u8], message: Message<'_>) -> Item {
     let mut data = Vec::with_capacity(48 + kind.len());
     data.extend_from_slice(b"{\"error\":{\"type\":\"");
-    escape_json_string(kind, &mut data);
+    json::escape_string_into(kind, &mut data);
     data.extend_from_slice(b"\",\"message\":\"");
     match message {
-        Message::Text(text) => escape_json_string(text, &mut data),
+        Message::Text(text) => json::escape_string_into(text, &mut data),
         Message::Payload(payload) => {
             let member = [&b"message"[..], b"Message"].into_iter().find_map(|field| {
                 let c = json::check(payload, Some(field)).ok()?;
@@ -371,40 +371,12 @@ fn error_event(kind: &[u8], message: Message<'_>) -> Item {
             match member {
                 // Already valid JSON string content (escapes and all).
                 Some(span) => data.extend_from_slice(payload.get(span.start..span.end).unwrap_or_default()),
-                None => escape_json_string(payload, &mut data),
+                None => json::escape_string_into(payload, &mut data),
             }
         }
     }
     data.extend_from_slice(b"\"}}");
     Item::Event(Event::data(data).with_name("error"))
-}
-
-/// Appends `text` (lossy UTF-8) as the content of a JSON string: `"` and `\` escaped, control characters
-/// as `\n`, `\r`, `\t`, `\b`, `\f` or `\u00XX` (what `serde_json` writes).
-pub(crate) fn escape_json_string(text: &[u8], out: &mut Vec<u8>) {
-    for chunk in text.utf8_chunks() {
-        for &c in chunk.valid().as_bytes() {
-            match c {
-                b'"' => out.extend_from_slice(b"\\\""),
-                b'\\' => out.extend_from_slice(b"\\\\"),
-                b'\n' => out.extend_from_slice(b"\\n"),
-                b'\r' => out.extend_from_slice(b"\\r"),
-                b'\t' => out.extend_from_slice(b"\\t"),
-                0x08 => out.extend_from_slice(b"\\b"),
-                0x0c => out.extend_from_slice(b"\\f"),
-                0..=0x1f => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    out.extend_from_slice(b"\\u00");
-                    out.push(HEX[usize::from(c >> 4)]);
-                    out.push(HEX[usize::from(c & 0xf)]);
-                }
-                _ => out.push(c),
-            }
-        }
-        if !chunk.invalid().is_empty() {
-            out.extend_from_slice("\u{fffd}".as_bytes());
-        }
-    }
 }
 
 #[cfg(test)]
@@ -413,7 +385,7 @@ mod tests {
 
     fn esc(s: &[u8]) -> String {
         let mut out = Vec::new();
-        escape_json_string(s, &mut out);
+        json::escape_string_into(s, &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
 
