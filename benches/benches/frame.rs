@@ -3,8 +3,8 @@
 //!
 //! Payload: LLM-token-like JSON (OpenAI chat-completion chunks), ~200 bytes per message, fed in 1-byte,
 //! 64-byte and 16 KiB chunks. Reported as input bytes per second. The `aws-eventstream` cases frame the
-//! same messages as Bedrock does: base64-wrapped (`InvokeModelWithResponseStream`, ~390 bytes per frame)
-//! or as the plain JSON payload (`ConverseStream`, ~290 bytes per frame).
+//! same messages as Bedrock does: base64-wrapped (`InvokeModelWithResponseStream`, ~385 bytes per frame)
+//! or as the plain JSON payload (`ConverseStream`, ~300 bytes per frame).
 //!
 //! `cargo bench -p ssegate-bench --bench frame` (see benches/README.md for figures).
 
