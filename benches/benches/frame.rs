@@ -2,7 +2,9 @@
 //! whole per-stream CPU path of the gateway minus the sockets.
 //!
 //! Payload: LLM-token-like JSON (OpenAI chat-completion chunks), ~200 bytes per message, fed in 1-byte,
-//! 64-byte and 16 KiB chunks. Reported as input bytes per second.
+//! 64-byte and 16 KiB chunks. Reported as input bytes per second. The `aws-eventstream` cases frame the
+//! same messages as Bedrock does: base64-wrapped (`InvokeModelWithResponseStream`, ~385 bytes per frame)
+//! or as the plain JSON payload (`ConverseStream`, ~300 bytes per frame).
 //!
 //! `cargo bench -p ssegate-bench --bench frame` (see benches/README.md for figures).
 
@@ -66,6 +68,89 @@ fn json_array(msgs: &[String]) -> Bytes {
     Bytes::from(format!("[{}]", msgs.join("\r\n,\r\n")))
 }
 
+/// Bedrock `InvokeModelWithResponseStream`: each message base64-wrapped as `{"bytes":..,"p":..}` in an AWS
+/// eventstream frame with the three headers Bedrock sends.
+fn bedrock(msgs: &[String]) -> Bytes {
+    let mut out = Vec::new();
+    for (i, m) in msgs.iter().enumerate() {
+        let payload =
+            format!("{{\"bytes\":\"{}\",\"p\":\"{}\"}}", base64(m.as_bytes()), &"abcdefghij"[..i % 10]);
+        aws_frame(
+            &[(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")],
+            payload.as_bytes(),
+            &mut out,
+        );
+    }
+    Bytes::from(out)
+}
+
+/// Bedrock `ConverseStream`: each message as the JSON payload of a `contentBlockDelta` frame.
+fn converse(msgs: &[String]) -> Bytes {
+    let mut out = Vec::new();
+    for m in msgs {
+        aws_frame(
+            &[
+                (":event-type", "contentBlockDelta"),
+                (":content-type", "application/json"),
+                (":message-type", "event"),
+            ],
+            m.as_bytes(),
+            &mut out,
+        );
+    }
+    Bytes::from(out)
+}
+
+/// One AWS eventstream frame with string headers (the bench crate has no CRC or base64 dependency).
+fn aws_frame(headers: &[(&str, &str)], payload: &[u8], out: &mut Vec<u8>) {
+    let mut h = Vec::new();
+    for (name, value) in headers {
+        h.push(name.len() as u8);
+        h.extend_from_slice(name.as_bytes());
+        h.push(7);
+        h.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        h.extend_from_slice(value.as_bytes());
+    }
+    let start = out.len();
+    out.extend_from_slice(&((16 + h.len() + payload.len()) as u32).to_be_bytes());
+    out.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    let prelude_crc = crc32(&out[start..]);
+    out.extend_from_slice(&prelude_crc.to_be_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(payload);
+    let crc = crc32(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// CRC-32 (IEEE), bit by bit: slow, only for building the input.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// Standard base64 with padding.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for group in data.chunks(3) {
+        let n = group.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn chunked(input: &Bytes, size: usize) -> Vec<Bytes> {
     (0..input.len()).step_by(size).map(|i| input.slice(i..(i + size).min(input.len()))).collect()
 }
@@ -96,10 +181,12 @@ type MakeInput = fn(&[String]) -> Bytes;
 fn bench(c: &mut Criterion) {
     let big = messages(1 << 20);
     let small = messages(64 << 10);
-    let cases: [(&str, Format, MakeInput); 3] = [
+    let cases: [(&str, Format, MakeInput); 5] = [
         ("ndjson_to_sse", Format::Ndjson, ndjson),
         ("sse_to_sse", Format::Sse, sse),
         ("json_array_to_sse", Format::JsonArray, json_array),
+        ("bedrock_eventstream_to_sse", Format::AwsEventstream, bedrock),
+        ("converse_eventstream_to_sse", Format::AwsEventstream, converse),
     ];
     for (name, format, make) in cases {
         let mut group = c.benchmark_group(name);

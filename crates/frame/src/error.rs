@@ -21,6 +21,24 @@ pub enum DecodeError {
         /// Whether decoding resumes after this error.
         recoverable: bool,
     },
+    /// A binary frame (`aws-eventstream`) failed its CRC32 check. `which` is `"prelude"` (the 12-byte
+    /// prelude: the frame's lengths cannot be trusted, so the stream's framing is lost and the decoder
+    /// produces no more events: unrecoverable) or `"message"` (the whole frame: the lengths were
+    /// CRC-checked, so that one frame is skipped and decoding continues: recoverable).
+    #[error("{which} CRC mismatch")]
+    Crc {
+        /// `"prelude"` or `"message"`.
+        which: &'static str,
+    },
+    /// A binary frame (`aws-eventstream`) is malformed: inconsistent lengths, over a protocol limit,
+    /// undecodable headers, or truncated by the end of the stream.
+    #[error("malformed frame: {reason}")]
+    Frame {
+        /// A short, static description (safe to put in a metric label's neighbourhood, not a label).
+        reason: &'static str,
+        /// Whether the decoder skipped just that frame (true) or has stopped producing events (false).
+        recoverable: bool,
+    },
 }
 
 impl DecodeError {
@@ -30,6 +48,8 @@ impl DecodeError {
             DecodeError::TooLarge { .. } => "too_large",
             DecodeError::InvalidUtf8 => "invalid_utf8",
             DecodeError::MalformedJson { .. } => "malformed_json",
+            DecodeError::Crc { .. } => "crc_mismatch",
+            DecodeError::Frame { .. } => "malformed_frame",
         }
     }
 
@@ -37,7 +57,10 @@ impl DecodeError {
     pub fn recoverable(&self) -> bool {
         match self {
             DecodeError::TooLarge { .. } | DecodeError::InvalidUtf8 => true,
-            DecodeError::MalformedJson { recoverable, .. } => *recoverable,
+            DecodeError::MalformedJson { recoverable, .. } | DecodeError::Frame { recoverable, .. } => {
+                *recoverable
+            }
+            DecodeError::Crc { which } => *which != "prelude",
         }
     }
 }
@@ -61,5 +84,16 @@ mod tests {
         assert!(!bad(false).recoverable());
         assert_eq!(too_large.to_string(), "message larger than the 3-byte limit was skipped");
         assert_eq!(bad(false).to_string(), "malformed JSON: r");
+
+        let prelude = DecodeError::Crc { which: "prelude" };
+        let message = DecodeError::Crc { which: "message" };
+        let frame = |recoverable| DecodeError::Frame { reason: "f", recoverable };
+        assert_eq!([prelude.kind(), frame(true).kind()], ["crc_mismatch", "malformed_frame"]);
+        assert!(!prelude.recoverable());
+        assert!(message.recoverable());
+        assert!(frame(true).recoverable());
+        assert!(!frame(false).recoverable());
+        assert_eq!(message.to_string(), "message CRC mismatch");
+        assert_eq!(frame(false).to_string(), "malformed frame: f");
     }
 }

@@ -17,11 +17,15 @@ pub enum Format {
     Lines,
     /// Raw bytes, one event per upstream chunk (incomplete UTF-8 held back for the next chunk).
     Chunks,
+    /// `application/vnd.amazon.eventstream`: AWS's binary, CRC-checked event stream framing (Bedrock
+    /// `InvokeModelWithResponseStream` and `ConverseStream`, Transcribe, ...). See
+    /// [`decode::eventstream`](crate::decode::eventstream).
+    AwsEventstream,
 }
 
 impl Format {
     /// Every format, in documentation order.
-    pub const ALL: [Format; 7] = [
+    pub const ALL: [Format; 8] = [
         Format::Sse,
         Format::Ndjson,
         Format::JsonStream,
@@ -29,9 +33,11 @@ impl Format {
         Format::JsonArray,
         Format::Lines,
         Format::Chunks,
+        Format::AwsEventstream,
     ];
 
-    /// The config / metrics name: `sse`, `ndjson`, `json-stream`, `json-seq`, `json-array`, `lines`, `chunks`.
+    /// The config / metrics name: `sse`, `ndjson`, `json-stream`, `json-seq`, `json-array`, `lines`, `chunks`,
+    /// `aws-eventstream`.
     pub fn name(self) -> &'static str {
         match self {
             Format::Sse => "sse",
@@ -41,6 +47,7 @@ impl Format {
             Format::JsonArray => "json-array",
             Format::Lines => "lines",
             Format::Chunks => "chunks",
+            Format::AwsEventstream => "aws-eventstream",
         }
     }
 
@@ -78,6 +85,8 @@ impl Format {
             Some(Format::JsonStream)
         } else if is("application/json-seq") {
             Some(Format::JsonSeq)
+        } else if is("application/vnd.amazon.eventstream") {
+            Some(Format::AwsEventstream)
         } else {
             None
         }
@@ -97,7 +106,10 @@ mod tests {
     #[test]
     fn names_are_the_config_names_and_round_trip() {
         let names: Vec<String> = Format::ALL.iter().map(|f| f.to_string()).collect();
-        assert_eq!(names, ["sse", "ndjson", "json-stream", "json-seq", "json-array", "lines", "chunks"]);
+        assert_eq!(
+            names,
+            ["sse", "ndjson", "json-stream", "json-seq", "json-array", "lines", "chunks", "aws-eventstream"]
+        );
         for f in Format::ALL {
             assert_eq!(f.to_string(), f.name());
             assert_eq!(Format::from_name(f.name()), Some(f));
@@ -126,6 +138,8 @@ mod tests {
             ("application/stream+json", Some(Format::JsonStream)),
             ("application/x-json-stream", Some(Format::JsonStream)),
             ("application/json-seq", Some(Format::JsonSeq)),
+            ("application/vnd.amazon.eventstream", Some(Format::AwsEventstream)),
+            ("Application/VND.Amazon.EventStream; charset=binary", Some(Format::AwsEventstream)),
             ("application/json", None),
             ("text/plain", None),
             ("", None),

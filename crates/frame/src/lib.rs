@@ -2,7 +2,7 @@
 //!
 //! The I/O-free framing core of ssegate. Bytes come in as arbitrary chunks from an upstream; complete
 //! messages come out as [`Event`]s; the [`encode`] module writes them in the response format, an
-//! [`encode::Output`] (today spec-correct Server-Sent Events).
+//! [`encode::Output`] (spec-correct Server-Sent Events, or NDJSON).
 //!
 //! ```text
 //! upstream bytes ──> Decoder::push (format-specific framing) ──> Item::Event

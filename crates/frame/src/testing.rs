@@ -118,7 +118,8 @@ pub fn encode_items(items: &[Item]) -> BytesMut {
 /// - `sse`: re-encoding the items and parsing them again gives the same items (errors aside);
 /// - JSON formats: every data is one valid JSON value (serde_json) with no whitespace outside strings,
 ///   and is a fixed point (read back as an NDJSON line it gives the same event);
-/// - `lines`: no data holds CR or LF.
+/// - `lines`: no data holds CR or LF;
+/// - `aws-eventstream`: events named `error` (exception and error frames) carry valid compact JSON.
 pub fn oracle(input: &[u8]) -> Result<(), String> {
     let Some((&sel, rest)) = input.split_first() else { return Ok(()) };
     let (split, stream) = match rest.split_first() {
@@ -146,6 +147,9 @@ pub fn oracle_format(format: Format, opts: &DecoderOptions, input: &[u8], at: us
         check_event_text(ev)?;
         if format == Format::Lines && ev.data.iter().any(|&c| c == b'\r' || c == b'\n') {
             return Err(format!("lines: data with a line break: {ev:?}"));
+        }
+        if format == Format::AwsEventstream && ev.name.as_deref() == Some(b"error") {
+            check_json(&ev.data)?;
         }
     }
     if format == Format::Sse {
@@ -348,6 +352,188 @@ pub fn oracle_encode(input: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// A header value of an AWS eventstream frame, for [`aws_frame`] (the value types of the format, with
+/// their wire type numbers).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AwsHeader {
+    /// Types 0 (true) and 1 (false): no value bytes.
+    Bool(bool),
+    /// Type 2: one byte.
+    Byte(i8),
+    /// Type 3: i16 BE.
+    Short(i16),
+    /// Type 4: i32 BE.
+    Int(i32),
+    /// Type 5: i64 BE.
+    Long(i64),
+    /// Type 6: u16 BE length, bytes.
+    Bytes(Vec<u8>),
+    /// Type 7: u16 BE length, bytes (UTF-8 in valid streams; any bytes here).
+    String(Vec<u8>),
+    /// Type 8: milliseconds since the epoch, i64 BE.
+    Timestamp(i64),
+    /// Type 9: 16 bytes.
+    Uuid([u8; 16]),
+}
+
+impl AwsHeader {
+    /// A string header.
+    pub fn string(s: impl AsRef<[u8]>) -> Self {
+        AwsHeader::String(s.as_ref().to_vec())
+    }
+}
+
+/// Writes one AWS eventstream frame byte by byte from the specification (an encoder independent of the
+/// decoder): total length, headers length, prelude CRC32, headers, payload, message CRC32 (`crc32fast`).
+/// Names longer than 255 bytes and values longer than 65 535 bytes are truncated.
+pub fn aws_frame(headers: &[(&str, AwsHeader)], payload: &[u8]) -> Vec<u8> {
+    let mut h = Vec::new();
+    for (name, value) in headers {
+        let name = name.as_bytes().get(..name.len().min(255)).unwrap_or_default();
+        h.push(name.len() as u8);
+        h.extend_from_slice(name);
+        let with_len = |h: &mut Vec<u8>, kind: u8, v: &[u8]| {
+            let v = v.get(..v.len().min(usize::from(u16::MAX))).unwrap_or_default();
+            h.push(kind);
+            h.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            h.extend_from_slice(v);
+        };
+        match value {
+            AwsHeader::Bool(true) => h.push(0),
+            AwsHeader::Bool(false) => h.push(1),
+            AwsHeader::Byte(v) => {
+                h.push(2);
+                h.extend_from_slice(&v.to_be_bytes());
+            }
+            AwsHeader::Short(v) => {
+                h.push(3);
+                h.extend_from_slice(&v.to_be_bytes());
+            }
+            AwsHeader::Int(v) => {
+                h.push(4);
+                h.extend_from_slice(&v.to_be_bytes());
+            }
+            AwsHeader::Long(v) => {
+                h.push(5);
+                h.extend_from_slice(&v.to_be_bytes());
+            }
+            AwsHeader::Bytes(v) => with_len(&mut h, 6, v),
+            AwsHeader::String(v) => with_len(&mut h, 7, v),
+            AwsHeader::Timestamp(v) => {
+                h.push(8);
+                h.extend_from_slice(&v.to_be_bytes());
+            }
+            AwsHeader::Uuid(v) => {
+                h.push(9);
+                h.extend_from_slice(v);
+            }
+        }
+    }
+    let total = 16 + h.len() + payload.len();
+    let mut f = Vec::with_capacity(total);
+    f.extend_from_slice(&(total as u32).to_be_bytes());
+    f.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    let prelude_crc = crc32fast::hash(f.get(..8).unwrap_or_default());
+    f.extend_from_slice(&prelude_crc.to_be_bytes());
+    f.extend_from_slice(&h);
+    f.extend_from_slice(payload);
+    let crc = crc32fast::hash(&f);
+    f.extend_from_slice(&crc.to_be_bytes());
+    f
+}
+
+/// An `event` frame as Bedrock sends it: `:event-type`, `:content-type: application/json`,
+/// `:message-type: event`, then `payload`.
+pub fn aws_event(event_type: &str, payload: &[u8]) -> Vec<u8> {
+    aws_frame(
+        &[
+            (":event-type", AwsHeader::string(event_type)),
+            (":content-type", AwsHeader::string("application/json")),
+            (":message-type", AwsHeader::string("event")),
+        ],
+        payload,
+    )
+}
+
+/// Bedrock `InvokeModelWithResponseStream`'s wrapper of one model chunk: `{"bytes":"<base64>","p":..}`.
+pub fn bedrock_chunk_payload(inner: &[u8], padding: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(inner);
+    format!("{{\"bytes\":\"{b64}\",\"p\":\"{padding}\"}}").into_bytes()
+}
+
+/// The `aws-eventstream` fuzz oracle. The first byte picks a small or the default `max_event_size` and
+/// the split point; the rest is the stream. Checks, besides [`oracle_format`] (chunking invariance, UTF-8
+/// one-line names):
+/// - fed in 7-byte pieces, the decoder never holds more than one frame's worth (`max_event_size` +
+///   128 KiB + 16 bytes);
+/// - nothing follows an unrecoverable error;
+/// - events named `error` carry valid JSON;
+/// - the stream's bytes as the payload of one well-formed frame give exactly one item: an event whose
+///   data is the payload (compacted if it is JSON, per ssegate's validator), or `InvalidUtf8`, or
+///   `TooLarge` for the small limit.
+pub fn oracle_eventstream(input: &[u8]) -> Result<(), String> {
+    let Some((&sel, stream)) = input.split_first() else { return Ok(()) };
+    let format = Format::AwsEventstream;
+    let max = if sel & 1 == 1 { 64 } else { 1 << 20 };
+    let opts = DecoderOptions { max_event_size: max, ..DecoderOptions::default() };
+    let at = usize::from(sel >> 1) * stream.len() / 127;
+    oracle_format(format, &opts, stream, at)?;
+    let mut dec = Decoder::new(format, opts.clone());
+    let mut items = Vec::new();
+    for piece in stream.chunks(7) {
+        dec.push(&Bytes::copy_from_slice(piece), &mut items);
+        if dec.buffered_len() > max + (128 << 10) + 16 {
+            return Err(format!("holds {} bytes", dec.buffered_len()));
+        }
+    }
+    dec.finish(&mut items);
+    if let Some(i) = items.iter().position(|it| matches!(it, Item::Error(e) if !e.recoverable())) {
+        if i + 1 != items.len() {
+            return Err(format!("items after an unrecoverable error: {items:?}"));
+        }
+    }
+    for ev in events(&items) {
+        if ev.name.as_deref() == Some(b"error") {
+            check_json(&ev.data)?;
+        }
+    }
+    let framed = aws_event("chunk", stream);
+    let one = feed_whole(format, &opts, &framed);
+    match one.as_slice() {
+        [Item::Event(ev)] => {
+            if ev.name.as_deref() != Some(b"chunk") {
+                return Err(format!("wrong name: {ev:?}"));
+            }
+            match crate::decode::json::item(stream, None, None) {
+                // JSON: the compacted value (or the Bedrock wrapper's content, itself JSON).
+                Item::Event(j) if j.data != ev.data => check_json(&ev.data)?,
+                Item::Event(_) => {}
+                _ if ev.data[..] != stream[..] => return Err(format!("text payload changed: {ev:?}")),
+                _ => {}
+            }
+        }
+        [Item::Error(crate::DecodeError::InvalidUtf8)] if std::str::from_utf8(stream).is_err() => {}
+        [Item::Error(crate::DecodeError::TooLarge { .. })] if stream.len() > max => {}
+        other => return Err(format!("one frame around the input gave {other:?}")),
+    }
+    Ok(())
+}
+
+/// One pseudo-random input for [`oracle_eventstream`]: a selector byte, then frames (sometimes mutated).
+pub fn eventstream_corpus_input(rng: &mut Rng) -> Vec<u8> {
+    let mut input = vec![rng.next_u64() as u8];
+    let mut stream = Vec::new();
+    gen_eventstream(rng, &mut stream);
+    if rng.below(3) == 0 {
+        for _ in 0..=rng.below(3) {
+            mutate(rng, &mut stream);
+        }
+    }
+    input.extend_from_slice(&stream);
+    input
+}
+
 /// A small deterministic PRNG (xorshift64*) for reproducible corpora.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
@@ -482,6 +668,7 @@ pub fn corpus_input(rng: &mut Rng) -> Vec<u8> {
         Format::Ndjson | Format::JsonStream | Format::JsonSeq | Format::JsonArray => {
             gen_json_stream(rng, format, &mut stream)
         }
+        Format::AwsEventstream => gen_eventstream(rng, &mut stream),
     }
     if rng.below(3) == 0 {
         for _ in 0..=rng.below(3) {
@@ -555,6 +742,54 @@ fn gen_sse(rng: &mut Rng, out: &mut Vec<u8>) {
         if rng.below(6) > 0 {
             out.extend_from_slice(pick(rng, BREAKS));
         }
+    }
+}
+
+fn gen_eventstream(rng: &mut Rng, out: &mut Vec<u8>) {
+    for _ in 0..rng.below(5) {
+        let mut json = Vec::new();
+        let pretty = rng.below(4) == 0;
+        gen_json(rng, &mut json, 3, pretty);
+        let frame = match rng.below(8) {
+            0 => aws_event("chunk", &bedrock_chunk_payload(&json, "abc")),
+            1 => aws_frame(
+                &[
+                    (":message-type", AwsHeader::string("exception")),
+                    (":exception-type", AwsHeader::string("throttlingException")),
+                ],
+                if rng.below(2) == 0 { b"{\"message\":\"slow \\\"down\\\"\"}" } else { &json },
+            ),
+            2 => aws_frame(
+                &[
+                    (":message-type", AwsHeader::string("error")),
+                    (":error-code", AwsHeader::string("Internal\nError")),
+                    (":error-message", AwsHeader::String(pick(rng, TEXT).to_vec())),
+                ],
+                b"",
+            ),
+            3 => {
+                let mut text = Vec::new();
+                gen_text(rng, &mut text, 6);
+                aws_frame(&[(":event-type", AwsHeader::String(pick(rng, TEXT).to_vec()))], &text)
+            }
+            4 => aws_frame(
+                &[
+                    ("b", AwsHeader::Bool(rng.below(2) == 0)),
+                    ("i", AwsHeader::Int(rng.next_u64() as i32)),
+                    ("u", AwsHeader::Uuid([7; 16])),
+                    (":message-type", AwsHeader::string(if rng.below(2) == 0 { "event" } else { "other" })),
+                ],
+                &json,
+            ),
+            _ => aws_event(if rng.below(2) == 0 { "contentBlockDelta" } else { "" }, &json),
+        };
+        out.extend_from_slice(&frame);
+    }
+    if rng.below(6) == 0 {
+        // A truncated frame at the end.
+        let frame = aws_event("chunk", b"{}");
+        let cut = rng.below(frame.len());
+        out.extend_from_slice(frame.get(..cut).unwrap_or_default());
     }
 }
 

@@ -2,7 +2,8 @@
 //! pseudo-random corpus, so that CI exercises them on stable without a fuzzer.
 
 use ssegate_frame::testing::{
-    corpus_input, json_corpus_input, oracle, oracle_encode, oracle_json_differential, Rng,
+    corpus_input, eventstream_corpus_input, json_corpus_input, oracle, oracle_encode, oracle_eventstream,
+    oracle_json_differential, Rng,
 };
 
 const INPUTS: usize = 20_000;
@@ -18,6 +19,28 @@ fn decoder_oracle_on_seeded_corpus() {
         }
     }
     assert!(failures.is_empty(), "{} failures, first:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn eventstream_oracle_on_seeded_corpus() {
+    let mut rng = Rng::new(0xae5_7e4);
+    for n in 0..INPUTS {
+        let input = eventstream_corpus_input(&mut rng);
+        if let Err(e) = oracle_eventstream(&input) {
+            panic!("input #{n} {input:?}: {e}");
+        }
+    }
+    // Hand-picked: empty, a lone prelude claiming 4 GiB, pretty JSON, a Bedrock wrapper, invalid UTF-8.
+    for input in [
+        &b""[..],
+        b"\x01",
+        b"\x00\xff\xff\xff\xff\x00\x00\x00\x00\x00\x00\x00\x00",
+        b"\x00{ \"a\" :\n [1, 2] }",
+        b"\x00{\"bytes\":\"eyJhIjoxfQ==\"}",
+        b"\x01\xff\xfe",
+    ] {
+        oracle_eventstream(input).unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 #[test]

@@ -18,7 +18,7 @@
 //! control character, with non-ASCII bytes only accumulated so that `str::from_utf8` runs only on strings
 //! that need it.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 
 use crate::{DecodeError, Event, Item};
 
@@ -505,21 +505,57 @@ fn hex4(b: &[u8], i: usize) -> u32 {
 }
 
 /// Appends the validated value `b` to `out` without the whitespace outside its strings.
-pub(crate) fn compact_into(b: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn compact_into<B: BufMut>(b: &[u8], out: &mut B) {
     let mut i = 0;
     while i < b.len() {
         let rest = b.get(i..).unwrap_or_default();
         let run = rest.iter().position(|&c| c == b'"' || is_ws(c)).unwrap_or(rest.len());
-        out.extend_from_slice(rest.get(..run).unwrap_or_default());
+        out.put_slice(rest.get(..run).unwrap_or_default());
         i += run;
         match b.get(i) {
             Some(b'"') => {
                 let end = string_end(b, i + 1);
-                out.extend_from_slice(b.get(i..end).unwrap_or_default());
+                out.put_slice(b.get(i..end).unwrap_or_default());
                 i = end;
             }
             Some(_) => i = skip_ws(b, i),
             None => break,
+        }
+    }
+}
+
+/// Appends `text` (lossy UTF-8: invalid sequences become U+FFFD) as the content of a JSON string: `"` and
+/// `\` escaped, control characters as `\n`, `\r`, `\t`, `\b`, `\f` or `\u00XX` (what `serde_json` writes).
+pub(crate) fn escape_string_into<B: BufMut>(text: &[u8], out: &mut B) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for chunk in text.utf8_chunks() {
+        let valid = chunk.valid().as_bytes();
+        let mut start = 0;
+        for (i, &c) in valid.iter().enumerate() {
+            let short: &[u8] = match c {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0..=0x1f => b"",
+                _ => continue,
+            };
+            out.put_slice(valid.get(start..i).unwrap_or_default());
+            start = i + 1;
+            if short.is_empty() {
+                out.put_slice(b"\\u00");
+                out.put_u8(HEX[usize::from(c >> 4)]);
+                out.put_u8(HEX[usize::from(c & 0xf)]);
+            } else {
+                out.put_slice(short);
+            }
+        }
+        out.put_slice(valid.get(start..).unwrap_or_default());
+        if !chunk.invalid().is_empty() {
+            out.put_slice("\u{fffd}".as_bytes());
         }
     }
 }

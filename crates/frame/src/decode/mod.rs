@@ -8,7 +8,7 @@
 //! Internally, *where a message ends* (a line splitter; a resumable JSON value scanner; RS for json-seq)
 //! is kept apart from *what is inside* (JSON validation, compaction and `event_field`, see [`MAX_DEPTH`]).
 //! Each format's rules and its outcome for bad input are documented on its module ([`sse`], [`ndjson`],
-//! [`json_stream`], [`json_seq`], [`json_array`], [`lines`], [`chunks`]); in short:
+//! [`json_stream`], [`json_seq`], [`json_array`], [`lines`], [`chunks`], [`eventstream`]); in short:
 //!
 //! | format | message ends at | bad message | resynchronises at |
 //! |---|---|---|---|
@@ -19,6 +19,7 @@
 //! | `json-array` | end of each element | content: `MalformedJson{recoverable}`; structure: `MalformedJson{recoverable: false}` | next element; structural errors: never |
 //! | `lines` | LF, CRLF, CR | `InvalidUtf8` / `TooLarge` | next line |
 //! | `chunks` | each chunk | `InvalidUtf8` for invalid bytes (skipped) | next valid byte |
+//! | `aws-eventstream` | the length in the CRC-checked prelude | `Crc{which: "message"}` / `Frame{recoverable: true}` / `TooLarge` / `InvalidUtf8`; bad prelude: `Crc{which: "prelude"}` | next frame; bad prelude: never |
 //!
 //! A value still open at [`Decoder::finish`] in the JSON framings is
 //! `MalformedJson{reason: "truncated", recoverable: false}`.
@@ -26,6 +27,7 @@
 // The per-format modules are public for their documentation (each states its format's rules and its
 // outcome for bad input); their decoders are crate-private behind [`Decoder`].
 pub mod chunks;
+pub mod eventstream;
 pub(crate) mod json;
 pub mod json_array;
 pub mod json_seq;
@@ -52,7 +54,8 @@ pub struct DecoderOptions {
     /// [`DecodeError::TooLarge`](crate::DecodeError::TooLarge) and are skipped. What counts: SSE, the
     /// bytes of a block's lines without their line breaks; `ndjson` and `lines`, the line without its
     /// line break (LF/CRLF, or CR for `lines`); the other JSON framings, the value from its first to its last byte; `chunks`, the text of one
-    /// event (longer chunks are split).
+    /// event (longer chunks are split); `aws-eventstream`, the frame's payload as sent (checked at its prelude,
+    /// before it is read).
     pub max_event_size: usize,
     /// JSON formats: a top-level string field whose value becomes the event name (e.g. `type`). The value
     /// is unescaped; CR and LF are removed; an empty value means no name.
@@ -86,6 +89,7 @@ enum Inner {
     JsonArray(json_array::JsonArrayDecoder),
     Lines(lines::LinesDecoder),
     Chunks(chunks::ChunksDecoder),
+    Eventstream(eventstream::EventstreamDecoder),
 }
 
 impl Inner {
@@ -100,6 +104,7 @@ impl Inner {
             Format::JsonArray => Inner::JsonArray(json_array::JsonArrayDecoder::new(max, field())),
             Format::Lines => Inner::Lines(lines::LinesDecoder::new(max)),
             Format::Chunks => Inner::Chunks(chunks::ChunksDecoder::new(max)),
+            Format::AwsEventstream => Inner::Eventstream(eventstream::EventstreamDecoder::new(max)),
         }
     }
 }
@@ -132,6 +137,7 @@ impl Decoder {
             Inner::JsonArray(d) => d.push(chunk, out),
             Inner::Lines(d) => d.push(chunk, out),
             Inner::Chunks(d) => d.push(chunk, out),
+            Inner::Eventstream(d) => d.push(chunk, out),
         }
     }
 
@@ -146,6 +152,7 @@ impl Decoder {
             Inner::JsonArray(d) => d.buffered(),
             Inner::Lines(d) => d.buffered(),
             Inner::Chunks(d) => d.buffered(),
+            Inner::Eventstream(d) => d.buffered(),
         }
     }
 
@@ -161,6 +168,7 @@ impl Decoder {
             Inner::JsonArray(d) => d.finish(out),
             Inner::Lines(d) => d.finish(out),
             Inner::Chunks(d) => d.finish(out),
+            Inner::Eventstream(d) => d.finish(out),
         }
         self.inner = Inner::new(self.format, &self.opts);
     }
@@ -180,7 +188,7 @@ mod tests {
 
     #[test]
     fn buffered_len_counts_unfinished_messages() {
-        let partial: [(Format, &[u8]); 7] = [
+        let partial: [(Format, &[u8]); 8] = [
             (Format::Sse, b"data: abc"),
             (Format::Ndjson, b"{\"a\":"),
             (Format::JsonStream, b"{\"a\":"),
@@ -188,6 +196,7 @@ mod tests {
             (Format::JsonArray, b"[{\"a\":"),
             (Format::Lines, b"abc"),
             (Format::Chunks, b"x\xe2\x82"),
+            (Format::AwsEventstream, b"\x00\x00\x00\x10\x00"),
         ];
         for (format, input) in partial {
             let mut dec = Decoder::new(format, DecoderOptions::default());

@@ -1,7 +1,8 @@
 //! Output encoders: [`Event`]s, comments, heartbeats, `retry:` and errors as the bytes of the response
 //! format a route serves, chosen once per stream as an [`Output`].
 //!
-//! Each format is one file beside this one (today [`Output::Sse`] in `sse.rs`); a new format is a new
+//! Each format is one file beside this one ([`Output::Sse`] in `sse.rs`, [`Output::Ndjson`] in
+//! `ndjson.rs`); a new format is a new
 //! variant and a new file, and callers that go through [`Output`] do not change. Every writer appends to
 //! any [`BufMut`] (a reused `BytesMut` in the gateway) and allocates nothing per event.
 //!
@@ -25,6 +26,7 @@ use bytes::BufMut;
 
 use crate::Event;
 
+mod ndjson;
 mod sse;
 
 pub use sse::{comment, encoded_len_hint, event, retry, HEARTBEAT};
@@ -45,6 +47,31 @@ pub enum Output {
     /// ```
     #[default]
     Sse,
+    /// Newline-delimited JSON (`application/x-ndjson`): one JSON value per line.
+    ///
+    /// An event with no name and no id whose data is JSON is written as that value (compacted); any
+    /// other event as `{"event":NAME,"data":DATA,"id":ID}` (`event` and `id` only when present; `DATA`
+    /// the JSON itself when the data is a JSON object or array, else a JSON string of the data). A
+    /// heartbeat is an empty line, which clients must skip; comments and `retry` write nothing; an error
+    /// is its JSON body on a line of its own. The exact rules are in the module's source documentation
+    /// (`encode/ndjson.rs`).
+    ///
+    /// ```
+    /// use ssegate_frame::encode::{Id, Output};
+    /// use ssegate_frame::Event;
+    ///
+    /// let mut out = Vec::new();
+    /// Output::Ndjson.event(&Event::data("{\"t\": 1}"), &mut out);
+    /// Output::Ndjson.event(&Event::data("{\"t\":2}").with_name("delta"), &mut out);
+    /// Output::Ndjson.event_with_id(&Event::data("plain text"), Id::new(3), &mut out);
+    /// Output::Ndjson.heartbeat(&mut out);
+    /// assert_eq!(
+    ///     out,
+    ///     &b"{\"t\":1}\n{\"event\":\"delta\",\"data\":{\"t\":2}}\n{\"data\":\"plain text\",\"id\":\"3\"}\n\n"[..]
+    /// );
+    /// assert_eq!(Output::Ndjson.content_type(), "application/x-ndjson");
+    /// ```
+    Ndjson,
 }
 
 /// An event id assigned by the gateway: written as `id: <prefix>.<seq>`, or `id: <seq>` without a
@@ -104,6 +131,7 @@ impl Output {
     pub fn content_type(self) -> &'static str {
         match self {
             Output::Sse => sse::CONTENT_TYPE,
+            Output::Ndjson => ndjson::CONTENT_TYPE,
         }
     }
 
@@ -120,6 +148,7 @@ impl Output {
     pub fn event<B: BufMut>(self, ev: &Event, out: &mut B) {
         match self {
             Output::Sse => sse::event(ev, out),
+            Output::Ndjson => ndjson::event(ev, out),
         }
     }
 
@@ -139,6 +168,7 @@ impl Output {
     pub fn event_with_id<B: BufMut>(self, ev: &Event, id: Id<'_>, out: &mut B) {
         match self {
             Output::Sse => sse::event_with_id(ev, id, out),
+            Output::Ndjson => ndjson::event_with_id(ev, id, out),
         }
     }
 
@@ -158,11 +188,13 @@ impl Output {
         match (self, id) {
             (Output::Sse, None) => sse::encoded_len_hint(ev),
             (Output::Sse, Some(id)) => sse::encoded_len_hint_with_id(ev, id),
+            (Output::Ndjson, id) => ndjson::encoded_len_hint(ev, id),
         }
     }
 
     /// Appends a comment: text for people reading the raw stream, ignored by clients. Line breaks in
-    /// `text` cannot turn it into anything else. For SSE this is [`comment`].
+    /// `text` cannot turn it into anything else. For SSE this is [`comment`]; NDJSON has no comments, so
+    /// [`Output::Ndjson`] writes nothing.
     ///
     /// ```
     /// use ssegate_frame::encode::Output;
@@ -174,11 +206,13 @@ impl Output {
     pub fn comment<B: BufMut>(self, text: &[u8], out: &mut B) {
         match self {
             Output::Sse => sse::comment(text, out),
+            Output::Ndjson => {}
         }
     }
 
     /// Appends a heartbeat: bytes that keep an idle connection (and the proxies on its way) alive and
-    /// that clients ignore. For SSE, the comment [`HEARTBEAT`].
+    /// that clients ignore. For SSE, the comment [`HEARTBEAT`]; for [`Output::Ndjson`], an empty line
+    /// (`\n`), which NDJSON clients must skip.
     ///
     /// ```
     /// use ssegate_frame::encode::Output;
@@ -190,10 +224,12 @@ impl Output {
     pub fn heartbeat<B: BufMut>(self, out: &mut B) {
         match self {
             Output::Sse => out.put_slice(HEARTBEAT),
+            Output::Ndjson => out.put_slice(ndjson::HEARTBEAT),
         }
     }
 
-    /// Appends a reconnection delay in milliseconds, as a message of its own. For SSE this is [`retry`].
+    /// Appends a reconnection delay in milliseconds, as a message of its own. For SSE this is [`retry`];
+    /// NDJSON has no such thing, so [`Output::Ndjson`] writes nothing.
     ///
     /// ```
     /// use ssegate_frame::encode::Output;
@@ -205,6 +241,7 @@ impl Output {
     pub fn retry<B: BufMut>(self, ms: u64, out: &mut B) {
         match self {
             Output::Sse => sse::retry(ms, out),
+            Output::Ndjson => {}
         }
     }
 
@@ -212,7 +249,8 @@ impl Output {
     /// caller builds `json_body` (ssegate's `{"error":{"type":..,"message":..,"status":N}}`); the
     /// encoder only frames it. For SSE: `event: error` with the body as data, i.e.
     /// `event: error\ndata: <json>\n\n` for one-line JSON (a line break in the body would start another
-    /// `data:` line, never another field).
+    /// `data:` line, never another field). For [`Output::Ndjson`]: the body, compacted, as a line of its
+    /// own (a body that is not JSON becomes a JSON string).
     ///
     /// ```
     /// use ssegate_frame::encode::Output;
@@ -227,6 +265,7 @@ impl Output {
     pub fn error<B: BufMut>(self, json_body: &[u8], out: &mut B) {
         match self {
             Output::Sse => sse::error(json_body, out),
+            Output::Ndjson => ndjson::error(json_body, out),
         }
     }
 }

@@ -7,6 +7,7 @@
 mod common;
 
 mod chunks;
+mod eventstream;
 mod fixtures;
 mod json_array;
 mod json_seq;

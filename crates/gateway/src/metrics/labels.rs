@@ -49,17 +49,26 @@ pub enum DecodeKind {
     TooLarge,
     InvalidUtf8,
     MalformedJson,
+    CrcMismatch,
+    MalformedFrame,
 }
 
 impl DecodeKind {
-    pub const ALL: [DecodeKind; 3] =
-        [DecodeKind::TooLarge, DecodeKind::InvalidUtf8, DecodeKind::MalformedJson];
+    pub const ALL: [DecodeKind; 5] = [
+        DecodeKind::TooLarge,
+        DecodeKind::InvalidUtf8,
+        DecodeKind::MalformedJson,
+        DecodeKind::CrcMismatch,
+        DecodeKind::MalformedFrame,
+    ];
 
     pub fn of(e: &DecodeError) -> DecodeKind {
         match e {
             DecodeError::TooLarge { .. } => DecodeKind::TooLarge,
             DecodeError::InvalidUtf8 => DecodeKind::InvalidUtf8,
             DecodeError::MalformedJson { .. } => DecodeKind::MalformedJson,
+            DecodeError::Crc { .. } => DecodeKind::CrcMismatch,
+            DecodeError::Frame { .. } => DecodeKind::MalformedFrame,
         }
     }
 
@@ -68,6 +77,8 @@ impl DecodeKind {
             DecodeKind::TooLarge => "too_large",
             DecodeKind::InvalidUtf8 => "invalid_utf8",
             DecodeKind::MalformedJson => "malformed_json",
+            DecodeKind::CrcMismatch => "crc_mismatch",
+            DecodeKind::MalformedFrame => "malformed_frame",
         }
     }
 
@@ -130,6 +141,8 @@ mod tests {
             DecodeError::TooLarge { limit: 1 },
             DecodeError::InvalidUtf8,
             DecodeError::MalformedJson { reason: "x", recoverable: true },
+            DecodeError::Crc { which: "message" },
+            DecodeError::Frame { reason: "x", recoverable: false },
         ];
         for e in errors {
             assert_eq!(DecodeKind::of(&e).as_str(), e.kind());

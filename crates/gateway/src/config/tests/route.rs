@@ -48,7 +48,7 @@ fn format_and_event_field() {
         &route_with("format = \"ndjsn\""),
         8,
         10,
-        "unknown format \"ndjsn\"; expected one of auto, passthrough, sse, ndjson, json-stream, json-seq, json-array, lines, chunks",
+        "unknown format \"ndjsn\"; expected one of auto, passthrough, sse, ndjson, json-stream, json-seq, json-array, lines, chunks, aws-eventstream",
     );
     for ok in ["auto", "ndjson", "json-stream", "json-seq", "json-array"] {
         load(&route_with(&format!("format = {ok:?}\nevent_field = \"type\""))).unwrap();

@@ -1,0 +1,11 @@
+//! The `aws-eventstream` decoder on raw bytes: byte 0 picks `max_event_size` and the split point.
+//! Oracle: `ssegate_frame::testing::oracle_eventstream` (no panic, chunking invariance, bounded buffering,
+//! nothing after an unrecoverable error, error events are JSON, the input as one frame's payload gives
+//! exactly its event).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Err(e) = ssegate_frame::testing::oracle_eventstream(data) {
+        panic!("{e}");
+    }
+});
