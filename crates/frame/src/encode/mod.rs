@@ -270,6 +270,22 @@ impl Output {
     }
 }
 
+/// Writes `ms` in decimal digits (no allocation).
+fn put_u64<B: BufMut>(ms: u64, out: &mut B) {
+    let mut digits = [0u8; 20];
+    let mut n = ms;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[i..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,18 +64,7 @@ pub(super) fn event_with_id<B: BufMut>(ev: &Event, id: Id<'_>, out: &mut B) {
         }
         out.put_u8(b'.');
     }
-    let mut digits = [0u8; 20];
-    let mut n = id.seq;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(digits.get(i..).unwrap_or_default());
+    super::put_u64(id.seq, out);
     out.put_slice(b"\"}\n");
 }
 

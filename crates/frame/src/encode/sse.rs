@@ -60,7 +60,7 @@ pub(super) fn event_with_id<B: BufMut>(ev: &Event, id: Id<'_>, out: &mut B) {
         out.put_slice(rest);
         out.put_u8(b'.');
     }
-    put_u64(id.seq, out);
+    super::put_u64(id.seq, out);
     out.put_u8(b'\n');
     event_without_id(ev, out);
 }
@@ -154,24 +154,8 @@ fn data_lines<B: BufMut>(data: &[u8], out: &mut B) {
 
 fn retry_line<B: BufMut>(ms: u64, out: &mut B) {
     out.put_slice(b"retry: ");
-    put_u64(ms, out);
+    super::put_u64(ms, out);
     out.put_u8(b'\n');
-}
-
-/// Writes `ms` in decimal digits (no allocation).
-fn put_u64<B: BufMut>(ms: u64, out: &mut B) {
-    let mut digits = [0u8; 20];
-    let mut n = ms;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[i..]);
 }
 
 /// Writes `name` + `value` with every CR and LF removed from `value`, then LF.
