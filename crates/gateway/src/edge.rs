@@ -85,7 +85,9 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
     session.set_abort_on_close(true);
     let _active = state.metrics.stream_started();
 
-    let mut ex = Exchange::new(state, &gw.settings, started, shutdown.clone(), cors.clone(), answer);
+    let output =
+        crate::negotiate::choose(&state.cfg.outputs, session.req_header().headers.get(header::ACCEPT));
+    let mut ex = Exchange::new(state, &gw.settings, started, shutdown.clone(), cors.clone(), answer, output);
     let end = match Box::pin(admit(gw, state, session, &cors, ex.answer())).await {
         Ok((key_headers, body, _slot)) => {
             ex.run(session, Admitted { upstream_path, body, key_headers, cors, forwarded }).await

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderValue;
 use pingora::connectors::http::Connector;
 use pingora::connectors::ConnectorOptions;
-use ssegate_frame::encode::Output;
 use ssegate_frame::Event;
 
 use crate::config::{Config, Route};
@@ -38,22 +37,17 @@ pub struct RouteState {
     streams: Arc<AtomicUsize>,
     /// The `Retry-After` value of a `max_streams` 503 (whole seconds, at least 1).
     pub retry_after: HeaderValue,
-    /// `done_event`, encoded once.
-    pub done_event: Option<Bytes>,
+    /// `done_event`, as an event (encoded by the stream's output).
+    pub done_event: Option<Event>,
 }
 
 impl RouteState {
     pub fn new(cfg: Route, metrics: RouteMetrics, connector: Arc<Connector>) -> Self {
         let secs = cfg.retry_after.as_secs() + u64::from(cfg.retry_after.subsec_nanos() > 0);
-        let done_event = cfg.done_event.as_ref().map(|done| {
-            let ev = Event {
-                name: done.event.clone().map(Bytes::from),
-                data: Bytes::from(done.data.clone()),
-                ..Event::default()
-            };
-            let mut out = BytesMut::new();
-            Output::Sse.event(&ev, &mut out);
-            out.freeze()
+        let done_event = cfg.done_event.as_ref().map(|done| Event {
+            name: done.event.clone().map(Bytes::from),
+            data: Bytes::from(done.data.clone()),
+            ..Event::default()
         });
         RouteState {
             pool: Arc::new(PoolState::new(&cfg.name, &cfg.pool, connector.clone(), cfg.connect_timeout)),

@@ -31,6 +31,7 @@ pub mod gateway;
 pub mod headers;
 pub mod logging;
 pub mod metrics;
+pub mod negotiate;
 pub mod reload;
 pub mod respond;
 pub mod route;

@@ -7,6 +7,7 @@ mod formats;
 mod harness;
 mod headers;
 mod metrics;
+mod outputs;
 mod pools;
 mod protocols;
 mod reload;

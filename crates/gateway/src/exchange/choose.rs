@@ -10,7 +10,8 @@ use crate::config::FormatChoice;
 pub enum Committed {
     /// Nothing yet: the answer's status can still be mirrored.
     No,
-    /// `200 text/event-stream` (committed early, to heartbeat a slow upstream): errors become `event: error`.
+    /// `200` with the converted stream's content type (SSE, or NDJSON where the route allows it), committed
+    /// early to heartbeat a slow upstream or when the answer is decoded: errors become the output's error message.
     Sse,
     /// The upstream's own response, byte for byte: errors can only cut it short.
     Passthrough,

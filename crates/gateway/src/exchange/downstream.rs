@@ -43,11 +43,20 @@ pub struct Downstream {
     cors: Vec<(HeaderName, HeaderValue)>,
     /// The request id and the route's `response_headers`, for every head written.
     answer: Answer,
+    /// `Vary: Accept` on the stream's head (the route lists several outputs).
+    vary_accept: bool,
 }
 
 impl Downstream {
     pub fn new(output: Output, cors: Vec<(HeaderName, HeaderValue)>, answer: Answer) -> Downstream {
-        Downstream { output, committed: Committed::No, out: BytesMut::new(), cors, answer }
+        Downstream {
+            output,
+            committed: Committed::No,
+            out: BytesMut::new(),
+            cors,
+            answer,
+            vary_accept: false,
+        }
     }
 
     /// The request id and the route's `response_headers`.
@@ -70,6 +79,16 @@ impl Downstream {
         &mut self.out
     }
 
+    /// Adds `Vary: Accept` to the stream's head: the route chooses its output by `Accept`.
+    pub fn vary_accept(&mut self) {
+        self.vary_accept = true;
+    }
+
+    /// Encodes `ev` with the stream's output (e.g. the route's `done_event`).
+    pub fn event(&mut self, ev: &ssegate_frame::Event) {
+        self.output.event(ev, &mut self.out);
+    }
+
     /// Commits `200` with the output's content type (`text/event-stream; charset=utf-8`) and the streaming
     /// headers, plus the upstream's end-to-end headers when its head is there (`upstream`; see
     /// [`Answer::copy_upstream`] for what a conversion drops). An early commit (a heartbeat before the
@@ -89,6 +108,9 @@ impl Downstream {
         }
         for (name, value) in &self.cors {
             let _ = head.append_header(name.clone(), value.clone());
+        }
+        if self.vary_accept {
+            let _ = head.append_header(http::header::VARY, HeaderValue::from_static("Accept"));
         }
         self.answer.finish(&mut head);
         if chunked_allowed(session) {

@@ -117,16 +117,26 @@ impl<'a> Exchange<'a> {
         shutdown: ShutdownWatch,
         cors: Vec<(HeaderName, HeaderValue)>,
         answer: Answer,
+        output: Output,
     ) -> Self {
         let cfg = &route.cfg;
+        // NDJSON has no comments: its heartbeats are empty lines, sent only where the route asks for them.
+        let heartbeat = match output {
+            Output::Ndjson if !cfg.ndjson_heartbeats => None,
+            _ => cfg.heartbeat_interval,
+        };
+        let mut down = Downstream::new(output, cors, answer);
+        if cfg.outputs.len() > 1 {
+            down.vary_accept();
+        }
         let mut ex = Exchange {
             route,
             settings,
             started,
             shutdown,
-            timers: Timers::new(started, cfg.heartbeat_interval, cfg.max_duration, cfg.idle_timeout),
-            down: Downstream::new(Output::Sse, cors, answer),
-            delivery: Delivery::new(Output::Sse, cfg.ids, cfg.on_decode_error),
+            timers: Timers::new(started, heartbeat, cfg.max_duration, cfg.idle_timeout),
+            down,
+            delivery: Delivery::new(output, cfg.ids, cfg.on_decode_error),
             attempts: Attempts::default(),
             stats: Stats::default(),
         };
@@ -371,7 +381,7 @@ impl<'a> Exchange<'a> {
                             return end;
                         }
                         if let Some(done) = &self.route.done_event {
-                            self.down.out().extend_from_slice(done);
+                            self.down.event(done);
                         }
                     }
                     match Box::pin(self.down.finish(session)).await {

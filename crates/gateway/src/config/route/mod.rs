@@ -7,6 +7,7 @@
 //! (and a test in `config/tests/route.rs`).
 
 pub(super) mod hosts;
+pub(super) mod output;
 pub(super) mod pool;
 mod security;
 pub(super) mod upstream;
@@ -72,6 +73,12 @@ pub struct Route {
     pub done_event: Option<DoneEvent>,
     /// `forward_comments` (default false): forward upstream SSE comment lines (e.g. `: ping`) to the client.
     pub forward_comments: bool,
+    /// `outputs` (default `["sse"]`): what a converted stream may be written as; the client chooses with
+    /// `Accept`, the first is the default.
+    pub outputs: Vec<ssegate_frame::encode::Output>,
+    /// `ndjson_heartbeats` (default false): NDJSON has no comments, so heartbeats are empty lines, sent only
+    /// when this is on.
+    pub ndjson_heartbeats: bool,
     /// `connect_timeout` (default "5s")
     pub connect_timeout: Duration,
     /// `header_timeout` (default "300s"): request sent -> upstream response headers.
@@ -161,6 +168,8 @@ pub(super) struct RawRoute {
     passive: Option<Spanned<pool::RawPassive>>,
     retry: Option<Spanned<pool::RawRetry>>,
     hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    outputs: Option<Spanned<Vec<Spanned<String>>>>,
+    ndjson_heartbeats: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,6 +254,8 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
         retry_after: cx.duration("retry_after", r.retry_after, Duration::from_secs(1), false),
         cors: r.cors.and_then(|c| security::cors(cx, c)),
         response_headers: r.response_headers.and_then(|h| response_headers(cx, h)),
+        outputs: output::outputs(cx, r.outputs),
+        ndjson_heartbeats: r.ndjson_heartbeats.unwrap_or(false),
         name: name?,
         path_prefix: path_prefix?,
         upstream: upstream?,

@@ -106,3 +106,22 @@ fn unknown_route_key_lists_the_keys_in_documentation_order() {
          `format`, ",
     );
 }
+
+#[test]
+fn outputs_and_ndjson_heartbeats() {
+    use ssegate_frame::encode::Output;
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.routes[0].outputs, vec![Output::Sse]);
+    assert!(!c.routes[0].ndjson_heartbeats);
+    let c = load(&route_with("outputs = [\"ndjson\", \"sse\"]\nndjson_heartbeats = true")).unwrap();
+    assert_eq!(c.routes[0].outputs, vec![Output::Ndjson, Output::Sse]);
+    assert!(c.routes[0].ndjson_heartbeats);
+    one_error(
+        &route_with("outputs = [\"sse\", \"xml\"]"),
+        8,
+        19,
+        "unknown output \"xml\"; expected sse or ndjson",
+    );
+    one_error(&route_with("outputs = [\"sse\", \"sse\"]"), 8, 19, "output \"sse\" listed twice");
+    one_error(&route_with("outputs = []"), 8, 11, "outputs must list at least one of sse, ndjson");
+}
