@@ -6,7 +6,7 @@ messages split across two chunks (one of them in the middle of a UTF-8 character
 
 - ``POST /v1/chat/completions``: OpenAI-compatible. With ``"stream": true``, ``data: {chat.completion.chunk}``
   events ending with ``data: [DONE]``; without, one ``chat.completion`` JSON answer.
-- ``POST|GET /api/chat``: Ollama-shaped NDJSON, the last object with ``"done": true``. ``GET /api/tags``: plain JSON.
+- ``POST|GET /api/chat``: Ollama-shaped NDJSON, the last object with ``"done": true``. ``GET /api/tags``: plain JSON. ``GET /api/broken``: two messages, then the connection is cut.
 - ``GET /events``: SSE with ``id:`` 1..N (CRLF and LF line ends, a multi-line ``data``, an upstream comment), then
   ``event: end``.
 
@@ -17,6 +17,7 @@ upstream. ``python mock_upstream.py`` runs it alone and prints its address.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -139,6 +140,8 @@ class Handler(BaseHTTPRequestHandler):
             self._ollama_chat()
         elif path == "/api/tags":
             self._json(200, {"models": [{"name": "mock:latest", "size": 1}]})
+        elif path == "/api/broken":
+            self._broken()
         else:
             self._json(404, {"error": f"no such path {path}"})
 
@@ -189,6 +192,15 @@ class Handler(BaseHTTPRequestHandler):
                 "eval_count": len(OLLAMA_TOKENS)}
         self._message(json.dumps(last).encode() + b"\n", -1)
         self._end_chunked()
+
+    def _broken(self) -> None:
+        """Two Ollama messages, then the connection closes in the middle of the body (no last chunk)."""
+        self._start_chunked("application/x-ndjson")
+        for i, tok in enumerate(OLLAMA_TOKENS[:2]):
+            msg = {"model": "mock", "message": {"role": "assistant", "content": tok}, "done": False}
+            self._chunk(json.dumps(msg).encode() + b"\n")
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
 
     def _sse_with_ids(self) -> None:
         self._start_chunked("text/event-stream")
