@@ -203,5 +203,13 @@ mod tests {
         let mut dec = Decoder::new(Format::Chunks, DecoderOptions::default());
         dec.push(&Bytes::from_static(b"x\xe2\x82"), &mut Vec::new());
         assert_eq!(dec.buffered_len(), 2);
+        // json-seq: a complete value waiting for its LF counts, and so does the next one's beginning.
+        let mut dec = Decoder::new(Format::JsonSeq, DecoderOptions::default());
+        let mut out = Vec::new();
+        dec.push(&Bytes::from_static(b"\x1e{\"a\": 1}"), &mut out);
+        assert_eq!((out.len(), dec.buffered_len()), (0, 7));
+        dec.push(&Bytes::from_static(b"\n\x1e[1, "), &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(dec.buffered_len() > 0 && dec.buffered_len() <= 4, "{}", dec.buffered_len());
     }
 }
