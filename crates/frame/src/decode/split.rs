@@ -250,5 +250,13 @@ mod tests {
         push(&mut s, &mut sink, b"defgh".to_vec(), &mut out);
         assert_eq!(out, [Item::Retry(0)]);
         assert_eq!((s.buffered(), s.buf.capacity()), (0, capacity));
+
+        // Up to KEEP_CAPACITY itself.
+        let mut sink = Budget(KEEP_CAPACITY);
+        let mut s = LineSplitter::new(Breaks::Lf);
+        push(&mut s, &mut sink, vec![b'a'; KEEP_CAPACITY], &mut out);
+        assert_eq!(s.buf.capacity(), KEEP_CAPACITY);
+        push(&mut s, &mut sink, b"b".to_vec(), &mut out);
+        assert_eq!((s.buffered(), s.buf.capacity()), (0, KEEP_CAPACITY));
     }
 }
