@@ -271,6 +271,9 @@ mod tests {
         assert!(longest.len() <= hint && hint <= longest.len() + 8, "{} {hint}", longest.len());
         let no_prefix = Output::Sse.encoded_len_hint(&ev, Some(Id::new(u64::MAX)));
         assert_eq!(no_prefix - plain, "id: 18446744073709551615\n".len());
+        // An event's own id counts as "id: " + id + LF.
+        let own = Event::data("x").with_id("abc");
+        assert_eq!(encoded_len_hint(&own) - plain, "id: abc\n".len());
         // Without line breaks in the data, the hint is within a few bytes.
         let ev = Event { retry: Some(u64::MAX), ..Event::data("hello").with_name("n").with_id("i") };
         let mut out = Vec::new();
