@@ -251,6 +251,13 @@ mod tests {
         assert_eq!(out, [Item::Retry(0)]);
         assert_eq!((s.buffered(), s.buf.capacity()), (0, capacity));
 
+        // A 60 KiB buffer is kept too (the limit is 64 KiB).
+        let mut sink = Budget(62 << 10);
+        let mut s = LineSplitter::new(Breaks::Lf);
+        push(&mut s, &mut sink, vec![b'a'; 60 << 10], &mut out);
+        push(&mut s, &mut sink, vec![b'b'; 5 << 10], &mut out);
+        assert_eq!((s.buffered(), s.buf.capacity()), (0, 60 << 10));
+
         // Up to KEEP_CAPACITY itself.
         let mut sink = Budget(KEEP_CAPACITY);
         let mut s = LineSplitter::new(Breaks::Lf);
