@@ -4,7 +4,8 @@
 //! Payload: LLM-token-like JSON (OpenAI chat-completion chunks), ~200 bytes per message, fed in 1-byte,
 //! 64-byte and 16 KiB chunks. Reported as input bytes per second. The `aws-eventstream` cases frame the
 //! same messages as Bedrock does: base64-wrapped (`InvokeModelWithResponseStream`, ~385 bytes per frame)
-//! or as the plain JSON payload (`ConverseStream`, ~300 bytes per frame).
+//! or as the plain JSON payload (`ConverseStream`, ~300 bytes per frame). The `encode` group times the
+//! encoder alone (events per second): free functions against `encode::Output`, with and without assigned ids.
 //!
 //! `cargo bench -p ssegate-bench --bench frame` (see benches/README.md for figures).
 
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ssegate_frame::{encode, Decoder, DecoderOptions, Format, Item};
+use ssegate_frame::encode::{Id, Output};
+use ssegate_frame::{encode, Decoder, DecoderOptions, Event, Format, Item};
 
 /// Token texts of varying length, some non-ASCII, some with escapes.
 const TOKENS: &[&str] = &[
@@ -213,5 +215,68 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Encoding alone, with gateway-assigned ids: the gateway's pre-`Output` path (`writeln!(out, "id: {}", n)`
+/// then `encode::event` of the event with its id cleared) against `Output::Sse.event_with_id`, and plain
+/// `encode::event` against `Output::Sse.event`. Reported as events per second.
+fn bench_encode(c: &mut Criterion) {
+    let events: Vec<Event> = messages(256 << 10)
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| if i % 3 == 0 { Event::data(m).with_name("delta") } else { Event::data(m) })
+        .collect();
+    let mut group = c.benchmark_group("encode");
+    group.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(events.len() as u64));
+    let mut out = BytesMut::with_capacity(512 << 10);
+    group.bench_function("event/free_fn", |b| {
+        b.iter(|| {
+            out.clear();
+            for ev in &events {
+                encode::event(ev, &mut out);
+            }
+            out.len()
+        })
+    });
+    group.bench_function("event/output", |b| {
+        b.iter(|| {
+            out.clear();
+            for ev in &events {
+                Output::Sse.event(ev, &mut out);
+            }
+            out.len()
+        })
+    });
+    group.bench_function("with_id/writeln_then_free_fn", |b| {
+        b.iter(|| {
+            out.clear();
+            for (n, ev) in events.iter().enumerate() {
+                use std::fmt::Write;
+                let _ = writeln!(out, "id: {}", n + 1);
+                encode::event(ev, &mut out);
+            }
+            out.len()
+        })
+    });
+    group.bench_function("with_id/output", |b| {
+        b.iter(|| {
+            out.clear();
+            for (n, ev) in events.iter().enumerate() {
+                Output::Sse.event_with_id(ev, Id::new(n as u64 + 1), &mut out);
+            }
+            out.len()
+        })
+    });
+    group.bench_function("with_id/output_prefixed", |b| {
+        b.iter(|| {
+            out.clear();
+            for (n, ev) in events.iter().enumerate() {
+                Output::Sse.event_with_id(ev, Id::with_prefix(b"3f9a1c", n as u64 + 1), &mut out);
+            }
+            out.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_encode);
 criterion_main!(benches);

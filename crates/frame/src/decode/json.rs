@@ -620,6 +620,21 @@ mod tests {
     }
 
     #[test]
+    fn structure_error_reasons() {
+        for (s, reason) in [
+            ("[1", "unexpected end of value"),
+            ("{\"a\":1", "unexpected end of value"),
+            ("[1 2]", "expected ',' or ']'"),
+            ("[1}", "expected ',' or ']'"),
+            ("{\"a\":1 \"b\":2}", "expected ',' or '}'"),
+            ("{\"a\":1]", "expected ',' or '}'"),
+            ("[{\"a\":[1]]", "expected ',' or '}'"),
+        ] {
+            assert_eq!(bad(s.as_bytes()), Invalid::Json(reason), "{s}");
+        }
+    }
+
+    #[test]
     fn invalid_values() {
         for s in [
             "",

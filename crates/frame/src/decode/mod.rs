@@ -212,5 +212,18 @@ mod tests {
         let mut dec = Decoder::new(Format::Chunks, DecoderOptions::default());
         dec.push(&Bytes::from_static(b"x\xe2\x82"), &mut Vec::new());
         assert_eq!(dec.buffered_len(), 2);
+        // sse: the unfinished line, the block's data, name and id, and an id waiting for an event.
+        let mut dec = Decoder::new(Format::Sse, DecoderOptions::default());
+        let mut out = Vec::new();
+        dec.push(&Bytes::from_static(b"id: 123456\n\ndata: abc\nevent: name\nid: 12345\nda"), &mut out);
+        assert_eq!((out.len(), dec.buffered_len()), (0, 2 + 3 + 4 + 5 + 6));
+        // json-seq: a complete value waiting for its LF counts, and so does the next one's beginning.
+        let mut dec = Decoder::new(Format::JsonSeq, DecoderOptions::default());
+        let mut out = Vec::new();
+        dec.push(&Bytes::from_static(b"\x1e{\"a\": 1}"), &mut out);
+        assert_eq!((out.len(), dec.buffered_len()), (0, 7));
+        dec.push(&Bytes::from_static(b"\n\x1e[1, "), &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(dec.buffered_len() > 0 && dec.buffered_len() <= 4, "{}", dec.buffered_len());
     }
 }

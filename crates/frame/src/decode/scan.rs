@@ -330,6 +330,30 @@ impl Framer {
 mod tests {
     use super::*;
 
+    /// A string value of `n` bytes fed in two chunks (all but the closing quote, then the quote): the
+    /// framer's buffer capacity after the value is done.
+    fn capacity_after_spanning_string(n: usize) -> usize {
+        let mut f = Framer::new(1 << 20, None);
+        let mut out = Vec::new();
+        let mut head = vec![b'a'; n - 1];
+        head[0] = b'"';
+        let head = Bytes::from(head);
+        assert!(f.begin(b'"').is_ok());
+        assert!(matches!(f.feed(&head, 0..head.len(), &mut out, |i, o| o.push(i)), Fed::More));
+        let tail = Bytes::from_static(b"\"");
+        assert!(matches!(f.feed(&tail, 0..1, &mut out, |i, o| o.push(i)), Fed::Done(1)));
+        assert!(matches!(&out[..], [Item::Event(ev)] if ev.data.len() == n));
+        f.buf.capacity()
+    }
+
+    #[test]
+    fn framer_releases_large_buffers_and_keeps_small_ones() {
+        // The buffer grows to the value's first chunk, then doubles for the closing quote.
+        assert_eq!(capacity_after_spanning_string(1001), 2000, "small: kept");
+        assert_eq!(capacity_after_spanning_string(32 * 1024 + 1), 64 * 1024, "exactly 64 KiB: kept");
+        assert_eq!(capacity_after_spanning_string(40 * 1024 + 1), 0, "80 KiB: released");
+    }
+
     fn scan_whole(s: &[u8]) -> Scan {
         match s.first() {
             Some(&c) => match ValueScanner::begin(c) {

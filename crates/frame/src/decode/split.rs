@@ -203,3 +203,67 @@ impl LineSplitter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drops the lines; accepts lines up to `.0` bytes; reports a too-long line as `Retry(0)`.
+    struct Budget(usize);
+
+    impl LineSink for Budget {
+        fn budget(&self) -> usize {
+            self.0
+        }
+        fn line(&mut self, _: &[u8], _: Option<&Bytes>, _: &mut Vec<Item>) {}
+        fn too_long(&mut self, out: &mut Vec<Item>) {
+            out.push(Item::Retry(0));
+        }
+    }
+
+    fn push(s: &mut LineSplitter, sink: &mut Budget, bytes: Vec<u8>, out: &mut Vec<Item>) {
+        s.push(sink, &Bytes::from(bytes), out);
+    }
+
+    #[test]
+    fn a_long_line_does_not_leave_a_large_buffer_behind() {
+        let mut sink = Budget(100 << 10);
+        let mut s = LineSplitter::new(Breaks::Any);
+        let mut out = Vec::new();
+        push(&mut s, &mut sink, vec![b'a'; 60 << 10], &mut out);
+        push(&mut s, &mut sink, vec![b'a'; 10 << 10], &mut out);
+        assert!(s.buf.capacity() > KEEP_CAPACITY);
+        assert_eq!(s.buffered(), 70 << 10);
+        push(&mut s, &mut sink, vec![b'a'; 40 << 10], &mut out);
+        assert_eq!(out, [Item::Retry(0)], "reported once as too long");
+        assert_eq!((s.buffered(), s.buf.capacity()), (0, 0), "the large allocation is released");
+    }
+
+    #[test]
+    fn a_small_buffer_is_kept_for_reuse() {
+        let mut sink = Budget(5);
+        let mut s = LineSplitter::new(Breaks::Lf);
+        let mut out = Vec::new();
+        push(&mut s, &mut sink, b"abc".to_vec(), &mut out);
+        let capacity = s.buf.capacity();
+        assert!(capacity >= 3);
+        push(&mut s, &mut sink, b"defgh".to_vec(), &mut out);
+        assert_eq!(out, [Item::Retry(0)]);
+        assert_eq!((s.buffered(), s.buf.capacity()), (0, capacity));
+
+        // A 60 KiB buffer is kept too (the limit is 64 KiB).
+        let mut sink = Budget(62 << 10);
+        let mut s = LineSplitter::new(Breaks::Lf);
+        push(&mut s, &mut sink, vec![b'a'; 60 << 10], &mut out);
+        push(&mut s, &mut sink, vec![b'b'; 5 << 10], &mut out);
+        assert_eq!((s.buffered(), s.buf.capacity()), (0, 60 << 10));
+
+        // Up to KEEP_CAPACITY itself.
+        let mut sink = Budget(KEEP_CAPACITY);
+        let mut s = LineSplitter::new(Breaks::Lf);
+        push(&mut s, &mut sink, vec![b'a'; KEEP_CAPACITY], &mut out);
+        assert_eq!(s.buf.capacity(), KEEP_CAPACITY);
+        push(&mut s, &mut sink, b"b".to_vec(), &mut out);
+        assert_eq!((s.buffered(), s.buf.capacity()), (0, KEEP_CAPACITY));
+    }
+}

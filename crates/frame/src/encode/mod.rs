@@ -316,6 +316,27 @@ mod tests {
     }
 
     #[test]
+    fn len_hint_is_a_close_upper_bound() {
+        // Exact for the longest sequence number: "id: " + prefix + "." + 20 digits + LF.
+        let ev = Event::data("x");
+        let longest = with_id(&ev, Id::with_prefix(b"abc", u64::MAX));
+        let hint = Output::Sse.encoded_len_hint(&ev, Some(Id::with_prefix(b"abc", u64::MAX)));
+        let plain = Output::Sse.encoded_len_hint(&ev, None);
+        assert_eq!(hint - plain, "id: abc.18446744073709551615\n".len());
+        assert!(longest.len() <= hint && hint <= longest.len() + 8, "{} {hint}", longest.len());
+        let no_prefix = Output::Sse.encoded_len_hint(&ev, Some(Id::new(u64::MAX)));
+        assert_eq!(no_prefix - plain, "id: 18446744073709551615\n".len());
+        // An event's own id counts as "id: " + id + LF.
+        let own = Event::data("x").with_id("abc");
+        assert_eq!(encoded_len_hint(&own) - plain, "id: abc\n".len());
+        // Without line breaks in the data, the hint is within a few bytes.
+        let ev = Event { retry: Some(u64::MAX), ..Event::data("hello").with_name("n").with_id("i") };
+        let mut out = Vec::new();
+        event(&ev, &mut out);
+        assert!(out.len() <= encoded_len_hint(&ev) && encoded_len_hint(&ev) <= out.len() + 8);
+    }
+
+    #[test]
     fn id_prefix_is_one_clean_field() {
         let ev = Event::data("x");
         assert_eq!(with_id(&ev, Id::with_prefix(b"gw-1", 9)), b"id: gw-1.9\ndata: x\n\n");

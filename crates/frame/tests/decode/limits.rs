@@ -147,3 +147,14 @@ fn compact_messages_inside_one_chunk_are_zero_copy() {
     dec.push(&Bytes::from_static(b":2}]"), &mut out);
     assert_eq!(out, [ev("{\"a\":1}"), ev("{\"b\":2}")]);
 }
+
+#[test]
+fn the_rest_of_a_skipped_value_is_not_read_as_values() {
+    // With max 4 the framer stops after "[1,2,": what follows looks like values ("3", "4", ...) but is the
+    // rest of the skipped one.
+    let big = "[1,2,3,4,5,6]";
+    case(Format::JsonStream, &max(4), format!("{big}\n7\n"), &[too_large(4), ev("7")], Twins::Crlf);
+    case(Format::JsonSeq, &max(4), format!("\x1e{big}\n\x1e7\n"), &[too_large(4), ev("7")], Twins::Crlf);
+    case(Format::JsonArray, &max(4), format!("[{big},7]"), &[too_large(4), ev("7")], Twins::Crlf);
+    case(Format::JsonArray, &max(6), "[{\"a\":\"1\",\"b\":2},7]", &[too_large(6), ev("7")], Twins::Crlf);
+}
