@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use ssegate_tests::metrics::Scrape;
 use ssegate_tests::mock::Gate;
-use ssegate_tests::{assert_bytes, bounded, get, Gateway, GatewaySpec, MockUpstream, Reply, RouteSpec, Step};
+use ssegate_tests::{
+    assert_bytes, bounded, get, Gateway, GatewaySpec, MockUpstream, Reply, RouteSpec, Step, SIGTERM,
+};
 
 /// Three events, the last two after the client is gone.
 fn three_events() -> Reply {
@@ -161,6 +163,42 @@ async fn a_drain_ends_at_max_duration() {
         assert_eq!(s.value("ssegate_streams_draining", &[r]), 0.0);
         // Nobody was told about max_duration: it is not a reported failure.
         assert_eq!(s.value("ssegate_upstream_errors_total", &[r, ("kind", "max_duration")]), 0.0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_shutdown_ends_a_drain_after_shutdown_drain() {
+    bounded(async {
+        let gate = Gate::new(); // never opened: the upstream never ends
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n"), Step::Sleep(100), Step::send("{\"b\":2}\n"), Step::Wait(gate)],
+        ))
+        .await;
+        let mut gw = GatewaySpec::new()
+            .server(|s| s.shutdown_drain("1s"))
+            .route(RouteSpec::new("r").upstream(&mock).heartbeat("0s").set("on_disconnect", "drain"))
+            .args(["--log-format", "json"])
+            .start()
+            .await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_bytes(&resp.next_event().await.unwrap(), b"data: {\"a\":1}\n\n");
+        drop(resp);
+        let r = ("route", "r");
+        let s =
+            Scrape::until(gw.admin_addr(), |s| s.value("ssegate_drained_events_total", &[r]) == 1.0).await;
+        assert_eq!(s.value("ssegate_streams_draining", &[r]), 1.0, "{}", s.text);
+
+        let t = Instant::now();
+        gw.signal(SIGTERM);
+        assert!(mock.wait_peer_closed(1, Duration::from_secs(5)).await, "the drain outlived the shutdown");
+        let closed = mock.peer_closed_at()[0] - t;
+        assert!(closed >= Duration::from_millis(800), "closed after {closed:?}, before shutdown_drain (1 s)");
+        assert!(gw.wait_exit(Duration::from_secs(10)).await.is_some(), "no exit after SIGTERM");
+        let line = access_line(&gw, 1, Duration::from_secs(1)).await;
+        assert_eq!(line["outcome"], "client_closed", "{line}");
+        assert_eq!(line["drained_events"], 1, "{line}");
     })
     .await;
 }
