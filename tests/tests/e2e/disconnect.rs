@@ -202,3 +202,46 @@ async fn a_shutdown_ends_a_drain_after_shutdown_drain() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_drain_ends_at_idle_timeout() {
+    bounded(async {
+        let gate = Gate::new(); // never opened: the upstream falls silent
+        let mock = MockUpstream::serve(Reply::stream(
+            "application/x-ndjson",
+            vec![Step::send("{\"a\":1}\n"), Step::Sleep(300), Step::send("{\"b\":2}\n"), Step::Wait(gate)],
+        ))
+        .await;
+        let gw = GatewaySpec::new()
+            .route(
+                RouteSpec::new("r")
+                    .upstream(&mock)
+                    .heartbeat("0s")
+                    .idle_timeout("1s")
+                    .set("on_disconnect", "drain"),
+            )
+            .args(["--log-format", "json"])
+            .start()
+            .await;
+        let mut resp = get(gw.addr(), "/r").await;
+        assert_bytes(&resp.next_event().await.unwrap(), b"data: {\"a\":1}\n\n");
+        drop(resp);
+        let t = Instant::now();
+        assert!(
+            mock.wait_peer_closed(1, Duration::from_secs(4)).await,
+            "the drain did not end at idle_timeout"
+        );
+        // The last read was ~300 ms after the client left; silence is measured from it.
+        let closed = mock.peer_closed_at()[0] - t;
+        assert!(closed >= Duration::from_millis(1100), "closed after {closed:?}, before idle_timeout");
+        let line = access_line(&gw, 1, Duration::from_secs(3)).await;
+        assert_eq!(line["outcome"], "client_closed", "{line}");
+        assert_eq!(line["drained_events"], 1, "{line}");
+        let s = Scrape::fetch(gw.admin_addr()).await;
+        assert_eq!(
+            s.value("ssegate_upstream_errors_total", &[("route", "r"), ("kind", "upstream_idle")]),
+            0.0
+        );
+    })
+    .await;
+}

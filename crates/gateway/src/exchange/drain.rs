@@ -123,3 +123,39 @@ fn count(items: &mut Vec<Item>, policy: DecodeErrorPolicy, m: &RouteMetrics, dra
     m.drained_events(events);
     go_on
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use ssegate_frame::{DecodeError, Event};
+
+    use super::*;
+
+    fn ev() -> Item {
+        Item::Event(Event { data: Bytes::from_static(b"x"), ..Event::default() })
+    }
+
+    fn bad(recoverable: bool) -> Item {
+        Item::Error(DecodeError::MalformedJson { reason: "x", recoverable })
+    }
+
+    #[test]
+    fn counts_events_only_and_stops_where_a_client_would() {
+        let m = crate::metrics::route("t_drain_count");
+        let mut drained = 0;
+        let mut items = vec![ev(), Item::Comment(Bytes::from_static(b"c")), Item::Retry(5), ev()];
+        assert!(count(&mut items, DecodeErrorPolicy::Skip, &m, &mut drained));
+        assert!(items.is_empty());
+        assert_eq!(drained, 2);
+        let mut items = vec![ev(), bad(true), ev()];
+        assert!(count(&mut items, DecodeErrorPolicy::Skip, &m, &mut drained), "skip goes on");
+        assert_eq!(drained, 4);
+        let mut items = vec![ev(), bad(true), ev()];
+        assert!(!count(&mut items, DecodeErrorPolicy::Close, &m, &mut drained), "close stops");
+        assert!(items.is_empty());
+        assert_eq!(drained, 5, "the events before the error are counted, none after it");
+        let mut items = vec![bad(false), ev()];
+        assert!(!count(&mut items, DecodeErrorPolicy::Skip, &m, &mut drained), "unrecoverable stops");
+        assert_eq!(drained, 5);
+    }
+}
