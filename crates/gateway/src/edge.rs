@@ -113,6 +113,7 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
         duration,
         first_event: stats.first_event,
         events: stats.events,
+        drained_events: stats.drained_events,
         bytes_out: stats.bytes_out,
         heartbeats: stats.heartbeats,
         error: end.error_type().map(ErrorType::as_str),

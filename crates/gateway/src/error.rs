@@ -15,7 +15,10 @@
 //! admitted (README: "Failures reported to a client … by error type"); `shutdown` is one of them. A client
 //! that stops reading is not a reported failure (nobody is left to tell): it ends the stream with outcome
 //! `client_closed` and is counted in `ssegate_slow_clients_total`. A `401` is counted once, in
-//! `ssegate_rejected_total{reason="unauthorized"}`.
+//! `ssegate_rejected_total{reason="unauthorized"}`. A client that leaves a route with
+//! `on_disconnect = "drain"` ends with outcome `client_closed` once the drain is over, however the drain ended
+//! (the upstream's end, `max_duration`, `idle_timeout`, shutdown, a broken upstream): nobody is left to be told,
+//! so none of those is counted as a failure.
 
 /// The `type` of an error response or error event (closed set; also the `kind` metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

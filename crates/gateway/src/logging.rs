@@ -196,7 +196,11 @@ pub struct AccessRecord<'a> {
     pub outcome: Outcome,
     pub duration: Duration,
     pub first_event: Option<Duration>,
+    /// Events delivered to the client.
     pub events: u64,
+    /// Events decoded after the client left and delivered to nobody (`on_disconnect = "drain"`); `None`
+    /// when no drain ran.
+    pub drained_events: Option<u64>,
     pub bytes_out: u64,
     pub heartbeats: u64,
     /// The error type when the stream ended in an error (`upstream_reset`, ...).
@@ -215,8 +219,9 @@ fn ms(d: Duration) -> f64 {
 /// Writes the access line for `rec` (target `ssegate::access`, level info).
 ///
 /// Fields: `request_id client route method path upstream_status upstream_request_id format outcome
-/// duration_ms first_event_ms events bytes heartbeats error backend attempts`; `client`, `upstream_status`,
-/// `upstream_request_id`, `first_event_ms`, `error` and `backend` are left out when unknown. The path
+/// duration_ms first_event_ms events drained_events bytes heartbeats error backend attempts`; `client`,
+/// `upstream_status`, `upstream_request_id`, `first_event_ms`, `drained_events` (only after a drain),
+/// `error` and `backend` are left out when unknown. The path
 /// is cut at `?` even if the caller forgot to.
 pub fn access(rec: &AccessRecord<'_>) {
     let path = rec.path.split('?').next().unwrap_or(rec.path);
@@ -234,6 +239,7 @@ pub fn access(rec: &AccessRecord<'_>) {
         duration_ms = ms(rec.duration),
         first_event_ms = rec.first_event.map(ms),
         events = rec.events,
+        drained_events = rec.drained_events,
         bytes = rec.bytes_out,
         heartbeats = rec.heartbeats,
         error = rec.error,
@@ -289,6 +295,7 @@ mod tests {
             duration: Duration::from_micros(1_234_567),
             first_event: Some(Duration::from_micros(250_500)),
             events: 42,
+            drained_events: None,
             bytes_out: 4096,
             heartbeats: 3,
             error: None,
@@ -327,6 +334,7 @@ mod tests {
         assert_eq!(v["bytes"], 4096);
         assert_eq!(v["heartbeats"], 3);
         assert!(v.get("error").is_none(), "{line}");
+        assert!(v.get("drained_events").is_none(), "{line}");
         assert!(!line.contains("secret"));
     }
 
@@ -337,12 +345,14 @@ mod tests {
             first_event: None,
             outcome: Outcome::UpstreamError,
             error: Some("upstream_reset"),
+            drained_events: Some(7),
             ..record()
         };
         let out = capture(LogFormat::Json, "info", || access(&rec));
         let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
         assert_eq!(v["outcome"], "upstream_error");
         assert_eq!(v["error"], "upstream_reset");
+        assert_eq!(v["drained_events"], 7);
         assert!(v.get("upstream_status").is_none());
         assert!(v.get("first_event_ms").is_none());
     }

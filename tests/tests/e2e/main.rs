@@ -2,6 +2,7 @@
 //! test starts the real `ssegate` binary (see `ssegate_tests::gateway`) against mock upstreams.
 
 mod cli;
+mod disconnect;
 mod errors;
 mod formats;
 mod harness;

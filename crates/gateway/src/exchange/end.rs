@@ -7,7 +7,8 @@ use crate::error::{ErrorType, Outcome};
 pub enum End {
     /// The upstream ended cleanly and everything was delivered.
     Completed,
-    /// The client went away (or stopped reading).
+    /// The client went away (or stopped reading); with `on_disconnect = "drain"`, returned when the drain
+    /// after it is over.
     ClientGone,
     /// A failure, reported to the client as an error response or `event: error`.
     Failed { ty: ErrorType, reusable: bool },

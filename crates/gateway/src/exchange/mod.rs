@@ -5,7 +5,7 @@
 //! - items → ids, decode-error policy → encoded output ([`deliver`]) → one write + flush per read
 //!   ([`downstream`], the consumer and the only writer to the client),
 //! - every deadline in one timer ([`timers`]): heartbeat, header, idle, max duration, shutdown drain,
-//! - the client going away ([`disconnect`], the one exit),
+//! - the client going away ([`disconnect`], the one exit: it aborts the upstream, or [`drain`]s it),
 //! - the process shutting down (streams may finish during `shutdown_drain`, then get `retry:` and close).
 //!
 //! The producer and the consumer meet in this task and this `select!`: no channel, no extra wake-up or
@@ -22,6 +22,7 @@ pub mod choose;
 mod deliver;
 mod disconnect;
 pub mod downstream;
+mod drain;
 mod end;
 mod failover;
 mod pump;
@@ -83,6 +84,22 @@ enum Wake<T> {
     Timer,
     ClientGone,
     ShutdownChanged,
+}
+
+/// Why the body loop stops before the upstream's end.
+enum Stop {
+    /// The stream ends with this.
+    End(End),
+    /// A write to the client failed: it left (or stopped reading).
+    ClientLeft(WriteError),
+}
+
+/// What a passed deadline did, when it stops the stream.
+enum TimerStop {
+    /// End the stream with this error.
+    Fail(ErrorType, &'static str),
+    /// A heartbeat could not be written.
+    ClientLeft(WriteError),
 }
 
 /// When the shutdown watch first turned true, as seen by any exchange.
@@ -357,14 +374,16 @@ impl<'a> Exchange<'a> {
                             // Passthrough: the upstream's chunk as it is, not copied.
                             let written = self.down.write(session, chunk).await;
                             if let Err(e) = self.wrote(written) {
-                                return Box::pin(self.write_failed(e, Some(pump.session()))).await;
+                                return Box::pin(self.client_left(Some(e), pump, peer)).await;
                             }
                         }
-                        Ok(Produced::Items) => {
-                            if let Err(end) = self.deliver(session, &mut pump, read_at).await {
-                                return end;
+                        Ok(Produced::Items) => match self.deliver(session, &mut pump, read_at).await {
+                            Ok(()) => {}
+                            Err(Stop::End(end)) => return end,
+                            Err(Stop::ClientLeft(e)) => {
+                                return Box::pin(self.client_left(Some(e), pump, peer)).await
                             }
-                        }
+                        },
                         Err(msg) => {
                             pump.abort().await;
                             return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
@@ -377,8 +396,13 @@ impl<'a> Exchange<'a> {
                         if let Err(msg) = pump.finish() {
                             return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
                         }
-                        if let Err(end) = self.deliver(session, &mut pump, read_at).await {
-                            return end;
+                        match self.deliver(session, &mut pump, read_at).await {
+                            Ok(()) => {}
+                            Err(Stop::End(end)) => return end,
+                            // The upstream is at its end: nothing left to drain.
+                            Err(Stop::ClientLeft(e)) => {
+                                return Box::pin(self.write_failed(e, Some(pump.session()))).await
+                            }
                         }
                         if let Some(done) = &self.route.done_event {
                             self.down.event(done);
@@ -396,17 +420,22 @@ impl<'a> Exchange<'a> {
                     let msg = "the upstream connection broke mid-stream";
                     return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &e).await;
                 }
-                Wake::ClientGone => {
-                    return Box::pin(disconnect::client_gone(Some(pump.session()), &self.route.metrics)).await
-                }
+                Wake::ClientGone => return Box::pin(self.client_left(None, pump, peer)).await,
                 Wake::ShutdownChanged => self.check_shutdown(),
                 Wake::Timer => {
                     if self.timers.first_event_overdue(Instant::now()) && self.may_fail_over() {
                         pump.abort().await;
                         return End::NextBackend;
                     }
-                    if let Err(end) = Box::pin(self.on_timer(session, pump.session())).await {
-                        return end;
+                    match Box::pin(self.timer(session)).await {
+                        Ok(()) => {}
+                        Err(TimerStop::Fail(ty, msg)) => {
+                            pump.abort().await;
+                            return self.fail(session, ty, msg, None).await;
+                        }
+                        Err(TimerStop::ClientLeft(e)) => {
+                            return Box::pin(self.client_left(Some(e), pump, peer)).await
+                        }
                     }
                 }
             }
@@ -420,16 +449,14 @@ impl<'a> Exchange<'a> {
         session: &mut ServerSession,
         pump: &mut Pump,
         read_at: Instant,
-    ) -> Result<(), End> {
+    ) -> Result<(), Stop> {
         let done = self.delivery.deliver(pump.items(), self.down.out(), &self.route.metrics);
         let written = self.down.flush(session).await;
-        if let Err(e) = self.wrote(written) {
-            return Err(Box::pin(self.write_failed(e, Some(pump.session()))).await);
-        }
+        self.wrote(written).map_err(Stop::ClientLeft)?;
         self.stats.events_flushed(done.events, Instant::now(), read_at, self.started, &self.route.metrics);
         if let Some(e) = done.fatal {
             pump.abort().await;
-            return Err(self.fail(session, ErrorType::Decode, &e.to_string(), None).await);
+            return Err(Stop::End(self.fail(session, ErrorType::Decode, &e.to_string(), None).await));
         }
         Ok(())
     }
@@ -437,21 +464,27 @@ impl<'a> Exchange<'a> {
     /// Acts on the deadline that passed: a heartbeat (committing `200 text/event-stream` first if nothing
     /// was committed yet) or the end of the stream with a typed error.
     async fn on_timer(&mut self, session: &mut ServerSession, up: &mut HttpSession) -> Result<(), End> {
-        match self.timers.due(Instant::now()) {
-            Due::Fail(ty, msg) => {
+        match self.timer(session).await {
+            Ok(()) => Ok(()),
+            Err(TimerStop::Fail(ty, msg)) => {
                 up.shutdown().await;
                 Err(self.fail(session, ty, msg, None).await)
             }
+            Err(TimerStop::ClientLeft(e)) => Err(self.write_failed(e, Some(up)).await),
+        }
+    }
+
+    /// [`Exchange::on_timer`] without the upstream: the heartbeat is written here, a failure or a client
+    /// that left is the caller's to act on.
+    async fn timer(&mut self, session: &mut ServerSession) -> Result<(), TimerStop> {
+        match self.timers.due(Instant::now()) {
+            Due::Fail(ty, msg) => Err(TimerStop::Fail(ty, msg)),
             Due::Heartbeat => {
                 if self.down.committed() == Committed::No {
-                    if let Err(e) = Box::pin(self.commit_sse(session, None)).await {
-                        return Err(self.write_failed(e, Some(up)).await);
-                    }
+                    Box::pin(self.commit_sse(session, None)).await.map_err(TimerStop::ClientLeft)?;
                 }
                 let written = self.down.heartbeat(session).await;
-                if let Err(e) = self.wrote(written) {
-                    return Err(self.write_failed(e, Some(up)).await);
-                }
+                self.wrote(written).map_err(TimerStop::ClientLeft)?;
                 self.stats.heartbeat(&self.route.metrics);
                 Ok(())
             }
@@ -483,11 +516,32 @@ impl<'a> Exchange<'a> {
     /// A write to the client failed: the stream ends as "client gone"; a client that stopped reading is
     /// counted as such (it cannot hold the upstream or memory).
     async fn write_failed(&mut self, e: WriteError, up: Option<&mut HttpSession>) -> End {
+        self.slow_client(e);
+        disconnect::client_gone(up, &self.route.metrics).await
+    }
+
+    /// The client left during the body loop (its EOF, or a failed write `e`): the route's
+    /// `on_disconnect` decides what happens to the producer ([`disconnect::body_left`]).
+    async fn client_left(&mut self, e: Option<WriteError>, pump: Pump, peer: &HttpPeer) -> End {
+        if let Some(e) = e {
+            self.slow_client(e);
+        }
+        let parts = disconnect::Parts {
+            route: self.route,
+            timers: &mut self.timers,
+            shutdown: &mut self.shutdown,
+            shutdown_drain: self.settings.shutdown_drain,
+            stats: &mut self.stats,
+        };
+        disconnect::body_left(pump, peer, parts).await
+    }
+
+    /// Counts a client that stopped reading (it cannot hold the upstream or memory).
+    fn slow_client(&self, e: WriteError) {
         if e == WriteError::Slow {
             self.route.metrics.slow_client();
             tracing::info!(route = %self.route.cfg.name, "client stopped reading; stream dropped");
         }
-        disconnect::client_gone(up, &self.route.metrics).await
     }
 
     /// Starts the drain clock if the process is shutting down.

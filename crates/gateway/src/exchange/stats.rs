@@ -16,7 +16,11 @@ pub struct Stats {
     /// Request received → first event flushed.
     pub first_event: Option<Duration>,
     last_event: Option<Instant>,
+    /// Events delivered to the client.
     pub events: u64,
+    /// Events decoded after the client left, delivered to nobody (`on_disconnect = "drain"`); `None`
+    /// when no drain ran.
+    pub drained_events: Option<u64>,
     pub bytes_out: u64,
     pub heartbeats: u64,
     /// The upstream's own request id (`[server] upstream_request_id_headers`), for the access log.

@@ -31,7 +31,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaug
 pub use crate::error::Outcome;
 pub use labels::{format_label, DecodeKind, EdgeReason, RejectReason, PASSTHROUGH};
 pub use reload::{config_loaded, reload_failed, reload_succeeded, retire_route};
-pub use route::{route, ActiveStream, RouteMetrics};
+pub use route::{route, ActiveStream, Draining, RouteMetrics};
 pub use upstream::{BackendMetrics, BackendResult, Failovers, RetryReason};
 
 /// Buckets of the per-event / per-request latency histograms: 100 µs .. 60 s.
@@ -60,6 +60,8 @@ struct Families {
     heartbeats: IntCounterVec,
     client_disconnects: IntCounterVec,
     slow_clients: IntCounterVec,
+    drained_events: IntCounterVec,
+    streams_draining: IntGaugeVec,
     decode_errors: IntCounterVec,
     upstream_errors: IntCounterVec,
     rejected: IntCounterVec,
@@ -188,6 +190,16 @@ impl Families {
                 "Streams dropped because the client did not accept data within write_timeout.",
                 &["route"],
             ),
+            drained_events: counter_vec(
+                "ssegate_drained_events_total",
+                "Events decoded after the client left (on_disconnect = \"drain\") and delivered to nobody.",
+                &["route"],
+            ),
+            streams_draining: gauge_vec(
+                "ssegate_streams_draining",
+                "Streams whose client left and whose upstream is being read to its end (on_disconnect = \"drain\").",
+                &["route"],
+            ),
             decode_errors: counter_vec(
                 "ssegate_decode_errors_total",
                 "Bad upstream messages met by the decoder, by kind.",
@@ -225,10 +237,17 @@ impl Families {
         let formats = (0..labels::N_FORMATS).map(|i| format_label(labels::format_by_index(i)));
         let outcomes = Outcome::ALL.map(Outcome::as_str);
         let _ = self.streams_active.remove_label_values(&[name]);
+        let _ = self.streams_draining.remove_label_values(&[name]);
         for h in [&self.upstream_header, &self.first_event, &self.event_gap, &self.event_latency] {
             let _ = h.remove_label_values(&[name]);
         }
-        for c in [&self.heartbeats, &self.client_disconnects, &self.slow_clients, &self.upstream_retries] {
+        for c in [
+            &self.heartbeats,
+            &self.client_disconnects,
+            &self.slow_clients,
+            &self.upstream_retries,
+            &self.drained_events,
+        ] {
             let _ = c.remove_label_values(&[name]);
         }
         for f in formats.clone() {

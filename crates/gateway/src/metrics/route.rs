@@ -32,6 +32,8 @@ pub struct RouteMetrics {
     heartbeats: IntCounter,
     client_disconnects: IntCounter,
     slow_clients: IntCounter,
+    drained_events: IntCounter,
+    draining: IntGauge,
     /// [`DecodeKind::ALL`] order.
     decode_errors: [IntCounter; DecodeKind::ALL.len()],
     /// [`ErrorType::ALL`] order; a handle for each type that is a stream error
@@ -64,10 +66,20 @@ impl Drop for ActiveStream {
     }
 }
 
+/// Decrements `ssegate_streams_draining{route}` when dropped.
+#[derive(Debug)]
+pub struct Draining(IntGauge);
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Handles for `route`. Call once per route when the routes are built (calling it again for the same name
 /// is harmless and returns handles to the same series). Creates the route's series at 0:
 /// `streams_active`, `events_total` for every format, both `bytes_total` directions, `heartbeats_total`,
-/// `client_disconnects_total`, `slow_clients_total`, every decode and upstream error kind, every reject
+/// `client_disconnects_total`, `slow_clients_total`, `drained_events_total`, `streams_draining`, every decode and upstream error kind, every reject
 /// reason, and the four latency histograms.
 pub fn route(name: &str) -> RouteMetrics {
     super::reload::live(name, |live| route_with(name, live))
@@ -92,6 +104,8 @@ fn route_with(name: &str, live: Arc<super::reload::Live>) -> RouteMetrics {
         heartbeats: f.heartbeats.with_label_values(&[name]),
         client_disconnects: f.client_disconnects.with_label_values(&[name]),
         slow_clients: f.slow_clients.with_label_values(&[name]),
+        drained_events: f.drained_events.with_label_values(&[name]),
+        draining: f.streams_draining.with_label_values(&[name]),
         decode_errors: DecodeKind::ALL.map(|k| f.decode_errors.with_label_values(&[name, k.as_str()])),
         upstream_errors: ErrorType::ALL
             .map(|t| t.is_stream_error().then(|| f.upstream_errors.with_label_values(&[name, t.as_str()]))),
@@ -168,6 +182,17 @@ impl RouteMetrics {
     /// A client that did not accept data within `write_timeout` (`ssegate_slow_clients_total`).
     pub fn slow_client(&self) {
         self.slow_clients.inc();
+    }
+
+    /// A drain started (the client left a route with `on_disconnect = "drain"`); keep the guard until it ends.
+    pub fn drain_started(&self) -> Draining {
+        self.draining.inc();
+        Draining(self.draining.clone())
+    }
+
+    /// `n` events decoded while draining, delivered to nobody (`ssegate_drained_events_total`).
+    pub fn drained_events(&self, n: u64) {
+        self.drained_events.inc_by(n);
     }
 
     /// A bad upstream message (`ssegate_decode_errors_total{kind}`).

@@ -95,6 +95,8 @@ fn init_is_idempotent_and_registers_everything() {
         "ssegate_decode_errors_total",
         "ssegate_upstream_errors_total",
         "ssegate_slow_clients_total",
+        "ssegate_drained_events_total",
+        "ssegate_streams_draining",
         "ssegate_rejected_total",
         "ssegate_downstream_rejected_total",
         "ssegate_upstream_retries_total",
@@ -373,4 +375,20 @@ fn metric_name_scanner() {
 #[test]
 fn debug_shows_the_route() {
     assert!(format!("{:?}", route("t_debug")).contains("t_debug"));
+}
+
+#[test]
+fn drain_series_start_at_zero_and_move() {
+    let m = route("t_drain");
+    let r = ("route", "t_drain");
+    assert_eq!(value("ssegate_drained_events_total", &[r]), Some(0.0));
+    assert_eq!(value("ssegate_streams_draining", &[r]), Some(0.0));
+    let guard = m.drain_started();
+    m.drained_events(3);
+    assert_eq!(value("ssegate_streams_draining", &[r]), Some(1.0));
+    drop(guard);
+    assert_eq!(value("ssegate_streams_draining", &[r]), Some(0.0));
+    assert_eq!(value("ssegate_drained_events_total", &[r]), Some(3.0));
+    // Drained events are not delivered events.
+    assert_eq!(value("ssegate_events_total", &[r, ("format", "sse")]), Some(0.0));
 }

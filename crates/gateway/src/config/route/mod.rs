@@ -91,6 +91,8 @@ pub struct Route {
     pub max_event_size: usize,
     /// `on_decode_error` (default skip): what a malformed/oversized message does.
     pub on_decode_error: DecodeErrorPolicy,
+    /// `on_disconnect` (default abort): what happens to the upstream when the client leaves mid-stream.
+    pub on_disconnect: DisconnectPolicy,
     /// `auth = { keys_env = [...], keys_file = [...] }`: the client keys this route accepts; `None`: open.
     pub auth: Option<KeySet>,
     /// `upstream_headers = { "Name" = "value with ${env:VAR} / ${file:PATH}" }`, resolved at load.
@@ -134,6 +136,16 @@ pub enum DecodeErrorPolicy {
     Close,
 }
 
+/// `on_disconnect = "abort" | "drain"` (`"detach"` is refused until resume exists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectPolicy {
+    /// Close the upstream connection at once: it stops producing (and billing) what nobody reads.
+    Abort,
+    /// Keep reading the upstream body to its end (bounded by `max_duration`, `idle_timeout` and a
+    /// shutdown), decoding and counting its events without delivering them.
+    Drain,
+}
+
 // ---- the file's table, as serde reads it (see `RawConfig` for the conventions) -------------------
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +168,7 @@ pub(super) struct RawRoute {
     max_duration: Option<Spanned<DurationStr>>,
     max_event_size: Option<Spanned<SizeValue>>,
     on_decode_error: Option<Spanned<String>>,
+    on_disconnect: Option<Spanned<String>>,
     auth: Option<Spanned<RawAuth>>,
     upstream_headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     max_streams: Option<Spanned<i64>>,
@@ -248,6 +261,7 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
             MAX_EVENT_SIZE,
         ),
         on_decode_error: on_decode_error(cx, r.on_decode_error),
+        on_disconnect: on_disconnect(cx, r.on_disconnect),
         auth: r.auth.and_then(|a| security::auth(cx, a)),
         upstream_headers: r.upstream_headers.map(|h| upstream::upstream_headers(cx, h)).unwrap_or_default(),
         max_streams: max_streams(cx, r.max_streams),
@@ -392,6 +406,26 @@ fn on_decode_error(cx: &mut Cx, raw: Option<Spanned<String>>) -> DecodeErrorPoli
         other => {
             cx.err(p.span(), format!("unknown on_decode_error {other:?}; expected skip or close"));
             DecodeErrorPolicy::Skip
+        }
+    }
+}
+
+fn on_disconnect(cx: &mut Cx, raw: Option<Spanned<String>>) -> DisconnectPolicy {
+    let Some(p) = raw else { return DisconnectPolicy::Abort };
+    match p.get_ref().as_str() {
+        "abort" => DisconnectPolicy::Abort,
+        "drain" => DisconnectPolicy::Drain,
+        "detach" => {
+            cx.err(
+                p.span(),
+                "on_disconnect = \"detach\" needs resume on the route, and resume is not available yet; \
+                 use \"abort\" or \"drain\"",
+            );
+            DisconnectPolicy::Abort
+        }
+        other => {
+            cx.err(p.span(), format!("unknown on_disconnect {other:?}; expected abort or drain"));
+            DisconnectPolicy::Abort
         }
     }
 }

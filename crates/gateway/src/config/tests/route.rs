@@ -125,3 +125,28 @@ fn outputs_and_ndjson_heartbeats() {
     one_error(&route_with("outputs = [\"sse\", \"sse\"]"), 8, 19, "output \"sse\" listed twice");
     one_error(&route_with("outputs = []"), 8, 11, "outputs must list at least one of sse, ndjson");
 }
+
+#[test]
+fn on_disconnect_values_default_and_detach_refusal() {
+    use crate::config::DisconnectPolicy;
+    assert_eq!(load(&route_with("")).unwrap().routes[0].on_disconnect, DisconnectPolicy::Abort);
+    for (value, policy) in [("abort", DisconnectPolicy::Abort), ("drain", DisconnectPolicy::Drain)] {
+        let c = load(&route_with(&format!("on_disconnect = {value:?}"))).unwrap();
+        assert_eq!(c.routes[0].on_disconnect, policy, "{value}");
+    }
+    one_error(
+        &route_with("on_disconnect = \"detach\""),
+        8,
+        17,
+        "on_disconnect = \"detach\" needs resume on the route, and resume is not available yet; use \"abort\" or \"drain\"",
+    );
+    one_error(
+        &route_with("on_disconnect = \"close\""),
+        8,
+        17,
+        "unknown on_disconnect \"close\"; expected abort or drain",
+    );
+    // A `resume` table (which `detach` will need) is not a route key yet.
+    let errs = errors(&route_with("on_disconnect = \"detach\"\nresume = { backend = \"memory\" }"));
+    assert!(errs.iter().any(|e| e.contains("resume")), "{errs:#?}");
+}
