@@ -1,0 +1,100 @@
+//! HTTP/1 edge cases (issue 17): requests with an ambiguous authority or body length, and heads pingora's
+//! parser refuses, are answered with a JSON 400 and `Connection: close`, and never forwarded. Written over
+//! raw TCP: no client library sends these.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use ssegate_tests::client::H2Conn;
+use ssegate_tests::metrics::Scrape;
+use ssegate_tests::{assert_sse_head, bounded, show, Gateway, MockUpstream, Reply, Step};
+use ssegate_tests::{GatewaySpec, RouteSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn ndjson() -> Reply {
+    Reply::stream("application/x-ndjson", vec![Step::send("{\"a\":1}\n"), Step::End])
+}
+
+/// Writes `raw`, reads until the gateway closes (asserted within 5 s); the answer as text.
+async fn raw_exchange(gw: &Gateway, raw: &str) -> String {
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "the connection stayed open after {}: {}", show(raw.as_bytes()), show(&buf));
+    String::from_utf8_lossy(&buf).to_string()
+}
+
+/// A JSON 400 `bad_request` with `Connection: close` (the connection was closed after it: `raw_exchange`).
+fn assert_refused(what: &str, text: &str) {
+    assert!(text.starts_with("HTTP/1.1 400"), "{what}: {text}");
+    let lower = text.to_ascii_lowercase();
+    assert!(lower.contains("\r\nconnection: close\r\n"), "{what}: {text}");
+    assert!(lower.contains("\r\ncontent-type: application/json\r\n"), "{what}: {text}");
+    assert!(text.contains("\"type\":\"bad_request\""), "{what}: {text}");
+    assert!(text.contains("\"status\":400"), "{what}: {text}");
+}
+
+#[tokio::test]
+async fn ambiguous_and_malformed_requests_get_400_and_are_never_forwarded() {
+    bounded(async {
+        let mock = MockUpstream::serve(ndjson()).await;
+        let other = MockUpstream::serve(ndjson()).await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
+        let (g, o) = (gw.addr(), other.addr());
+        let cases: [(&str, String, &str); 7] = [
+            // authority
+            ("absolute-form authority differs from Host", format!("GET http://{o}/r HTTP/1.1\r\nHost: {g}\r\n\r\n"), "bad_host"),
+            ("two Host headers", format!("GET /r HTTP/1.1\r\nHost: {g}\r\nHost: {o}\r\n\r\n"), "bad_host"),
+            ("no Host on HTTP/1.1", "GET /r HTTP/1.1\r\nAccept: */*\r\n\r\n".into(), "bad_host"),
+            // body length
+            (
+                "Content-Length with Transfer-Encoding",
+                format!("POST /r HTTP/1.1\r\nHost: {g}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+                "ambiguous_length",
+            ),
+            (
+                "two different Content-Length values",
+                format!("POST /r HTTP/1.1\r\nHost: {g}\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc"),
+                "ambiguous_length",
+            ),
+            // refused by httparse
+            ("a header name with a space", format!("GET /r HTTP/1.1\r\nHost: {g}\r\nBad Name: x\r\n\r\n"), "malformed"),
+            ("an obs-fold line", format!("GET /r HTTP/1.1\r\nHost: {g}\r\nX-A: a\r\n  folded\r\n\r\n"), "malformed"),
+        ];
+        for (what, raw, _) in &cases {
+            let text = raw_exchange(&gw, raw).await;
+            assert_refused(what, &text);
+        }
+        assert!(mock.requests().is_empty(), "forwarded: {:?}", mock.requests());
+        assert_eq!(mock.connections(), 0);
+        assert_eq!(other.connections(), 0);
+        for reason in ["bad_host", "ambiguous_length", "malformed"] {
+            let n = cases.iter().filter(|c| c.2 == reason).count() as f64;
+            let labels = [("reason", reason)];
+            let name = "ssegate_downstream_rejected_total";
+            let v = Scrape::until(gw.admin_addr(), |s| s.value(name, &labels) == n).await.value(name, &labels);
+            assert_eq!(v, n, "{reason}");
+        }
+
+        // What stays allowed: HTTP/1.0 without Host, a single Host, identical duplicate Content-Length
+        // values (RFC 9110 §8.6), h2 with `:authority` and no Host.
+        for raw in [
+            "GET /r HTTP/1.0\r\nAccept: */*\r\n\r\n".to_string(),
+            format!("GET /r HTTP/1.1\r\nHost: {g}\r\nConnection: close\r\n\r\n"),
+            format!("POST /r HTTP/1.1\r\nHost: {g}\r\nContent-Length: 2\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"),
+        ] {
+            let text = raw_exchange(&gw, &raw).await;
+            assert!(text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200"), "{}: {text}", show(raw.as_bytes()));
+            assert!(text.contains("data: {\"a\":1}"), "{text}");
+        }
+        let h2 = H2Conn::h2c_with_authority(gw.addr(), &g.to_string()).await;
+        let mut resp = h2.request("GET", "/r", b"").await;
+        assert_sse_head(&resp);
+        resp.body_to_end().await;
+        assert_eq!(mock.requests().len(), 4);
+    })
+    .await;
+}
