@@ -98,3 +98,105 @@ async fn ambiguous_and_malformed_requests_get_400_and_are_never_forwarded() {
     })
     .await;
 }
+
+// ---- decompression is bounded -------------------------------------------------------------------------
+
+/// `n` MiB of zeros as one gzip stream (~1 KiB per MiB), built without holding the zeros: one MiB is
+/// deflated with a sync flush; the deflate block for a MiB of zeros after a window of zeros is the same
+/// every time, so it is repeated; the trailer's CRC is combined, not computed over `n` MiB.
+fn gzip_zeros_mib(n: usize) -> Vec<u8> {
+    use flate2::{Compress, Compression, Crc, FlushCompress};
+    let mib = vec![0u8; 1024 * 1024];
+    let mut c = Compress::new(Compression::best(), false);
+    let mut block = |input: &[u8], flush: FlushCompress| {
+        let mut out = Vec::with_capacity(64 * 1024);
+        let before = c.total_in();
+        c.compress_vec(input, &mut out, flush).unwrap();
+        assert_eq!(c.total_in() - before, input.len() as u64, "output buffer too small");
+        out
+    };
+    let first = block(&mib, FlushCompress::Sync);
+    let again = block(&mib, FlushCompress::Sync);
+    assert_eq!(block(&mib, FlushCompress::Sync), again, "the repeated block is not stable");
+    let last = block(&[], FlushCompress::Finish);
+    let mut crc = Crc::new();
+    crc.update(&mib);
+    let mut one = Crc::new();
+    one.update(&mib);
+    for _ in 1..n {
+        crc.combine(&one);
+    }
+    let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    gz.extend_from_slice(&first);
+    for _ in 1..n {
+        gz.extend_from_slice(&again);
+    }
+    gz.extend_from_slice(&last);
+    gz.extend_from_slice(&crc.sum().to_le_bytes());
+    gz.extend_from_slice(&((n as u64 * 1024 * 1024) as u32).to_le_bytes());
+    gz
+}
+
+/// The gateway's resident memory in KiB (`VmRSS`, as in `robustness.rs`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("this test needs /proc");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("no VmRSS line")
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_is_inflated_in_bounded_steps() {
+    bounded(async {
+        // 1 GiB of zeros, gzip'd to ~1 MiB, sent in 64 KiB writes: one NDJSON "message" with no newline.
+        let gz = bytes::Bytes::from(gzip_zeros_mib(1024));
+        let compressed = gz.len();
+        let steps: Vec<Step> = (0..compressed)
+            .step_by(64 * 1024)
+            .map(|at| Step::Send(gz.slice(at..(at + 64 * 1024).min(compressed))))
+            .chain([Step::End])
+            .collect();
+        let bomb = MockUpstream::serve(
+            Reply::stream("application/x-ndjson", steps).with_header("Content-Encoding", "gzip"),
+        )
+        .await;
+        let small = MockUpstream::serve(ndjson()).await;
+        let gw = GatewaySpec::new()
+            .route(RouteSpec::new("r").upstream(&bomb).max_event_size("64KiB"))
+            .route(RouteSpec::new("w").upstream(&small))
+            .start()
+            .await;
+        for _ in 0..2 {
+            ssegate_tests::get(gw.addr(), "/w").await.body_to_end().await;
+        }
+        let rss_before = rss_kib(gw.pid());
+        let t0 = std::time::Instant::now();
+        let mut resp = ssegate_tests::get(gw.addr(), "/r").await;
+        assert_sse_head(&resp);
+        let body = tokio::spawn(async move { resp.body_to_end().await });
+        let mut peak = rss_before;
+        while !body.is_finished() {
+            peak = peak.max(rss_kib(gw.pid()));
+            assert!(t0.elapsed() < Duration::from_secs(15), "the 1 GiB expansion did not end within 15 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let body = body.await.unwrap();
+        let took = t0.elapsed();
+        eprintln!(
+            "gzip bomb: {compressed} B -> 1 GiB in {took:?}; RSS {rss_before} KiB -> peak {peak} KiB (+{} KiB)",
+            peak - rss_before
+        );
+        // The one "message" is over max_event_size: skipped (on_decode_error = "skip"), counted, and the
+        // stream completes with the upstream's end; nothing of it reaches the client.
+        assert!(!String::from_utf8_lossy(&body).contains("data:"), "{}", show(&body[..body.len().min(200)]));
+        let labels = [("route", "r"), ("kind", "too_large")];
+        let s = Scrape::until(gw.admin_addr(), |s| s.value("ssegate_decode_errors_total", &labels) >= 1.0).await;
+        assert!(s.value("ssegate_decode_errors_total", &labels) >= 1.0);
+        // Bounded: one 64 KiB read, one ~129 KiB inflate step, the decoder's 64 KiB, and noise — far from
+        // the 1 GiB (or the 64 MiB per read) an unbounded inflate would hold.
+        assert!(peak - rss_before < 8 * 1024, "RSS grew by {} KiB", peak - rss_before);
+    })
+    .await;
+}
