@@ -34,6 +34,12 @@ use crate::security::{self, KeyHeaders};
 pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
     let started = Instant::now();
     let bare = Answer::bare(headers::request_id(session.req_header()));
+    if let Err(r) = crate::http_rules::check_head(session) {
+        // Ambiguous framing or authority: answered and closed, whatever the body.
+        session.set_keepalive(None);
+        refuse(session, r.reason, r.ty, r.message, &bare).await;
+        return false;
+    }
     if session.req_header().method == Method::CONNECT {
         metrics::downstream_rejected(EdgeReason::Method);
         session.set_keepalive(None);

@@ -5,7 +5,7 @@
 //!
 //! | type | status | outcome | source | counted in |
 //! |---|---|---|---|---|
-//! | `not_found`, `bad_request` (target), `method_not_allowed`, `header_too_large` | 404 400 405 431 | — (no route) | client | `ssegate_downstream_rejected_total{reason}` |
+//! | `not_found`, `bad_request` (target, ambiguous or malformed head: `http_rules.rs`), `method_not_allowed`, `header_too_large` | 404 400 405 431 | — (no route) | client | `ssegate_downstream_rejected_total{reason}` |
 //! | `unauthorized`, `forbidden`, `payload_too_large`, `request_timeout`, `bad_request` (body), `overloaded` | 401 403 413 408 400 503 | `rejected` | client (overloaded: gateway) | `ssegate_rejected_total{reason}` |
 //! | `upstream_connect`, `upstream_reset`, `upstream_status`, `decode` | 502 | `upstream_error` | upstream | `ssegate_upstream_errors_total{kind}` |
 //! | `upstream_timeout`, `upstream_idle`, `max_duration` | 504 | `timeout` | upstream (max_duration: gateway) | `ssegate_upstream_errors_total{kind}` |

@@ -29,6 +29,7 @@ pub mod error;
 pub mod exchange;
 pub mod gateway;
 pub mod headers;
+pub mod http_rules;
 pub mod logging;
 pub mod metrics;
 pub mod negotiate;

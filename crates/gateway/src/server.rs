@@ -85,8 +85,9 @@ impl HttpServerApp for App {
             Ok(Ok(false)) => return None,
             Ok(Err(e)) => {
                 // Only the kind: the error's context quotes the raw request bytes, which may hold a key.
-                metrics::downstream_rejected(EdgeReason::Malformed);
                 tracing::debug!(error = e.etype().as_str(), "could not read a request");
+                // A head pingora refused is answered with a 400 when the connection still works.
+                crate::http_rules::unreadable(&mut session, &e).await;
                 return None;
             }
             Err(_) => {

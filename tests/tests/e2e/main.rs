@@ -7,6 +7,7 @@ mod errors;
 mod formats;
 mod harness;
 mod headers;
+mod http_edge;
 mod metrics;
 mod outputs;
 mod pools;

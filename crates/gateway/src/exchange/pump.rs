@@ -44,18 +44,30 @@ impl Pump {
         Pump { up, decoder, decompressor, items: Vec::new() }
     }
 
-    /// The next body chunk of the upstream (`None` at its end).
+    /// The next body chunk of the upstream (`None` at its end). While compressed input of an earlier read
+    /// is still to be inflated, an empty chunk at once: [`Pump::push`] then inflates its next step, so
+    /// that a large expansion is decoded and delivered piece by piece (between pieces the exchange still
+    /// watches the client and the timers).
     pub async fn read(&mut self) -> pingora::Result<Option<Bytes>> {
+        if self.decoder.is_some() && self.decompressor.as_ref().is_some_and(Decompressor::has_pending) {
+            return Ok(Some(Bytes::new()));
+        }
         self.up.read_response_body().await
     }
 
-    /// Turns one chunk into items (or passes it on). Fails only when it cannot be decompressed.
+    /// Turns one chunk into items (or passes it on). Compressed input is inflated one bounded step
+    /// (64 KiB of output, see `upstream/decompress.rs`) at a time; the rest waits for the next
+    /// [`Pump::read`]. Fails only when it cannot be decompressed.
     pub fn push(&mut self, chunk: Bytes) -> Result<Produced, String> {
         let Some(dec) = self.decoder.as_mut() else { return Ok(Produced::Bytes(chunk)) };
-        let chunk = match self.decompressor.as_mut().map(|d| d.push(&chunk)) {
+        let chunk = match self.decompressor.as_mut() {
             None => chunk,
-            Some(Ok(c)) => c,
-            Some(Err(e)) => return Err(format!("cannot decompress the upstream body: {e}")),
+            Some(d) => {
+                if !chunk.is_empty() {
+                    d.push(chunk);
+                }
+                d.step().map_err(|e| format!("cannot decompress the upstream body: {e}"))?
+            }
         };
         dec.push(&chunk, &mut self.items);
         Ok(Produced::Items)

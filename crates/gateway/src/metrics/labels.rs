@@ -15,16 +15,20 @@ pub enum EdgeReason {
     BadTarget,
     Method,
     NotFound,
+    BadHost,
+    AmbiguousLength,
 }
 
 impl EdgeReason {
-    pub const ALL: [EdgeReason; 6] = [
+    pub const ALL: [EdgeReason; 8] = [
         EdgeReason::HeaderTooLarge,
         EdgeReason::HeaderTimeout,
         EdgeReason::Malformed,
         EdgeReason::BadTarget,
         EdgeReason::Method,
         EdgeReason::NotFound,
+        EdgeReason::BadHost,
+        EdgeReason::AmbiguousLength,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +39,8 @@ impl EdgeReason {
             EdgeReason::BadTarget => "bad_target",
             EdgeReason::Method => "method",
             EdgeReason::NotFound => "not_found",
+            EdgeReason::BadHost => "bad_host",
+            EdgeReason::AmbiguousLength => "ambiguous_length",
         }
     }
 
