@@ -34,7 +34,7 @@ FUZZ_SECONDS ?= 10
 fuzz:
 	cd fuzz && cargo build --release --all-targets
 	@if cargo +nightly fuzz --version >/dev/null 2>&1; then \
-	  for t in decode encode json; do \
+	  for t in decode encode json eventstream; do \
 	    mkdir -p fuzz/corpus/$$t && \
 	    (cd fuzz && cargo +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096) || exit 1; \
 	  done; \

@@ -16,6 +16,7 @@ build_only=0
 need=()
 command -v make >/dev/null 2>&1 || need+=(make)                   # .ci/run calls `make test` after this script
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)            # the linker rustc calls; C parts of dependencies
+command -v c++ >/dev/null 2>&1 || need+=(g++)                    # libFuzzer (C++) in the fuzz workspace that CI builds
 command -v cmake >/dev/null 2>&1 || need+=(cmake)                 # pingora-core builds zlib-ng with cmake
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates) # https upstreams use the system roots
 command -v curl >/dev/null 2>&1 || need+=(curl)
