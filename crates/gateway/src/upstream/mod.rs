@@ -9,7 +9,7 @@ pub mod pool;
 mod select;
 
 pub use connect::{connect, peer, peer_with_timeout, ConnectError};
-pub use decompress::Decompressor;
+pub use decompress::{Decompressor, MAX_STEP_OUTPUT, STEP_OUTPUT};
 
 use pingora::http::RequestHeader;
 
