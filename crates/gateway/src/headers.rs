@@ -15,6 +15,28 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the de facto ones).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether a header must not cross the proxy: a hop-by-hop header, or one named in the message's own
+/// `Connection` header (`connection`, its value). Nothing is allocated: it runs for every forwarded header.
+pub fn is_hop_by_hop(name: &str, connection: Option<&[u8]>) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || connection.is_some_and(|v| {
+            v.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+        })
+}
+
 /// The header that carries the request id, both ways.
 pub const REQUEST_ID: &str = "x-request-id";
 /// The longest client `X-Request-Id` kept as is.
@@ -32,7 +54,7 @@ pub const MAX_REQUEST_ID: usize = 128;
 /// - `content-md5`, `digest`, `content-digest`, `repr-digest`: integrity checks over bytes the client
 ///   does not get.
 ///
-/// Hop-by-hop headers ([`crate::upstream::is_hop_by_hop`]) never cross the proxy at all, and the
+/// Hop-by-hop headers ([`is_hop_by_hop`]) never cross the proxy at all, and the
 /// gateway's own `cache-control` and `x-accel-buffering` (and on a CORS route `access-control-*`) replace
 /// the upstream's.
 pub const CONVERSION_DROPS: &[&str] = &[
@@ -163,7 +185,7 @@ impl Answer {
         let connection = from.headers.get(http::header::CONNECTION).map(|v| v.as_bytes());
         for (name, value) in from.headers.iter() {
             let n = name.as_str();
-            if crate::upstream::is_hop_by_hop(n, connection)
+            if is_hop_by_hop(n, connection)
                 || CONVERSION_DROPS.contains(&n)
                 || GATEWAY_OWNED.contains(&n)
                 || (cors_route && n.starts_with("access-control-"))

@@ -14,16 +14,12 @@
 //! `detach` (resume) will be one more arm in [`body_left`].
 
 use pingora::protocols::http::client::HttpSession;
-use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::HttpPeer;
 
-use super::drain;
+use super::drain::{self, Parts};
 use super::end::End;
 use super::pump::Pump;
-use super::stats::Stats;
-use super::timers::Timers;
 use crate::config::DisconnectPolicy;
-use crate::gateway::RouteState;
 use crate::metrics::RouteMetrics;
 
 /// The client went away before the body loop: counted, the upstream (if one is open) shut down.
@@ -33,17 +29,6 @@ pub async fn client_gone(up: Option<&mut HttpSession>, metrics: &RouteMetrics) -
     }
     metrics.client_disconnect();
     End::ClientGone
-}
-
-/// What a drain uses of the exchange: its route, its deadlines, the shutdown watch and its statistics.
-#[derive(Debug)]
-pub struct Parts<'a> {
-    pub route: &'a RouteState,
-    pub timers: &'a mut Timers,
-    pub shutdown: &'a mut ShutdownWatch,
-    /// `[server] shutdown_drain`: how long a stream (and a drain) may go on once shutdown started.
-    pub shutdown_drain: std::time::Duration,
-    pub stats: &'a mut Stats,
 }
 
 /// The client went away during the body loop: counted, then the route's policy decides what happens

@@ -4,14 +4,16 @@
 //! start, as for any stream), `idle_timeout` (from the last upstream read), and a shutdown's
 //! `shutdown_drain`. A body read to its end returns its connection to the pool; any other end closes it.
 
+use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::HttpPeer;
 use ssegate_frame::Item;
 use tokio::time::Instant;
 
-use super::disconnect::Parts;
 use super::pump::{Produced, Pump};
-use super::timers::Due;
+use super::stats::Stats;
+use super::timers::{Due, Timers};
 use crate::config::DecodeErrorPolicy;
+use crate::gateway::RouteState;
 use crate::metrics::RouteMetrics;
 
 /// What woke the drain.
@@ -30,6 +32,17 @@ enum Ended {
     Deadline(&'static str),
     /// The upstream broke, or sent what cannot be decompressed or decoded.
     Failed(&'static str),
+}
+
+/// What a drain uses of the exchange: its route, its deadlines, the shutdown watch and its statistics.
+#[derive(Debug)]
+pub struct Parts<'a> {
+    pub route: &'a RouteState,
+    pub timers: &'a mut Timers,
+    pub shutdown: &'a mut ShutdownWatch,
+    /// `[server] shutdown_drain`: how long a stream (and a drain) may go on once shutdown started.
+    pub shutdown_drain: std::time::Duration,
+    pub stats: &'a mut Stats,
 }
 
 /// Reads `pump` to its end (or a deadline), counting its events into `parts.stats.drained_events` and

@@ -412,7 +412,7 @@ impl<'a> Exchange<'a> {
         if let Some(e) = e {
             self.slow_client(e);
         }
-        let parts = disconnect::Parts {
+        let parts = drain::Parts {
             route: self.route,
             timers: &mut self.timers,
             shutdown: &mut self.shutdown,

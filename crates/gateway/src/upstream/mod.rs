@@ -14,30 +14,9 @@ pub use decompress::{Decompressor, MAX_STEP_OUTPUT, STEP_OUTPUT};
 use pingora::http::RequestHeader;
 
 use crate::config::Route;
+pub use crate::headers::is_hop_by_hop;
 use crate::headers::{Forwarded, REQUEST_ID};
 use crate::security::KeyHeaders;
-
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the de facto ones).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// Whether a header must not cross the proxy: a hop-by-hop header, or one named in the message's own
-/// `Connection` header (`connection`, its value). Nothing is allocated: it runs for every forwarded header.
-pub fn is_hop_by_hop(name: &str, connection: Option<&[u8]>) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || connection.is_some_and(|v| {
-            v.split(|b| *b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
-        })
-}
 
 /// The headers a proxy adds to the request it forwards: `X-Forwarded-*` and `X-Request-Id`.
 #[derive(Debug, Clone, Copy)]
