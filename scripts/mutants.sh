@@ -51,19 +51,24 @@ case $what in
     # Targeted areas only (the whole gateway is thousands of mutants, each needing a pingora rebuild). The
     # end-to-end tests (package ssegate-tests) start the `ssegate` binary: SSEGATE_BIN is not set, so they
     # use target/debug/ssegate of the scratch copy, which `cargo test -p ssegate` builds (integration tests
-    # need the binary). Function names are those of crates/gateway/src/stream.rs at the time of writing:
-    # check them with `scripts/mutants.sh list gateway AREA` after refactors.
+    # need the binary). The selectors name files and functions of the exchange stages: check them with
+    # `scripts/mutants.sh list gateway AREA` after refactors.
     area=${1:-}
     case $area in
       # The client-EOF watch of the exchange: noticing a client that went away while waiting on the upstream.
-      client-eof) sel=(--file crates/gateway/src/stream.rs --re "Exchange<'a>::(pump|wake|client_gone)|drain_some|keep_if_body_done") ;;
-      # Timers and deadlines: idle, heartbeat, max_duration, drain after shutdown.
-      timers) sel=(--file crates/gateway/src/stream.rs --re '::(next|due|on_timer|heartbeat|check_shutdown)\b|shutdown_started') ;;
-      # The answer choice: SSE or passthrough or a JSON error, from the upstream's status and headers.
-      answer) sel=(--file crates/gateway/src/stream.rs --re 'commit_sse|is_json|passthrough_header|chunked_allowed|header_str|outcome|preflight_answer') ;;
-      # Error classification: ErrorType, its status and wire name, the error type of an ending, upstream failures.
-      errors) sel=(--file crates/gateway/src/respond.rs --file crates/gateway/src/stream.rs --file crates/gateway/src/upstream.rs \
-                  --re 'ErrorType::|error_type|upstream_fail|::fail\b|public_message|json_body|error_event') ;;
+      client-eof) sel=(--file crates/gateway/src/exchange/mod.rs --file crates/gateway/src/exchange/disconnect.rs \
+                      --file crates/gateway/src/edge.rs --re '\bwake\b|client_left|client_gone|body_left|write_failed|drain_some|keep_if_body_done') ;;
+      # Timers and deadlines: idle, heartbeat, max_duration, drain after shutdown (plus the unit tests on a
+      # paused clock in exchange/timers_tests.rs).
+      timers) sel=(--file crates/gateway/src/exchange/timers.rs --file crates/gateway/src/exchange/mod.rs \
+                  --re 'Timers::|on_timer|\btimer\b|check_shutdown|shutdown_started') ;;
+      # The answer choice: decode, passthrough or an error event, from the upstream's status and headers
+      # (table-tested in exchange/choose.rs), and the heads the downstream writer commits.
+      answer) sel=(--file crates/gateway/src/exchange/choose.rs --file crates/gateway/src/exchange/downstream.rs \
+                  --re 'choose|is_json|commit_sse|commit_passthrough|passthrough_header|chunked_allowed') ;;
+      # Error classification: every ErrorType's status, outcome, source and counter (error.rs), the JSON body.
+      errors) sel=(--file crates/gateway/src/error.rs --file crates/gateway/src/respond.rs \
+                  --file crates/gateway/src/exchange/end.rs --re 'ErrorType::|Outcome::|End::|json_body') ;;
       *) echo "usage: $0 gateway client-eof|timers|answer|errors" >&2; exit 2 ;;
     esac
     exec cargo mutants "${list[@]}" "${common[@]}" --timeout "${MUTANTS_TIMEOUT:-300}" \
