@@ -60,24 +60,8 @@ pub(super) fn response_headers(cx: &mut Cx, raw: RawResponseHeaders) -> Option<A
     }
     for (key, value) in raw.set.unwrap_or_default() {
         let k = key.get_ref();
-        let Ok(name) = HeaderName::from_bytes(k.as_bytes()) else {
-            cx.err(key.span(), format!("response_headers.set: {k:?} is not a valid header name"));
-            continue;
-        };
-        if SET_RESERVED.contains(&name.as_str()) {
-            cx.err(
-                key.span(),
-                format!("response_headers.set: {k:?} is set by the gateway and cannot be configured"),
-            );
-            continue;
-        }
-        if out.set.iter().any(|(n, _)| *n == name) {
-            cx.err(
-                key.span(),
-                format!("response_headers.set: {k:?} is given twice (names are case-insensitive)"),
-            );
-            continue;
-        }
+        let taken = |n: &HeaderName| out.set.iter().any(|(m, _)| m == n);
+        let Some(name) = cx.header_name("response_headers.set", &key, SET_RESERVED, taken) else { continue };
         match HeaderValue::from_str(value.get_ref()) {
             Ok(v) => out.set.push((name, v)),
             Err(_) => cx.err(

@@ -103,6 +103,27 @@ impl<'de> Deserialize<'de> for StrList {
 pub const MAX_DURATION_VALUE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl Cx<'_> {
+    /// A header name configured under `what` (`upstream_headers`, `response_headers.set`): valid, not one of
+    /// `reserved` (which the gateway sets itself), not `taken` already (names are case-insensitive). Each
+    /// problem is reported at the key.
+    pub(super) fn header_name(
+        &mut self,
+        what: &str,
+        key: &Spanned<String>,
+        reserved: &[&str],
+        taken: impl Fn(&http::HeaderName) -> bool,
+    ) -> Option<http::HeaderName> {
+        let k = key.get_ref();
+        let problem = match http::HeaderName::from_bytes(k.as_bytes()) {
+            Err(_) => "is not a valid header name",
+            Ok(name) if reserved.contains(&name.as_str()) => "is set by the gateway and cannot be configured",
+            Ok(name) if taken(&name) => "is given twice (names are case-insensitive)",
+            Ok(name) => return Some(name),
+        };
+        self.err(key.span(), format!("{what}: {k:?} {problem}"));
+        None
+    }
+
     /// A duration that must be > 0 (or >= 0 when `zero_ok`).
     pub(super) fn duration(
         &mut self,

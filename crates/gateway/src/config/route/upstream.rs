@@ -90,27 +90,8 @@ pub(in crate::config) fn upstream_headers(
     let mut out: Vec<InjectedHeader> = Vec::new();
     for (key, value) in raw.into_inner() {
         let k = key.get_ref();
-        let name = match HeaderName::from_bytes(k.as_bytes()) {
-            Ok(n) => n,
-            Err(_) => {
-                cx.err(key.span(), format!("upstream_headers: {k:?} is not a valid header name"));
-                continue;
-            }
-        };
-        if RESERVED_HEADERS.contains(&name.as_str()) {
-            cx.err(
-                key.span(),
-                format!("upstream_headers: {k:?} is set by the gateway and cannot be configured"),
-            );
-            continue;
-        }
-        if out.iter().any(|h| h.name == name) {
-            cx.err(
-                key.span(),
-                format!("upstream_headers: {k:?} is given twice (names are case-insensitive)"),
-            );
-            continue;
-        }
+        let taken = |n: &HeaderName| out.iter().any(|h| h.name == *n);
+        let Some(name) = cx.header_name("upstream_headers", &key, &RESERVED_HEADERS, taken) else { continue };
         let Some(text) = interpolate(cx, k, &value) else { continue };
         match HeaderValue::from_str(text.expose()) {
             Ok(mut v) => {
