@@ -32,6 +32,7 @@ pub mod headers;
 pub mod logging;
 pub mod metrics;
 pub mod negotiate;
+pub mod provider;
 pub mod reload;
 pub mod respond;
 pub mod route;
