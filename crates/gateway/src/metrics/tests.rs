@@ -45,7 +45,10 @@ fn text() -> String {
 #[test]
 fn outcome_names() {
     let names: Vec<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-    assert_eq!(names, ["completed", "client_closed", "upstream_error", "timeout", "shutdown", "rejected"]);
+    assert_eq!(
+        names,
+        ["completed", "client_closed", "upstream_error", "timeout", "shutdown", "rejected", "truncated"]
+    );
     for (i, o) in Outcome::ALL.iter().enumerate() {
         assert_eq!(outcome_index(*o), i);
     }

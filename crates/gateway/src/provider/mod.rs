@@ -10,6 +10,8 @@ use memchr::memmem;
 use serde_json::Value;
 use ssegate_frame::{Event, Format};
 
+use crate::metrics::usage::UsageMetrics;
+
 /// `provider = "..."`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -96,6 +98,8 @@ pub enum Seen {
 #[derive(Debug)]
 pub struct Tracker {
     provider: Provider,
+    /// Counts in-band provider errors as they pass (`None` in unit tests).
+    metrics: Option<UsageMetrics>,
     ended: bool,
     usage: Usage,
 }
@@ -125,7 +129,12 @@ fn is_error_object(data: &[u8]) -> bool {
 
 impl Tracker {
     pub fn new(provider: Provider) -> Tracker {
-        Tracker { provider, ended: false, usage: Usage::default() }
+        Tracker { provider, metrics: None, ended: false, usage: Usage::default() }
+    }
+
+    /// A tracker that counts in-band provider errors in `metrics`.
+    pub fn counting(provider: Provider, metrics: Option<UsageMetrics>) -> Tracker {
+        Tracker { metrics, ..Tracker::new(provider) }
     }
 
     /// Whether the provider's end marker was seen.
@@ -140,8 +149,14 @@ impl Tracker {
     /// Looks at one decoded event.
     pub fn observe(&mut self, ev: &Event) -> Seen {
         let seen = self.classify(ev);
-        if seen == Seen::End {
-            self.ended = true;
+        match seen {
+            Seen::End => self.ended = true,
+            Seen::ProviderError => {
+                if let Some(m) = &self.metrics {
+                    m.provider_error();
+                }
+            }
+            Seen::Plain => {}
         }
         seen
     }

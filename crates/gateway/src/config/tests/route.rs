@@ -125,3 +125,43 @@ fn outputs_and_ndjson_heartbeats() {
     one_error(&route_with("outputs = [\"sse\", \"sse\"]"), 8, 19, "output \"sse\" listed twice");
     one_error(&route_with("outputs = []"), 8, 11, "outputs must list at least one of sse, ndjson");
 }
+
+#[test]
+fn provider_presets_and_expect_end() {
+    use crate::provider::Provider;
+    use ssegate_frame::Format;
+    let c = load(MINIMAL).unwrap();
+    assert_eq!((c.routes[0].provider, c.routes[0].expect_end), (None, false));
+    for (p, format) in [
+        ("openai", "sse"),
+        ("openai-responses", "sse"),
+        ("anthropic", "sse"),
+        ("cohere", "sse"),
+        ("gemini", "auto"),
+        ("ollama", "ndjson"),
+        ("bedrock", "aws-eventstream"),
+    ] {
+        let c = load(&route_with(&format!("provider = {p:?}"))).unwrap();
+        assert_eq!(c.routes[0].provider, Provider::from_name(p));
+        assert_eq!(format_choice_name(c.routes[0].format), format, "{p}");
+        assert!(c.routes[0].expect_end);
+    }
+    // Explicit keys override the preset, within what the provider streams.
+    let c = load(&route_with("provider = \"gemini\"\nformat = \"json-array\"\nexpect_end = false")).unwrap();
+    assert_eq!(c.routes[0].format, FormatChoice::Fixed(Format::JsonArray));
+    assert!(!c.routes[0].expect_end);
+    load(&route_with("provider = \"ollama\"\nformat = \"auto\"")).unwrap();
+    one_error(
+        &route_with("provider = \"bedrock\"\nformat = \"ndjson\""),
+        9,
+        10,
+        "provider \"bedrock\" streams aws-eventstream; format \"ndjson\" contradicts it",
+    );
+    one_error(
+        &route_with("provider = \"claude\""),
+        8,
+        12,
+        "unknown provider \"claude\"; expected one of openai, ",
+    );
+    one_error(&route_with("expect_end = true"), 8, 14, "expect_end needs `provider`");
+}
