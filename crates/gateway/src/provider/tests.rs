@@ -196,6 +196,7 @@ fn presets() {
 /// The per-event cost on the hot path: a text delta (no usage, no end) is name comparisons and one or
 /// two `memmem` searches. Printed, not asserted (run with `--nocapture`); a debug build is far slower.
 #[test]
+#[allow(clippy::disallowed_types)] // wall time of a CPU loop, not the tokio clock
 fn per_event_cost_of_a_plain_delta() {
     let ev = ssegate_frame::Event::data(&br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello, world"}}"#[..])
         .with_name(&b"content_block_delta"[..]);
