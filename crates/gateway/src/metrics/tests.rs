@@ -331,6 +331,7 @@ fn dashboard_and_alerts_query_only_exported_metrics() {
     let b = super::BackendMetrics::new("t_deploy", "b");
     b.header(Duration::from_millis(5));
     let _ = super::Failovers::new("t_deploy");
+    let _ = super::usage::route("t_deploy");
     let exported: std::collections::BTreeSet<String> =
         prometheus::gather().iter().map(|f| f.name().to_owned()).collect();
 
