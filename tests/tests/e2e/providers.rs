@@ -99,7 +99,10 @@ async fn anthropic_stream_cut_before_message_stop_is_truncated() {
         );
 
         let s = Scrape::until(gw.admin_addr(), |s| {
+            // Counted one after another (the error when it is sent, the rest when the request ends).
             s.value("ssegate_upstream_errors_total", &[("route", "r"), ("kind", "upstream_truncated")]) == 1.0
+                && s.value("ssegate_streams_total", &[("route", "r"), ("outcome", "truncated")]) == 1.0
+                && tokens(s, "output") == 15.0
         })
         .await;
         assert_eq!(s.value("ssegate_streams_total", &[("route", "r"), ("outcome", "truncated")]), 1.0);
@@ -139,6 +142,37 @@ async fn anthropic_in_band_error_is_delivered_and_counted() {
         assert_eq!(String::from_utf8_lossy(&body).replace(": keepalive\n\n", ""), format!("{EVENTS}{err}"));
         Scrape::until(gw.admin_addr(), |s| s.value("ssegate_provider_errors_total", &[("route", "r")]) == 1.0)
             .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn openai_without_done_is_truncated_and_ollama_done_completes_with_usage() {
+    bounded(async {
+        let chunk = "data: {\"model\":\"gpt-x\",\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n";
+        let mock = MockUpstream::serve(Reply::stream("text/event-stream", vec![Step::send(chunk), Step::End])).await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).set("provider", "openai")).start().await;
+        let mut resp = get(gw.addr(), "/r").await;
+        let body = resp.body_to_end().await;
+        let text = String::from_utf8_lossy(&body).replace(": keepalive\n\n", "");
+        assert!(text.starts_with(chunk), "{}", show(&body));
+        assert!(text[chunk.len()..].starts_with("event: error\ndata: {\"error\":{\"type\":\"upstream_truncated\""));
+
+        let lines = "{\"model\":\"llama3.2\",\"message\":{\"content\":\"Hi\"},\"done\":false}\n\
+                     {\"model\":\"llama3.2\",\"message\":{\"content\":\"\"},\"done\":true,\"prompt_eval_count\":26,\"eval_count\":259}\n";
+        let mock =
+            MockUpstream::serve(Reply::stream("application/x-ndjson", vec![Step::send(lines), Step::End])).await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).set("provider", "ollama")).start().await;
+        let mut resp = get(gw.addr(), "/r").await;
+        let body = resp.body_to_end().await;
+        assert!(!String::from_utf8_lossy(&body).contains("event: error"), "{}", show(&body));
+        let s = Scrape::until(gw.admin_addr(), |s| {
+            tokens(s, "output") == 259.0
+                && s.value("ssegate_streams_total", &[("route", "r"), ("outcome", "completed")]) == 1.0
+        })
+        .await;
+        assert_eq!(tokens(&s, "input"), 26.0);
+        assert_eq!(s.value("ssegate_streams_total", &[("route", "r"), ("outcome", "completed")]), 1.0);
     })
     .await;
 }
