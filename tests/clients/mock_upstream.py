@@ -27,6 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 OPENAI_TOKENS = ["Hello", ",", " wörld", "!", " A", " chunk", " is", " not", " a", " message", " —", " it",
                  " is", " half", " of", " one", " 🚀", "."]
 OPENAI_TEXT = "".join(OPENAI_TOKENS)
+# The Anthropic mock streams the same tokens; its usage (message_start input, message_delta output).
+ANTHROPIC_USAGE = {"input_tokens": 12, "output_tokens": len(OPENAI_TOKENS)}
+OPENAI_USAGE = {"prompt_tokens": 9, "completion_tokens": len(OPENAI_TOKENS), "total_tokens": 9 + len(OPENAI_TOKENS)}
 # Response headers of the mock's OpenAI stream, like OpenAI's own: its request id (the SDK's `_request_id`) and
 # rate-limit headers. ssegate keeps them on the converted stream.
 OPENAI_HEADERS = (("x-request-id", "req_mock_openai_1"), ("x-ratelimit-remaining-requests", "59"))
@@ -151,7 +154,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/v1/chat/completions":
             req = json.loads(body or b"{}")
             if req.get("stream"):
-                self._openai_stream(req.get("model", "mock"))
+                usage = bool((req.get("stream_options") or {}).get("include_usage"))
+                self._openai_stream(req.get("model", "mock"), usage)
             else:
                 self._json(200, {
                     "id": "chatcmpl-mock", "object": "chat.completion", "created": 1700000000,
@@ -161,16 +165,47 @@ class Handler(BaseHTTPRequestHandler):
                 })
         elif path == "/api/chat":
             self._ollama_chat()
+        elif path == "/v1/messages":
+            req = json.loads(body or b"{}")
+            self._anthropic_stream(req.get("model", "mock"))
         else:
             self._json(404, {"error": f"no such path {path}"})
 
-    def _openai_stream(self, model: str) -> None:
+    def _anthropic_stream(self, model: str) -> None:
+        """Anthropic Messages streaming (``POST /v1/messages``), the documented event sequence."""
+        self._start_chunked("text/event-stream; charset=utf-8", (("request-id", "req_mock_anthropic_1"),))
+
+        def event(name: str, obj: dict) -> bytes:
+            return f"event: {name}\ndata: ".encode() + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
+
+        msg = {"id": "msg_mock", "type": "message", "role": "assistant", "model": model, "content": [],
+               "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": ANTHROPIC_USAGE["input_tokens"], "output_tokens": 1}}
+        self._message(event("message_start", {"type": "message_start", "message": msg}), -1)
+        self._message(event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                    "content_block": {"type": "text", "text": ""}}), -1)
+        self._message(event("ping", {"type": "ping"}), -1)
+        for i, tok in enumerate(OPENAI_TOKENS):
+            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": tok}}
+            self._message(event("content_block_delta", delta), i, split=(i % 3 == 2 or "ö" in tok))
+        self._message(event("content_block_stop", {"type": "content_block_stop", "index": 0}), -1)
+        self._message(event("message_delta", {"type": "message_delta",
+                                              "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                              "usage": {"output_tokens": ANTHROPIC_USAGE["output_tokens"]}}), -1)
+        self._message(event("message_stop", {"type": "message_stop"}), -1)
+        self._end_chunked()
+
+    def _openai_stream(self, model: str, include_usage: bool = False) -> None:
+        """With ``stream_options.include_usage``: ``"usage": null`` in every chunk, then a last chunk with no
+        choices and the usage (``OPENAI_USAGE``), before ``[DONE]``, as OpenAI sends it."""
         self._start_chunked("text/event-stream; charset=utf-8", OPENAI_HEADERS)
 
         def chunk(delta: dict, finish: str | None) -> bytes:
             obj = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000,
                    "model": model, "system_fingerprint": "fp_mock",
                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            if include_usage:
+                obj["usage"] = None
             return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
 
         self._message(chunk({"role": "assistant", "content": ""}, None), -1)
@@ -178,6 +213,10 @@ class Handler(BaseHTTPRequestHandler):
             # Every third message is split in two chunks; " wörld" and " 🚀" are cut inside a UTF-8 character.
             self._message(chunk({"content": tok}, None), i, split=(i % 3 == 2 or "ö" in tok or "🚀" in tok))
         self._message(chunk({}, "stop"), -1)
+        if include_usage:
+            last = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1700000000,
+                    "model": model, "system_fingerprint": "fp_mock", "choices": [], "usage": OPENAI_USAGE}
+            self._message(b"data: " + json.dumps(last).encode() + b"\n\n", -1)
         self._message(b"data: [DONE]\n\n", -1)
         self._end_chunked()
 

@@ -10,13 +10,25 @@ it ends with `data: [DONE]`.
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
 from httpx_sse import connect_sse
 
 from harness import Gateway, check, time_limit
-from mock_upstream import OPENAI_HEADERS, OPENAI_TEXT, OPENAI_TOKENS, MockServer
+from mock_upstream import OPENAI_HEADERS, OPENAI_TEXT, OPENAI_TOKENS, OPENAI_USAGE, MockServer
+
+
+def tokens(admin: str) -> dict[str, float]:
+    """ssegate_tokens_total of route openai, by kind."""
+    text = httpx.get(f"http://{admin}/metrics", timeout=5).text
+    out = {}
+    for line in text.splitlines():
+        if line.startswith('ssegate_tokens_total{') and 'route="openai"' in line:
+            kind = line.split('kind="')[1].split('"')[0]
+            out[kind] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def main() -> None:
@@ -25,11 +37,16 @@ def main() -> None:
         client = openai.OpenAI(base_url=gw.base + "/openai/v1", api_key="sk-test-key", max_retries=0, timeout=30)
 
         stream = client.chat.completions.create(
-            model="mock-4o", stream=True, messages=[{"role": "user", "content": "Say hello"}])
-        deltas, finish, ids = [], None, set()
+            model="mock-4o", stream=True, messages=[{"role": "user", "content": "Say hello"}],
+            stream_options={"include_usage": True})
+        deltas, finish, ids, usage = [], None, set(), None
         for chunk in stream:
             ids.add(chunk.id)
             check(chunk.object == "chat.completion.chunk", f"unexpected object {chunk.object!r}")
+            if chunk.usage is not None:
+                usage = chunk.usage
+            if not chunk.choices:
+                continue
             choice = chunk.choices[0]
             if choice.delta.content:
                 deltas.append(choice.delta.content)
@@ -40,6 +57,14 @@ def main() -> None:
         check(deltas == OPENAI_TOKENS, f"token sequence differs: {deltas!r}")
         check(finish == "stop", f"finish_reason {finish!r}, expected 'stop'")
         check(ids == {"chatcmpl-mock"}, f"chunk ids {ids!r}")
+        # provider = "openai": the usage the SDK read is the gateway's ssegate_tokens_total (counted at stream end).
+        check(usage is not None and usage.prompt_tokens == OPENAI_USAGE["prompt_tokens"]
+              and usage.completion_tokens == OPENAI_USAGE["completion_tokens"], f"SDK usage {usage!r}")
+        want = {"input": float(usage.prompt_tokens), "output": float(usage.completion_tokens)}
+        deadline = time.monotonic() + 5
+        while tokens(gw.admin) != want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check(tokens(gw.admin) == want, f"ssegate_tokens_total {tokens(gw.admin)!r}, expected {want!r}")
         # The upstream's request id and rate-limit headers reach the SDK through the converted stream.
         headers = stream.response.headers
         for name, value in OPENAI_HEADERS:
@@ -74,7 +99,8 @@ def main() -> None:
         check(raw_text == OPENAI_TEXT, f"raw SSE text differs: {raw_text!r}")
 
     mock.shutdown()
-    print(f"ok: openai SDK {openai.__version__}: {len(deltas)} deltas reassembled, finish_reason=stop, [DONE] kept")
+    print(f"ok: openai SDK {openai.__version__}: {len(deltas)} deltas reassembled, finish_reason=stop, [DONE] kept, "
+          f"usage = ssegate_tokens_total ({OPENAI_USAGE['prompt_tokens']} in, {OPENAI_USAGE['completion_tokens']} out)")
 
 
 if __name__ == "__main__":

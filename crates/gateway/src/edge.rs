@@ -106,6 +106,10 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
     let duration = started.elapsed();
     let stats = &ex.stats;
     state.metrics.finished(stats.format, outcome, duration);
+    let usage = ex.usage();
+    if let (Some(m), Some(u)) = (&state.usage, usage) {
+        m.tokens(u.input_tokens, u.output_tokens);
+    }
     logging::access(&AccessRecord {
         request_id: ex.answer().request_id(),
         client,
@@ -125,6 +129,9 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
         error: end.error_type().map(ErrorType::as_str),
         backend: stats.backend.map(|b| state.pool.backend(b).cfg.name.as_str()),
         attempts: stats.attempts,
+        input_tokens: usage.and_then(|u| u.input_tokens),
+        output_tokens: usage.and_then(|u| u.output_tokens),
+        model: usage.and_then(|u| u.model.as_deref()),
     });
     end.reusable() && !*shutdown.borrow()
 }

@@ -10,6 +10,7 @@
 //! | `upstream_connect`, `upstream_reset`, `upstream_status`, `decode` | 502 | `upstream_error` | upstream | `ssegate_upstream_errors_total{kind}` |
 //! | `upstream_timeout`, `upstream_idle`, `max_duration` | 504 | `timeout` | upstream (max_duration: gateway) | `ssegate_upstream_errors_total{kind}` |
 //! | `shutdown` | 503 | `shutdown` | gateway | `ssegate_upstream_errors_total{kind}` |
+//! | `upstream_truncated` | 502 | `truncated` | upstream | `ssegate_upstream_errors_total{kind}` |
 //!
 //! `ssegate_upstream_errors_total` counts every failure *reported to a client* once its request was
 //! admitted (README: "Failures reported to a client … by error type"); `shutdown` is one of them. A client
@@ -60,6 +61,8 @@ pub enum ErrorType {
     MaxDuration,
     /// The gateway is shutting down and the drain period ended.
     Shutdown,
+    /// The upstream ended without its provider's end marker (`provider` + `expect_end`).
+    UpstreamTruncated,
 }
 
 /// How a stream ended: the `outcome` label (closed set).
@@ -71,6 +74,8 @@ pub enum Outcome {
     Timeout,
     Shutdown,
     Rejected,
+    /// The upstream ended cleanly but without its provider's end marker.
+    Truncated,
 }
 
 /// Who caused a failure.
@@ -125,7 +130,7 @@ impl RejectReason {
 
 impl ErrorType {
     /// Every type, in documentation (and declaration: `ty as usize` is its index here) order.
-    pub const ALL: [ErrorType; 18] = [
+    pub const ALL: [ErrorType; 19] = [
         ErrorType::NotFound,
         ErrorType::PayloadTooLarge,
         ErrorType::BadRequest,
@@ -144,6 +149,7 @@ impl ErrorType {
         ErrorType::Decode,
         ErrorType::MaxDuration,
         ErrorType::Shutdown,
+        ErrorType::UpstreamTruncated,
     ];
 
     /// The wire name.
@@ -167,6 +173,7 @@ impl ErrorType {
             ErrorType::Decode => "decode",
             ErrorType::MaxDuration => "max_duration",
             ErrorType::Shutdown => "shutdown",
+            ErrorType::UpstreamTruncated => "upstream_truncated",
         }
     }
 
@@ -185,6 +192,7 @@ impl ErrorType {
             ErrorType::UpstreamConnect
             | ErrorType::UpstreamReset
             | ErrorType::UpstreamStatus
+            | ErrorType::UpstreamTruncated
             | ErrorType::Decode => 502,
             ErrorType::UpstreamTimeout | ErrorType::UpstreamIdle | ErrorType::MaxDuration => 504,
         }
@@ -195,6 +203,7 @@ impl ErrorType {
         match self {
             ErrorType::UpstreamTimeout | ErrorType::UpstreamIdle | ErrorType::MaxDuration => Outcome::Timeout,
             ErrorType::Shutdown => Outcome::Shutdown,
+            ErrorType::UpstreamTruncated => Outcome::Truncated,
             ErrorType::NotFound
             | ErrorType::PayloadTooLarge
             | ErrorType::BadRequest
@@ -229,6 +238,7 @@ impl ErrorType {
             | ErrorType::UpstreamIdle
             | ErrorType::UpstreamReset
             | ErrorType::UpstreamStatus
+            | ErrorType::UpstreamTruncated
             | ErrorType::Decode => Source::Upstream,
             ErrorType::Overloaded | ErrorType::MaxDuration | ErrorType::Shutdown => Source::Gateway,
         }
@@ -255,7 +265,8 @@ impl ErrorType {
             | ErrorType::UpstreamStatus
             | ErrorType::Decode
             | ErrorType::MaxDuration
-            | ErrorType::Shutdown => None,
+            | ErrorType::Shutdown
+            | ErrorType::UpstreamTruncated => None,
         }
     }
 
@@ -263,7 +274,7 @@ impl ErrorType {
     /// reported to the client.
     pub fn is_stream_error(self) -> bool {
         match self.outcome() {
-            Outcome::UpstreamError | Outcome::Timeout | Outcome::Shutdown => true,
+            Outcome::UpstreamError | Outcome::Timeout | Outcome::Shutdown | Outcome::Truncated => true,
             Outcome::Rejected | Outcome::Completed | Outcome::ClientClosed => false,
         }
     }
@@ -271,13 +282,14 @@ impl ErrorType {
 
 impl Outcome {
     /// Every outcome, in documentation order.
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Completed,
         Outcome::ClientClosed,
         Outcome::UpstreamError,
         Outcome::Timeout,
         Outcome::Shutdown,
         Outcome::Rejected,
+        Outcome::Truncated,
     ];
 
     /// The label value.
@@ -289,6 +301,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::Shutdown => "shutdown",
             Outcome::Rejected => "rejected",
+            Outcome::Truncated => "truncated",
         }
     }
 }
@@ -312,7 +325,7 @@ mod tests {
             assert!(!(ty.is_stream_error() && ty.reject_reason().is_some()), "{ty:?} counted twice");
             match outcome {
                 Outcome::Rejected => assert!(!ty.is_stream_error(), "{ty:?}"),
-                Outcome::UpstreamError | Outcome::Timeout | Outcome::Shutdown => {
+                Outcome::UpstreamError | Outcome::Timeout | Outcome::Shutdown | Outcome::Truncated => {
                     assert!(ty.is_stream_error(), "{ty:?}");
                     assert!(status >= 500, "{ty:?}");
                 }
@@ -356,6 +369,7 @@ mod tests {
             (E::UpstreamIdle, 504, Outcome::Timeout),
             (E::MaxDuration, 504, Outcome::Timeout),
             (E::Shutdown, 503, Outcome::Shutdown),
+            (E::UpstreamTruncated, 502, Outcome::Truncated),
         ];
         for (ty, status, outcome) in table {
             assert_eq!((ty.status(), ty.outcome()), (status, outcome), "{ty:?}");

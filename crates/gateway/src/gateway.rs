@@ -39,6 +39,8 @@ pub struct RouteState {
     pub retry_after: HeaderValue,
     /// `done_event`, as an event (encoded by the stream's output).
     pub done_event: Option<Event>,
+    /// Token and provider-error counters of a route with `provider`.
+    pub usage: Option<crate::metrics::usage::UsageMetrics>,
 }
 
 impl RouteState {
@@ -49,6 +51,7 @@ impl RouteState {
             data: Bytes::from(done.data.clone()),
             ..Event::default()
         });
+        let usage = cfg.provider.map(|_| crate::metrics::usage::route(&cfg.name));
         RouteState {
             pool: Arc::new(PoolState::new(&cfg.name, &cfg.pool, connector.clone(), cfg.connect_timeout)),
             cfg,
@@ -57,6 +60,7 @@ impl RouteState {
             streams: Arc::new(AtomicUsize::new(0)),
             retry_after: HeaderValue::from(secs.max(1)),
             done_event,
+            usage,
         }
     }
 

@@ -33,6 +33,7 @@ pub mod http_rules;
 pub mod logging;
 pub mod metrics;
 pub mod negotiate;
+pub mod provider;
 pub mod reload;
 pub mod respond;
 pub mod route;

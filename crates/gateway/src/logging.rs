@@ -209,6 +209,10 @@ pub struct AccessRecord<'a> {
     pub backend: Option<&'a str>,
     /// Backends tried (0 when the request was refused before any).
     pub attempts: u32,
+    /// Token usage and model reported by the stream (routes with `provider`).
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub model: Option<&'a str>,
 }
 
 /// Milliseconds with microsecond precision.
@@ -219,10 +223,10 @@ fn ms(d: Duration) -> f64 {
 /// Writes the access line for `rec` (target `ssegate::access`, level info).
 ///
 /// Fields: `request_id client route method path upstream_status upstream_request_id format outcome
-/// duration_ms first_event_ms events drained_events bytes heartbeats error backend attempts`; `client`,
-/// `upstream_status`, `upstream_request_id`, `first_event_ms`, `drained_events` (only after a drain),
-/// `error` and `backend` are left out when unknown. The path
-/// is cut at `?` even if the caller forgot to.
+/// duration_ms first_event_ms events drained_events bytes heartbeats error backend attempts input_tokens
+/// output_tokens model`; `client`, `upstream_status`, `upstream_request_id`, `first_event_ms`,
+/// `drained_events` (only after a drain), `error`, `backend` and the usage fields are left out when unknown.
+/// The path is cut at `?` even if the caller forgot to.
 pub fn access(rec: &AccessRecord<'_>) {
     let path = rec.path.split('?').next().unwrap_or(rec.path);
     tracing::info!(
@@ -245,6 +249,9 @@ pub fn access(rec: &AccessRecord<'_>) {
         error = rec.error,
         backend = rec.backend,
         attempts = rec.attempts,
+        input_tokens = rec.input_tokens,
+        output_tokens = rec.output_tokens,
+        model = rec.model,
         "stream finished"
     );
 }
@@ -301,6 +308,9 @@ mod tests {
             error: None,
             backend: Some("a"),
             attempts: 1,
+            input_tokens: Some(12),
+            output_tokens: Some(3),
+            model: Some("gpt-4o"),
         }
     }
 
@@ -333,6 +343,8 @@ mod tests {
         assert_eq!(v["events"], 42);
         assert_eq!(v["bytes"], 4096);
         assert_eq!(v["heartbeats"], 3);
+        assert_eq!((v["input_tokens"].as_u64(), v["output_tokens"].as_u64()), (Some(12), Some(3)));
+        assert_eq!(v["model"], "gpt-4o");
         assert!(v.get("error").is_none(), "{line}");
         assert!(v.get("drained_events").is_none(), "{line}");
         assert!(!line.contains("secret"));

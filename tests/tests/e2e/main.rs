@@ -12,6 +12,7 @@ mod metrics;
 mod outputs;
 mod pools;
 mod protocols;
+mod providers;
 mod reload;
 mod robustness;
 mod security;

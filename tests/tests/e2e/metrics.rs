@@ -340,9 +340,15 @@ async fn dashboard_queries_only_metrics_that_exist() {
         collect_exprs(&dash, &mut exprs);
         let names: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
         assert!(!names.is_empty(), "the dashboard queries no ssegate metrics");
-        let (gw, _mock) = busy_gateway().await;
+        let (gw, mock) = busy_gateway().await;
         let scrape = Scrape::fetch(gw.admin_addr()).await;
-        let have = scrape.names();
+        let mut have = scrape.names();
+        // The provider families (tokens, provider errors) exist for routes with a `provider`.
+        let with_provider = GatewaySpec::new()
+            .route(RouteSpec::new("p").upstream(&mock).set("provider", "ollama"))
+            .start()
+            .await;
+        have.extend(Scrape::fetch(with_provider.admin_addr()).await.names());
         let missing: Vec<_> = names.iter().filter(|n| !have.contains(*n)).collect();
         assert!(missing.is_empty(), "dashboard metrics missing from a real scrape: {missing:?}");
     })

@@ -7,6 +7,7 @@ use ssegate_frame::{DecodeError, Item};
 
 use crate::config::DecodeErrorPolicy;
 use crate::metrics::RouteMetrics;
+use crate::provider::Tracker;
 
 /// The most decoded items kept allocated between reads.
 const KEEP_ITEMS: usize = 64;
@@ -21,6 +22,8 @@ pub struct Delivery {
     next_id: u64,
     /// Bad upstream messages so far (only the first is logged at warn: a broken upstream cannot flood the log).
     decode_errors: u64,
+    /// `provider`: end marker, in-band errors, token usage.
+    tracker: Option<Tracker>,
 }
 
 /// What one [`Delivery::deliver`] did.
@@ -34,7 +37,18 @@ pub struct Delivered {
 
 impl Delivery {
     pub fn new(output: Output, ids: bool, policy: DecodeErrorPolicy) -> Delivery {
-        Delivery { output, ids, policy, next_id: 0, decode_errors: 0 }
+        Delivery { output, ids, policy, next_id: 0, decode_errors: 0, tracker: None }
+    }
+
+    /// Watches the events for the route's provider (see [`crate::provider`]).
+    pub fn tracking(mut self, tracker: Option<Tracker>) -> Delivery {
+        self.tracker = tracker;
+        self
+    }
+
+    /// The provider tracker, if the route has a provider.
+    pub fn tracker(&self) -> Option<&Tracker> {
+        self.tracker.as_ref()
     }
 
     /// Encodes `items` (draining them) into `out`. Bad messages are counted and logged; one that the policy
@@ -49,6 +63,9 @@ impl Delivery {
         for item in items.drain(..) {
             match item {
                 Item::Event(ev) => {
+                    if let Some(t) = &mut self.tracker {
+                        t.observe(&ev);
+                    }
                     if self.ids {
                         self.next_id += 1;
                         self.output.event_with_id(&ev, Id::new(self.next_id), out);

@@ -48,6 +48,7 @@ use crate::error::ErrorType;
 use crate::gateway::{RouteState, Settings};
 use crate::headers::{Answer, Forwarded};
 use crate::metrics::{BackendResult, RetryReason};
+use crate::provider::Tracker;
 use crate::security::KeyHeaders;
 use crate::upstream;
 use choose::Committed;
@@ -150,12 +151,18 @@ impl<'a> Exchange<'a> {
             shutdown,
             timers: Timers::new(started, heartbeat, cfg.max_duration, cfg.idle_timeout),
             down,
-            delivery: Delivery::new(output, cfg.ids, cfg.on_decode_error),
+            delivery: Delivery::new(output, cfg.ids, cfg.on_decode_error)
+                .tracking(cfg.provider.map(|p| Tracker::counting(p, route.usage.clone()))),
             attempts: Attempts::default(),
             stats: Stats::default(),
         };
         ex.check_shutdown();
         ex
+    }
+
+    /// The token usage and model the stream reported (routes with `provider`).
+    pub fn usage(&self) -> Option<&crate::provider::Usage> {
+        self.delivery.tracker().map(Tracker::usage)
     }
 
     /// The request id and the route's `response_headers`, which every answer of the request carries.
@@ -289,6 +296,13 @@ impl<'a> Exchange<'a> {
                             Err(Stop::ClientLeft(e)) => {
                                 return Box::pin(self.write_failed(e, Some(pump.session()))).await
                             }
+                        }
+                        if self.route.cfg.expect_end && self.delivery.tracker().is_some_and(|t| !t.ended()) {
+                            Box::pin(pump.release(self.route, peer)).await;
+                            let msg = "the upstream ended without the provider's end marker";
+                            return self
+                                .upstream_fail(session, ErrorType::UpstreamTruncated, msg, &msg)
+                                .await;
                         }
                         if let Some(done) = &self.route.done_event {
                             self.down.event(done);

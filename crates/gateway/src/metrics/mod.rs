@@ -22,6 +22,7 @@ mod route;
 #[cfg(test)]
 mod tests;
 pub mod upstream;
+pub mod usage;
 
 use std::sync::OnceLock;
 
@@ -272,6 +273,7 @@ impl Families {
             let _ = self.rejected.remove_label_values(&[name, r.as_str()]);
         }
         upstream::forget_route(name);
+        usage::forget_route(name);
     }
 }
 

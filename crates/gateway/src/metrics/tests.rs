@@ -45,7 +45,10 @@ fn text() -> String {
 #[test]
 fn outcome_names() {
     let names: Vec<_> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
-    assert_eq!(names, ["completed", "client_closed", "upstream_error", "timeout", "shutdown", "rejected"]);
+    assert_eq!(
+        names,
+        ["completed", "client_closed", "upstream_error", "timeout", "shutdown", "rejected", "truncated"]
+    );
     for (i, o) in Outcome::ALL.iter().enumerate() {
         assert_eq!(outcome_index(*o), i);
     }
@@ -330,6 +333,7 @@ fn dashboard_and_alerts_query_only_exported_metrics() {
     let b = super::BackendMetrics::new("t_deploy", "b");
     b.header(Duration::from_millis(5));
     let _ = super::Failovers::new("t_deploy");
+    let _ = super::usage::route("t_deploy");
     let exported: std::collections::BTreeSet<String> =
         prometheus::gather().iter().map(|f| f.name().to_owned()).collect();
 

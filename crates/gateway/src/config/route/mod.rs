@@ -9,6 +9,7 @@
 pub(super) mod hosts;
 pub(super) mod output;
 pub(super) mod pool;
+mod provider;
 mod security;
 pub(super) mod upstream;
 
@@ -79,6 +80,11 @@ pub struct Route {
     /// `ndjson_heartbeats` (default false): NDJSON has no comments, so heartbeats are empty lines, sent only
     /// when this is on.
     pub ndjson_heartbeats: bool,
+    /// `provider` (see [`crate::provider`]): a preset for the format, the end marker and token usage.
+    pub provider: Option<crate::provider::Provider>,
+    /// `expect_end` (default true with a provider): an upstream EOF without the provider's end marker is an
+    /// `upstream_truncated` error.
+    pub expect_end: bool,
     /// `connect_timeout` (default "5s")
     pub connect_timeout: Duration,
     /// `header_timeout` (default "300s"): request sent -> upstream response headers.
@@ -183,6 +189,8 @@ pub(super) struct RawRoute {
     hosts: Option<Spanned<Vec<Spanned<String>>>>,
     outputs: Option<Spanned<Vec<Spanned<String>>>>,
     ndjson_heartbeats: Option<bool>,
+    provider: Option<Spanned<String>>,
+    expect_end: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,7 +240,9 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
     let pool = pool::pool(cx, &header, &label, raw_pool);
     let upstream =
         pool.as_ref().and_then(|p| p.backends.iter().find(|b| !b.backup)).map(|b| b.upstream.clone());
-    let format = format(cx, r.format);
+    let provider = provider::provider(cx, r.provider);
+    let format_span = r.format.as_ref().map(Spanned::span);
+    let format = format(cx, r.format).map(|f| provider::format(cx, provider, format_span.map(|s| (f, s))));
 
     // Then one line per key. Fields are evaluated in the order written, so the required ones come last:
     // every key's problems are reported before a missing required key drops the route.
@@ -270,6 +280,8 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
         response_headers: r.response_headers.and_then(|h| response_headers(cx, h)),
         outputs: output::outputs(cx, r.outputs),
         ndjson_heartbeats: r.ndjson_heartbeats.unwrap_or(false),
+        expect_end: provider::expect_end(cx, provider, r.expect_end),
+        provider,
         name: name?,
         path_prefix: path_prefix?,
         upstream: upstream?,

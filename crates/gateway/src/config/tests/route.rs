@@ -150,3 +150,43 @@ fn on_disconnect_values_default_and_detach_refusal() {
     let errs = errors(&route_with("on_disconnect = \"detach\"\nresume = { backend = \"memory\" }"));
     assert!(errs.iter().any(|e| e.contains("resume")), "{errs:#?}");
 }
+
+#[test]
+fn provider_presets_and_expect_end() {
+    use crate::provider::Provider;
+    use ssegate_frame::Format;
+    let c = load(MINIMAL).unwrap();
+    assert_eq!((c.routes[0].provider, c.routes[0].expect_end), (None, false));
+    for (p, format) in [
+        ("openai", "sse"),
+        ("openai-responses", "sse"),
+        ("anthropic", "sse"),
+        ("cohere", "sse"),
+        ("gemini", "auto"),
+        ("ollama", "ndjson"),
+        ("bedrock", "aws-eventstream"),
+    ] {
+        let c = load(&route_with(&format!("provider = {p:?}"))).unwrap();
+        assert_eq!(c.routes[0].provider, Provider::from_name(p));
+        assert_eq!(format_choice_name(c.routes[0].format), format, "{p}");
+        assert!(c.routes[0].expect_end);
+    }
+    // Explicit keys override the preset, within what the provider streams.
+    let c = load(&route_with("provider = \"gemini\"\nformat = \"json-array\"\nexpect_end = false")).unwrap();
+    assert_eq!(c.routes[0].format, FormatChoice::Fixed(Format::JsonArray));
+    assert!(!c.routes[0].expect_end);
+    load(&route_with("provider = \"ollama\"\nformat = \"auto\"")).unwrap();
+    one_error(
+        &route_with("provider = \"bedrock\"\nformat = \"ndjson\""),
+        9,
+        10,
+        "provider \"bedrock\" streams aws-eventstream; format \"ndjson\" contradicts it",
+    );
+    one_error(
+        &route_with("provider = \"claude\""),
+        8,
+        12,
+        "unknown provider \"claude\"; expected one of openai, ",
+    );
+    one_error(&route_with("expect_end = true"), 8, 14, "expect_end needs `provider`");
+}
