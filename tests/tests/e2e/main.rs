@@ -6,6 +6,7 @@ mod errors;
 mod formats;
 mod harness;
 mod headers;
+mod load;
 mod metrics;
 mod outputs;
 mod pools;
