@@ -80,8 +80,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 log() { printf '== %s\n' "$*" >&2; }
 
-# Descriptors: the proxy holds two per stream, the mock and the load generators one each.
-NEED=$(( 2 * STREAMS + 4096 ))
+# Descriptors: the proxy holds two per stream (client + upstream; + at most 128 pooled upstream connections),
+# the mock and the load generators one each. Raising the hard limit needs CAP_SYS_RESOURCE.
+NEED=$(( 2 * STREAMS + 500 ))
 if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$NEED" ]; then
     ulimit -Hn "$NEED" 2>/dev/null || true
 fi
@@ -286,19 +287,26 @@ SLOPE=$(awk -F, -v lo="$HOLD_FROM" -v hi="$(awk -v a="$T0" -v b="$HOLD_END" 'BEG
 A=$OUT/active.json
 I=$OUT/idle.json
 [ -s "$A" ] || { echo "soak.sh: no result from the active streams ($(cat "$OUT/active.err"))" >&2; exit 1; }
-jqa() { jq -r "$1" "$A"; }
-jqi() { if [ -s "$I" ]; then jq -r "$1" "$I"; else echo 0; fi; }
-EVENTS=$(jqa .events_total)
-LOST=$(jqa .seq.lost); DUP=$(jqa .seq.duplicated); REORD=$(jqa .seq.reordered); UNEXP=$(jqa .seq.unexpected)
-COMPLETED=$(jqa .streams_completed); FAILED_A=$(jqa .streams_failed)
-IDLE_OPEN=$(jqi .streams_open); IDLE_OPEN_END=$(jqi .streams_open_at_end); FAILED_I=$(jqi .streams_failed)
-HB=$(jqi .heartbeats_total)
+# JSON without jq (CI machines have python3): jget FILE PATH prints a value (0 when the file is missing).
+jget() { python3 -c 'import json, sys
+try:
+    v = json.load(open(sys.argv[1]))
+except OSError:
+    print(0); sys.exit()
+for k in sys.argv[2].split("."):
+    v = v[k]
+print(json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else v)' "$1" "$2"; }
+EVENTS=$(jget "$A" events_total)
+LOST=$(jget "$A" seq.lost); DUP=$(jget "$A" seq.duplicated); REORD=$(jget "$A" seq.reordered); UNEXP=$(jget "$A" seq.unexpected)
+COMPLETED=$(jget "$A" streams_completed); FAILED_A=$(jget "$A" streams_failed)
+IDLE_OPEN=$(jget "$I" streams_open); IDLE_OPEN_END=$(jget "$I" streams_open_at_end); FAILED_I=$(jget "$I" streams_failed)
+HB=$(jget "$I" heartbeats_total)
 
 FAIL=()
 [ "$LG_FAIL" = 0 ] || FAIL+=("a load generator failed")
 [ "$LOST/$DUP/$REORD/$UNEXP" = 0/0/0/0 ] || FAIL+=("lost/dup/reordered/unexpected $LOST/$DUP/$REORD/$UNEXP")
-[ "$FAILED_A" = 0 ] || FAIL+=("$FAILED_A active streams failed: $(jq -c .errors "$A")")
-[ "$FAILED_I" = 0 ] || FAIL+=("$FAILED_I idle streams failed: $(jqi '.errors|tostring')")
+[ "$FAILED_A" = 0 ] || FAIL+=("$FAILED_A active streams failed: $(jget "$A" errors)")
+[ "$FAILED_I" = 0 ] || FAIL+=("$FAILED_I idle streams failed: $(jget "$I" errors)")
 [ "$IDLE_OPEN_END" = "$IDLE" ] || FAIL+=("$IDLE_OPEN_END of $IDLE idle streams open at the end")
 [ "$COMPLETED" -gt 0 ] || FAIL+=("no active stream completed")
 [ $(( FDS_AFTER - POOL_AFTER )) -le $(( FDS_BASE - POOL_BASE )) ] ||
@@ -309,29 +317,26 @@ GROWTH_OK=$(awk -v m="$RSS_MID" -v e="$RSS_END" 'BEGIN{ lim = m/10; if (lim < 40
 VERDICT=pass
 [ ${#FAIL[@]} -eq 0 ] || VERDICT="FAIL: $(IFS=';'; echo "${FAIL[*]}")"
 
-jq -n --arg verdict "$VERDICT" --arg commit "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo ?)" \
-    --arg date "$STAMP" --arg load_end "$LOAD_END" --arg profile "$PROFILE" \
-    --argjson streams "$STREAMS" --argjson idle "$IDLE" --argjson active "$ACTIVE" --argjson duration "$DURATION" \
-    --argjson hold_s "$HOLD_S" --argjson messages "$MESSAGES" --argjson pace_ms "$PACE_MS" --arg heartbeat "$HEARTBEAT" \
-    --argjson threads "$THREADS" --argjson events "$EVENTS" --argjson completed "$COMPLETED" --argjson heartbeats "$HB" \
-    --argjson lost "$LOST" --argjson dup "$DUP" --argjson reord "$REORD" --argjson unexp "$UNEXP" \
-    --argjson rss_base "$RSS_BASE" --argjson rss_start "$RSS_START" --argjson rss_mid "$RSS_MID" \
-    --argjson rss_end "$RSS_END" --argjson rss_after "$RSS_AFTER" --argjson slope "$SLOPE" \
-    --argjson fds_base "$FDS_BASE" --argjson fds_open "$FDS_OPEN" --argjson fds_end_hold "$FDS_END_HOLD" \
-    --argjson fds_after "$FDS_AFTER" --argjson cpu_pct "$CPU_PCT" --argjson idle_open "$IDLE_OPEN" \
-    --argjson idle_open_end "$IDLE_OPEN_END" --argjson pool_base "$POOL_BASE" --argjson pool_after "$POOL_AFTER" \
-    --argjson linger "$LINGER" --argjson fds_linger "$FDS_LINGER" --argjson pool_linger "$POOL_LINGER" \
-    '{kind:"soak", date:$date, commit:$commit, profile:$profile, verdict:$verdict, streams:$streams, idle:$idle,
-      active:$active, duration_s:$duration, hold_s:$hold_s, messages:$messages, pace_ms:$pace_ms,
-      heartbeat:$heartbeat, threads:$threads, events:$events, active_streams_completed:$completed,
-      heartbeats:$heartbeats, idle_open:$idle_open, idle_open_at_end:$idle_open_end,
-      seq:{lost:$lost, duplicated:$dup, reordered:$reord, unexpected:$unexp},
-      rss_kib:{base:$rss_base, start:$rss_start, middle:$rss_mid, end:$rss_end, after:$rss_after,
-               slope_kib_per_min:$slope},
-      fds:{base:$fds_base, base_pooled_upstream:$pool_base, open:$fds_open, end_of_hold:$fds_end_hold,
-           after:$fds_after, after_pooled_upstream:$pool_after, linger_s:$linger, after_linger:$fds_linger,
-           after_linger_pooled_upstream:$pool_linger},
-      cpu_pct_of_one_core:$cpu_pct, loadavg_end:$load_end}' >"$OUT/soak.json"
+export VERDICT STAMP PROFILE LOAD_END HEARTBEAT STREAMS IDLE ACTIVE DURATION HOLD_S MESSAGES PACE_MS THREADS EVENTS \
+    COMPLETED HB LOST DUP REORD UNEXP RSS_BASE RSS_START RSS_MID RSS_END RSS_AFTER SLOPE FDS_BASE POOL_BASE FDS_OPEN \
+    FDS_END_HOLD FDS_AFTER POOL_AFTER LINGER FDS_LINGER POOL_LINGER CPU_PCT IDLE_OPEN IDLE_OPEN_END
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') python3 -c 'import json, os
+e = os.environ
+n = lambda k: json.loads(e[k])
+print(json.dumps({
+    "kind": "soak", "date": e["STAMP"], "commit": e["COMMIT"], "profile": e["PROFILE"], "verdict": e["VERDICT"],
+    "streams": n("STREAMS"), "idle": n("IDLE"), "active": n("ACTIVE"), "duration_s": n("DURATION"),
+    "hold_s": n("HOLD_S"), "messages": n("MESSAGES"), "pace_ms": n("PACE_MS"), "heartbeat": e["HEARTBEAT"],
+    "threads": n("THREADS"), "events": n("EVENTS"), "active_streams_completed": n("COMPLETED"),
+    "heartbeats": n("HB"), "idle_open": n("IDLE_OPEN"), "idle_open_at_end": n("IDLE_OPEN_END"),
+    "seq": {"lost": n("LOST"), "duplicated": n("DUP"), "reordered": n("REORD"), "unexpected": n("UNEXP")},
+    "rss_kib": {"base": n("RSS_BASE"), "start": n("RSS_START"), "middle": n("RSS_MID"), "end": n("RSS_END"),
+                "after": n("RSS_AFTER"), "slope_kib_per_min": n("SLOPE")},
+    "fds": {"base": n("FDS_BASE"), "base_pooled_upstream": n("POOL_BASE"), "open": n("FDS_OPEN"),
+            "end_of_hold": n("FDS_END_HOLD"), "after": n("FDS_AFTER"), "after_pooled_upstream": n("POOL_AFTER"),
+            "linger_s": n("LINGER"), "after_linger": n("FDS_LINGER"), "after_linger_pooled_upstream": n("POOL_LINGER")},
+    "cpu_pct_of_one_core": n("CPU_PCT"), "loadavg_end": e["LOAD_END"],
+}, indent=2))' >"$OUT/soak.json"
 
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
 cat >&2 <<EOF
