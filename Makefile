@@ -1,5 +1,5 @@
 # The two commands of the README's quick start, and a few more.
-.PHONY: demo test clients lint bench load-bench fuzz mutants
+.PHONY: demo test clients lint bench load-bench soak fuzz mutants
 
 demo:
 	@scripts/setup.sh --build-only
@@ -25,6 +25,12 @@ bench:
 # Load benchmarks: the floor, ssegate, nginx (installed when missing); about 5 minutes after the builds.
 load-bench:
 	benches/run.sh
+
+# Soak: 9,000 streams (8,000 idle with heartbeats, 1,000 active, replaced as they end) for 10 minutes against one
+# release ssegate; checks nothing lost, RSS flat, descriptors back to the baseline. SOAK_ARGS=--smoke: 300 streams
+# for 45 s (see benches/README.md, Soak).
+soak:
+	benches/soak.sh $(SOAK_ARGS)
 
 # The fuzz targets (fuzz/, its own workspace) for FUZZ_SECONDS each: libFuzzer when cargo-fuzz and a nightly
 # toolchain are installed, else the stable runner fuzz/examples/stable.rs (seeds, then generated and mutated

@@ -15,6 +15,14 @@ fi
 cargo build -p ssegate
 cargo test --workspace
 
+# Soak smoke (benches/README.md, Soak; about 55 s): 300 streams (250 idle, 50 active) for 45 s against the debug
+# binary just built: every event once and in order, RSS flat, descriptors back to the baseline. `make soak` is
+# the long run (release, 9,000 streams, 10 minutes).
+cargo build -p ssegate-bench --bins
+soak_out=$(mktemp -d /tmp/ssegate-soak-smoke.XXXXXX)
+benches/soak.sh --smoke --profile debug --no-build --out "$soak_out"
+rm -rf "$soak_out"
+
 # Real clients (Chromium, npm eventsource, openai SDK, httpx-sse) against the binary just built, and the deploy/
 # checks (tests/clients/test_deploy.py).
 scripts/clients.sh

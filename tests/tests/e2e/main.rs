@@ -8,6 +8,7 @@ mod formats;
 mod harness;
 mod headers;
 mod http_edge;
+mod load;
 mod metrics;
 mod outputs;
 mod pools;
