@@ -593,6 +593,27 @@ mod tests {
     }
 
     #[test]
+    fn unescape_reads_hex_escapes_in_either_case() {
+        // cargo-mutants: the `A`..=`F` arm of hex4 (deleted, or its arithmetic changed) was not caught.
+        assert_eq!(unescape(br"caf\u00e9 caf\u00E9"), "café café".as_bytes());
+        assert_eq!(unescape(br"\uD83D\uDE00 \ud83d\ude00"), "😀 😀".as_bytes());
+        assert_eq!(unescape(br"\u00AF\u00bF\u004A"), "¯¿J".as_bytes());
+        // A lone surrogate is not a character: U+FFFD.
+        assert_eq!(unescape(br"\uDBFF!"), "\u{fffd}!".as_bytes());
+    }
+
+    #[test]
+    fn escaping_writes_what_serde_json_writes() {
+        // cargo-mutants: deleting the `\b`/`\f` arms (then written as `\u0008`/`\u000c`) was not caught.
+        let mut text: String = (0u8..0x20).map(char::from).collect();
+        text.push_str("\"\\/ é 😀 \u{7f}");
+        let mut out = b"\"".to_vec();
+        escape_string_into(text.as_bytes(), &mut out);
+        out.push(b'"');
+        assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&text).unwrap());
+    }
+
+    #[test]
     fn valid_values() {
         for s in [
             "0",
