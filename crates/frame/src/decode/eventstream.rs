@@ -389,6 +389,60 @@ mod tests {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// A prelude (total length, headers length, CRC) with a correct CRC.
+    fn prelude_bytes(total: usize, headers: usize) -> Vec<u8> {
+        let mut p = Vec::new();
+        p.extend_from_slice(&(total as u32).to_be_bytes());
+        p.extend_from_slice(&(headers as u32).to_be_bytes());
+        let crc = crc32fast::hash(&p);
+        p.extend_from_slice(&crc.to_be_bytes());
+        p
+    }
+
+    fn kinds(items: &[Item]) -> Vec<&'static str> {
+        items.iter().filter_map(|i| if let Item::Error(e) = i { Some(e.kind()) } else { None }).collect()
+    }
+
+    #[test]
+    fn the_limits_are_inclusive() {
+        // cargo-mutants: `total > MAX_MESSAGE_LEN` and `headers > MAX_HEADERS_LEN` as `>=` were not caught.
+        let mut out = Vec::new();
+        let mut d = EventstreamDecoder::new(MAX_MESSAGE_LEN);
+        d.push(&Bytes::from(prelude_bytes(MAX_MESSAGE_LEN, MAX_HEADERS_LEN)), &mut out);
+        assert!(out.is_empty(), "a frame at both limits is read: {out:?}");
+        assert!(matches!(d.state, State::Frame { need } if need == MAX_MESSAGE_LEN));
+        for (total, headers) in [(MAX_MESSAGE_LEN + 1, 0), (MAX_MESSAGE_LEN, MAX_HEADERS_LEN + 1)] {
+            let mut out = Vec::new();
+            let mut d = EventstreamDecoder::new(MAX_MESSAGE_LEN);
+            d.push(&Bytes::from(prelude_bytes(total, headers)), &mut out);
+            assert_eq!(kinds(&out), ["malformed_frame"], "{total} {headers}");
+        }
+    }
+
+    #[test]
+    fn a_large_frame_buffer_is_released_a_small_one_kept() {
+        // cargo-mutants: the `capacity > 64 << 10` release after a frame was not caught.
+        let frame = |payload: usize| {
+            let total = OVERHEAD + payload;
+            let mut f = prelude_bytes(total, 0);
+            f.extend(std::iter::repeat_n(b'x', payload));
+            let crc = crc32fast::hash(&f);
+            f.extend_from_slice(&crc.to_be_bytes());
+            f
+        };
+        for (payload, released) in [(100 << 10, true), (1 << 10, false)] {
+            let mut d = EventstreamDecoder::new(MAX_MESSAGE_LEN);
+            let f = frame(payload);
+            let mut out = Vec::new();
+            // Two chunks, so the frame is assembled in the decoder's buffer.
+            let (a, b) = f.split_at(f.len() / 2);
+            d.push(&Bytes::copy_from_slice(a), &mut out);
+            d.push(&Bytes::copy_from_slice(b), &mut out);
+            assert_eq!(out.len(), 1, "{payload}: {:?}", kinds(&out));
+            assert_eq!(d.buf.capacity() == 0, released, "{payload}: capacity {}", d.buf.capacity());
+        }
+    }
+
     #[test]
     fn escapes() {
         assert_eq!(esc(b"a\"b\\c\nd\r\te\x01\x7f"), "a\\\"b\\\\c\\nd\\r\\te\\u0001\x7f");
