@@ -180,6 +180,13 @@ mod tests {
         let mut out = Vec::new();
         Output::Ndjson.event_with_id(&ev, id, &mut out);
         assert!(out.len() <= Output::Ndjson.encoded_len_hint(&ev, Some(id)));
+        // cargo-mutants: `prefix.len() + 21` as `* 21` was not caught: a short id, a long sequence number.
+        let ev = Event::data("x");
+        for id in [Id::new(u64::MAX), Id::with_prefix(b"p", u64::MAX)] {
+            let mut out = Vec::new();
+            Output::Ndjson.event_with_id(&ev, id, &mut out);
+            assert!(out.len() <= Output::Ndjson.encoded_len_hint(&ev, Some(id)), "{}", out.len());
+        }
     }
 
     #[test]
