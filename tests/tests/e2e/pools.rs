@@ -40,30 +40,6 @@ fn passive(max_fails: i64, fail_timeout: &str) -> Toml {
     Toml::table([("max_fails", Toml::Int(max_fails)), ("fail_timeout", Toml::from(fail_timeout))])
 }
 
-/// The access-log lines (JSON, fields flattened), waiting until there are `n`.
-async fn access_lines(gw: &ssegate_tests::Gateway, n: usize) -> Vec<serde_json::Value> {
-    let t = Instant::now();
-    loop {
-        let text = format!("{}\n{}", gw.stderr(), gw.stdout());
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .map(|v| {
-                let mut flat = v.as_object().cloned().unwrap_or_default();
-                if let Some(serde_json::Value::Object(f)) = flat.remove("fields") {
-                    flat.extend(f);
-                }
-                serde_json::Value::Object(flat)
-            })
-            .filter(|v| v.get("message").and_then(|m| m.as_str()) == Some("stream finished"))
-            .collect();
-        if lines.len() >= n || t.elapsed() > Duration::from_secs(5) {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn refused_and_503_backends_fail_over_to_the_healthy_one() {
     bounded(async {
@@ -122,7 +98,7 @@ async fn refused_and_503_backends_fail_over_to_the_healthy_one() {
             1.0
         );
 
-        let lines = access_lines(&gw, N).await;
+        let lines = gw.access_lines(N).await;
         assert_eq!(lines.len(), N);
         let mut attempts = [0usize; 3];
         for l in &lines {

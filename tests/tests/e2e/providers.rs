@@ -3,8 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
-
 use ssegate_tests::metrics::Scrape;
 use ssegate_tests::{bounded, get, show, sse, MockUpstream, Reply, Step};
 use ssegate_tests::{GatewaySpec, RouteSpec};
@@ -16,30 +14,6 @@ data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_d
 event: message_delta\n\
 data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n";
 const STOP: &str = "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
-
-/// The access-log lines (JSON, fields flattened), waiting until there are `n`.
-async fn access_lines(gw: &ssegate_tests::Gateway, n: usize) -> Vec<serde_json::Value> {
-    let t = Instant::now();
-    loop {
-        let text = format!("{}\n{}", gw.stderr(), gw.stdout());
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .map(|v| {
-                let mut flat = v.as_object().cloned().unwrap_or_default();
-                if let Some(serde_json::Value::Object(f)) = flat.remove("fields") {
-                    flat.extend(f);
-                }
-                serde_json::Value::Object(flat)
-            })
-            .filter(|v| v.get("message").and_then(|m| m.as_str()) == Some("stream finished"))
-            .collect();
-        if lines.len() >= n || t.elapsed() > Duration::from_secs(5) {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn tokens(s: &Scrape, kind: &str) -> f64 {
     s.value("ssegate_tokens_total", &[("route", "r"), ("kind", kind)])
@@ -67,7 +41,7 @@ async fn anthropic_usage_reaches_metrics_and_the_access_log() {
 
         let s = Scrape::until(gw.admin_addr(), |s| tokens(s, "output") == 15.0).await;
         assert_eq!((tokens(&s, "input"), tokens(&s, "output")), (25.0, 15.0));
-        let lines = access_lines(&gw, 1).await;
+        let lines = gw.access_lines(1).await;
         let line = &lines[0];
         assert_eq!(line["outcome"], "completed", "{line}");
         assert_eq!((line["input_tokens"].as_u64(), line["output_tokens"].as_u64()), (Some(25), Some(15)));
@@ -108,7 +82,7 @@ async fn anthropic_stream_cut_before_message_stop_is_truncated() {
         assert_eq!(s.value("ssegate_streams_total", &[("route", "r"), ("outcome", "truncated")]), 1.0);
         // The tokens the truncated stream reported are still counted.
         assert_eq!((tokens(&s, "input"), tokens(&s, "output")), (25.0, 15.0));
-        let lines = access_lines(&gw, 1).await;
+        let lines = gw.access_lines(1).await;
         assert_eq!(lines[0]["outcome"], "truncated");
         assert_eq!(lines[0]["error"], "upstream_truncated");
 
