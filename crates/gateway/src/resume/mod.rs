@@ -1,0 +1,3 @@
+//! Resumable streams (route `resume`): the store seam ([`store`]) and its stores.
+
+pub mod store;
