@@ -365,3 +365,67 @@ async fn routes_without_resume_are_unchanged() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_failure_is_recorded_as_the_last_event_with_its_id_and_a_reconnect_after_it_gets_204() {
+    bounded(async {
+        let gate = Gate::new();
+        let mock = MockUpstream::serve(Reply::stream(
+            "text/event-stream",
+            vec![Step::send("data: a\n\n"), Step::Wait(gate.clone()), Step::send("data: b\n\n"), Step::Reset],
+        ))
+        .await;
+        let gw = start(route(&mock)).await;
+        let mut owner = get(gw.addr(), "/r").await;
+        let s = stream_id(&owner);
+        assert_eq!(next(&mut owner).await, ev(&s, 1, "a"));
+        drop(owner); // detached: the reset happens with nobody connected
+        let mut reader = resume_with(&gw, &format!("/r/_streams/{s}"), &format!("{s}.1"), &[]).await;
+        gate.open();
+        let evs = rest(&mut reader).await;
+        assert_eq!(evs[0], ev(&s, 2, "b"));
+        assert_eq!(
+            (evs[1].0.as_deref(), evs[1].1.as_deref()),
+            (Some(format!("{s}.3").as_str()), Some("error"))
+        );
+        assert!(evs[1].2.contains("\"upstream_reset\""), "{evs:?}");
+        assert_eq!(evs.len(), 2);
+        let mut end = resume_with(&gw, "/r", &format!("{s}.3"), &[]).await;
+        assert_eq!(end.status, 204);
+        end.body_to_end().await;
+        let lines = gw.access_lines(3).await;
+        let owner = lines.iter().find(|l| l["format"] == "sse").unwrap();
+        assert_eq!(owner["disconnect"], "failed", "{owner}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stream_past_its_ttl_is_410_resume_expired() {
+    bounded(async {
+        let mock = MockUpstream::serve(events(2, 2, &Gate::new())).await;
+        let r = RouteSpec::new("r")
+            .upstream(&mock)
+            .heartbeat("0s")
+            .raw("resume = { store = \"memory\", ttl = \"1s\" }");
+        let gw = start(r).await;
+        let mut owner = get(gw.addr(), "/r").await;
+        let s = stream_id(&owner);
+        assert_eq!(rest(&mut owner).await.len(), 2);
+        let mut ok = resume_with(&gw, "/r", &format!("{s}.1"), &[]).await;
+        assert_eq!(rest(&mut ok).await, [ev(&s, 2, "e2")]);
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let mut gone = resume_with(&gw, "/r", &format!("{s}.1"), &[]).await;
+        expect_json_error(&mut gone, 410, "resume_expired").await;
+        let sc = Scrape::fetch(gw.admin_addr()).await;
+        assert_eq!(resume_result(&sc, "expired"), 1.0, "{}", sc.text);
+        assert_eq!(
+            sc.value("ssegate_resume_retained_bytes", &[]),
+            0.0,
+            "expired events are freed: {}",
+            sc.text
+        );
+        assert_eq!(mock.requests().len(), 1);
+    })
+    .await;
+}
