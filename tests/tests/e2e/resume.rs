@@ -429,3 +429,42 @@ async fn a_stream_past_its_ttl_is_410_resume_expired() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_following_reader_gets_heartbeats_and_the_output_its_accept_chooses() {
+    bounded(async {
+        let gate = Gate::new();
+        let mock = MockUpstream::serve(events(2, 1, &gate)).await;
+        let r = RouteSpec::new("r")
+            .upstream(&mock)
+            .heartbeat("100ms")
+            .raw(RESUME)
+            .raw("outputs = [\"sse\", \"ndjson\"]");
+        let gw = start(r).await;
+        let mut owner = get(gw.addr(), "/r").await;
+        let s = stream_id(&owner);
+        assert_eq!(next(&mut owner).await, ev(&s, 1, "e1"));
+        let mut sse = resume_with(&gw, &format!("/r/_streams/{s}"), &format!("{s}.0"), &[]).await;
+        assert_eq!(next(&mut sse).await, ev(&s, 1, "e1"));
+        let quiet = String::from_utf8(sse.read_for(Duration::from_millis(500)).await).unwrap();
+        assert!(quiet.contains(": keepalive\n\n"), "a following reader gets heartbeats: {quiet:?}");
+        let ndjson = [("Accept", "application/x-ndjson")];
+        let mut nd = request(gw.addr(), "GET", &format!("/r/_streams/{s}"), &ndjson, b"").await;
+        assert_eq!(nd.header("content-type"), Some("application/x-ndjson"));
+        assert_eq!(nd.header("vary"), Some("Accept"));
+        let line = nd.read_until(b"\n").await;
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(
+            (v["data"].as_str(), v["id"].as_str()),
+            (Some("e1"), Some(format!("{s}.1").as_str())),
+            "{v}"
+        );
+        gate.open();
+        let rest_nd = String::from_utf8(nd.body_to_end().await).unwrap();
+        let last: serde_json::Value = serde_json::from_str(rest_nd.trim()).unwrap();
+        assert_eq!(last["id"], format!("{s}.2"), "{rest_nd:?}");
+        assert_eq!(rest(&mut sse).await, [ev(&s, 2, "e2")]);
+        assert_eq!(mock.requests().len(), 1);
+    })
+    .await;
+}

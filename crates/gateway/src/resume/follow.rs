@@ -215,13 +215,20 @@ async fn follow(
     }
     m::request(name, if matches!(first, Next::Gap { .. }) { ResumeResult::Gap } else { ResumeResult::Hit });
     let mut down = Downstream::new(req.output, req.cors.to_vec(), req.answer.clone());
+    if route.cfg.outputs.len() > 1 {
+        down.vary_accept();
+    }
     let stream_header = HeaderValue::from_bytes(&hex).ok();
     if down.commit_sse(session, None, stream_header).await.is_err() {
         done.end = End::ClientGone;
         return done;
     }
     let output = req.output;
-    let heartbeat = route.cfg.heartbeat_interval;
+    // As on the stream itself: NDJSON heartbeats (empty lines) only where the route asks for them.
+    let heartbeat = match output {
+        Output::Ndjson if !route.cfg.ndjson_heartbeats => None,
+        _ => route.cfg.heartbeat_interval,
+    };
     let mut shutdown = req.shutdown.clone();
     let mut next = Some(first);
     let terminal = loop {
