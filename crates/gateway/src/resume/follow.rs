@@ -413,3 +413,73 @@ impl Followed {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: &str = "0123456789abcdef0123456789abcdef";
+
+    fn id() -> StreamId {
+        StreamId::parse(S).unwrap()
+    }
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn detect_tells_resumes_from_new_streams() {
+        let after = |seq| Some(Ask::Stream(LastEventId::After(id(), seq)));
+        // Not a resume: no header (or a blank one) off the streams path.
+        assert_eq!(detect("/chat", None, None), None);
+        assert_eq!(detect("/chat", None, Some(&hv("  "))), None);
+        // Last-Event-ID on the route's URL.
+        assert_eq!(detect("/chat", Some("q=1"), Some(&hv(&format!("{S}.7")))), after(7));
+        assert_eq!(
+            detect("/", None, Some(&hv(&format!("{S}.end")))),
+            Some(Ask::Stream(LastEventId::End(id())))
+        );
+        assert_eq!(detect("/chat", None, Some(&hv("42"))), Some(Ask::Unknown));
+        // /_streams/<stream>: the header when it names this stream, else ?after=, else from the start.
+        let path = format!("/_streams/{S}");
+        assert_eq!(detect(&path, None, None), after(0));
+        assert_eq!(detect(&path, Some("x=1&after=5"), None), after(5));
+        assert_eq!(detect(&path, Some("after=5"), Some(&hv(&format!("{S}.9")))), after(9));
+        let other = "ffffffffffffffffffffffffffffffff.3";
+        assert_eq!(detect(&path, Some("after=5"), Some(&hv(other))), after(5));
+        assert_eq!(detect(&path, Some("after=-1"), None), Some(Ask::BadAfter));
+        assert_eq!(detect(&path, Some("after="), None), Some(Ask::BadAfter));
+        assert_eq!(detect("/_streams/nope", None, None), Some(Ask::Unknown));
+        assert_eq!(detect(&format!("{path}/x"), None, None), Some(Ask::Unknown));
+    }
+
+    #[test]
+    fn only_the_same_key_reads_a_keyed_stream() {
+        let a = super::id::key_hash(b"a");
+        let b = super::id::key_hash(b"b");
+        assert!(same_key(Some(&a), Some(&a), true));
+        assert!(!same_key(Some(&a), Some(&b), true));
+        assert!(!same_key(Some(&a), None, true));
+        assert!(
+            !same_key(Some(&a), None, false),
+            "a stream started with a key needs it, whatever the route says now"
+        );
+        assert!(same_key(None, None, false));
+        assert!(!same_key(None, None, true), "a stream started without a key on a route that now has auth");
+        assert!(!same_key(None, Some(&a), true));
+    }
+
+    #[test]
+    fn the_terminal_event_carries_the_end_id() {
+        let mut out = bytes::BytesMut::new();
+        terminal_event(
+            &mut out,
+            Output::Sse,
+            ErrorType::ResumeGap,
+            bytes::Bytes::from_static(b"{}"),
+            S.as_bytes(),
+        );
+        assert_eq!(&out[..], format!("id: {S}.end\nevent: error\ndata: {{}}\n\n").as_bytes());
+    }
+}
