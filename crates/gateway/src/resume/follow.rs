@@ -101,6 +101,14 @@ pub struct Followed {
 }
 
 impl Followed {
+    /// `n` body bytes written (also in `ssegate_bytes_total{direction="downstream_out"}`).
+    fn wrote(&mut self, n: usize, route: &RouteState) {
+        if n > 0 {
+            self.bytes_out += n as u64;
+            route.metrics.bytes_out(n as u64);
+        }
+    }
+
     fn refused(ty: ErrorType, reusable: bool) -> Followed {
         Followed { end: End::Failed { ty, reusable }, from: None, events: 0, bytes_out: 0, heartbeats: 0 }
     }
@@ -253,7 +261,7 @@ async fn follow(
                 done.events += n;
                 m::replayed(name, n);
                 match down.flush(session).await {
-                    Ok(w) => done.bytes_out += w as u64,
+                    Ok(w) => done.wrote(w, route),
                     Err(e) => return left(done, e, route),
                 }
                 continue;
@@ -275,7 +283,7 @@ async fn follow(
                     Ok(Woke::Store) => {}
                     Ok(Woke::Heartbeat) => match down.heartbeat(session).await {
                         Ok(w) => {
-                            done.bytes_out += w as u64;
+                            done.wrote(w, route);
                             done.heartbeats += 1;
                             route.metrics.heartbeat();
                         }
@@ -315,7 +323,7 @@ async fn follow(
         done.end = End::Failed { ty, reusable: true };
     }
     match down.finish(session).await {
-        Some(w) => done.bytes_out += w as u64,
+        Some(w) => done.wrote(w, route),
         None => done.end = End::ClientGone,
     }
     done
