@@ -12,6 +12,8 @@ use ssegate_frame::{Event, Format};
 
 use crate::metrics::usage::UsageMetrics;
 
+pub mod format;
+
 /// `provider = "..."`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
@@ -59,7 +61,8 @@ impl Provider {
             Provider::OpenAi | Provider::OpenAiResponses | Provider::Anthropic | Provider::Cohere => {
                 &[Format::Sse]
             }
-            // `:streamGenerateContent?alt=sse` is SSE; without `alt=sse` it is one JSON array.
+            // `:streamGenerateContent?alt=sse` is SSE; without `alt=sse` it is one JSON array sent as
+            // `application/json`, which `auto` decodes on a gemini route (see `format`).
             Provider::Gemini => &[Format::Sse, Format::JsonArray],
             Provider::Ollama => &[Format::Ndjson],
             Provider::Bedrock => &[Format::AwsEventstream],
@@ -327,5 +330,7 @@ impl Tracker {
     }
 }
 
+#[cfg(test)]
+mod fixtures;
 #[cfg(test)]
 mod tests;
