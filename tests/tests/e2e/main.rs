@@ -14,6 +14,11 @@ mod outputs;
 mod pools;
 mod protocols;
 mod providers;
+mod providers_bedrock;
+mod providers_fixtures;
+// The provider fixture streams, shared with the gateway's unit tests.
+#[path = "../../../crates/gateway/src/provider/fixtures.rs"]
+mod provider_fixtures;
 mod reload;
 mod robustness;
 mod security;

@@ -67,7 +67,7 @@ pub struct Fixture {
     pub input_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
     pub model: Option<&'static str>,
-    /// In-band provider errors in the stream (these fixtures have no end marker).
+    /// In-band provider errors in the stream (these fixtures end with the error, no end marker).
     pub provider_errors: usize,
 }
 
@@ -119,9 +119,6 @@ fn build(label: &'static str, provider: &'static str, wire: Wire, before: &[Ev],
         }
         frame(wire, *ev, i == 0, i + 1 == all.len(), &mut stream);
     }
-    if end.is_empty() {
-        end_at = stream.len();
-    }
     Fixture {
         label,
         provider,
@@ -150,7 +147,7 @@ impl Fixture {
         self
     }
 
-    /// Whether the stream ends with the provider's end marker (it does unless it carries an error).
+    /// Whether the stream ends with the provider's end marker (not an in-band error).
     pub fn has_end(&self) -> bool {
         self.provider_errors == 0
     }
@@ -227,13 +224,13 @@ pub fn all() -> Vec<Fixture> {
             (None, r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":11,"outputTokenCount":7,"invocationLatency":500,"firstByteLatency":100}}"#),
         ])
         .usage(11, 7, None),
-        // In-band errors, delivered and counted; no end marker follows.
-        build("anthropic_error", "anthropic", SSE, &[
+        // In-band errors, delivered and counted: the error is the stream's end (no end marker follows).
+        build("anthropic_error", "anthropic", SSE, &[], &[
             (Some("error"), r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#),
-        ], &[])
+        ])
         .errors(1),
-        build("openai_error", "openai", SSE, &[(None, r#"{"error":{"message":"boom","type":"server_error"}}"#)], &[])
+        build("openai_error", "openai", SSE, &[], &[(None, r#"{"error":{"message":"boom","type":"server_error"}}"#)])
             .errors(1),
-        build("ollama_error", "ollama", Wire::Ndjson, &[(None, r#"{"error":"model not found"}"#)], &[]).errors(1),
+        build("ollama_error", "ollama", Wire::Ndjson, &[], &[(None, r#"{"error":"model not found"}"#)]).errors(1),
     ]
 }

@@ -140,7 +140,8 @@ impl Tracker {
         Tracker { metrics, ..Tracker::new(provider) }
     }
 
-    /// Whether the provider's end marker was seen.
+    /// Whether the stream ended the provider's way: its end marker, or an in-band error (after which
+    /// providers close the stream: the error is the client's answer, not followed by `upstream_truncated`).
     pub fn ended(&self) -> bool {
         self.ended
     }
@@ -155,6 +156,7 @@ impl Tracker {
         match seen {
             Seen::End => self.ended = true,
             Seen::ProviderError => {
+                self.ended = true;
                 if let Some(m) = &self.metrics {
                     m.provider_error();
                 }

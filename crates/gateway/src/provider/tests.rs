@@ -23,17 +23,28 @@ fn opts() -> DecoderOptions {
     DecoderOptions { max_event_size: 1 << 20, event_field: None, comments: false }
 }
 
-/// (ended, usage, provider errors, events) for `input` fed in two pieces split at `at`.
-fn run(f: &Fixture, input: &[u8], at: usize) -> (bool, Usage, usize, Vec<(Option<String>, String)>) {
+/// What the tracker saw of `input` fed in two pieces split at `at`.
+struct Run {
+    ended: bool,
+    usage: Usage,
+    provider_errors: usize,
+    /// Events recognised as the end marker.
+    end_markers: usize,
+    events: Vec<(Option<String>, String)>,
+}
+
+fn run(f: &Fixture, input: &[u8], at: usize) -> Run {
     let mut t = Tracker::new(provider(f));
-    let (mut errors, mut events) = (0, Vec::new());
+    let (mut errors, mut ends, mut events) = (0, 0, Vec::new());
     for item in feed_split(format(f), &opts(), input, at) {
         match item {
             Item::Event(ev) => {
                 let name = ev.name.as_deref().map(|n| String::from_utf8_lossy(n).into_owned());
                 events.push((name, String::from_utf8_lossy(&ev.data).into_owned()));
-                if t.observe(&ev) == Seen::ProviderError {
-                    errors += 1;
+                match t.observe(&ev) {
+                    Seen::ProviderError => errors += 1,
+                    Seen::End => ends += 1,
+                    Seen::Plain => {}
                 }
             }
             Item::Error(e) if !input.is_empty() && input.len() == f.stream.len() => {
@@ -42,7 +53,7 @@ fn run(f: &Fixture, input: &[u8], at: usize) -> (bool, Usage, usize, Vec<(Option
             _ => {}
         }
     }
-    (t.ended(), t.usage().clone(), errors, events)
+    Run { ended: t.ended(), usage: t.usage().clone(), provider_errors: errors, end_markers: ends, events }
 }
 
 #[test]
@@ -50,28 +61,29 @@ fn end_and_usage_at_every_split() {
     for f in fixtures::all() {
         let name = f.label;
         for at in 0..=f.stream.len() {
-            let (ended, usage, errors, events) = run(&f, &f.stream, at);
-            assert_eq!(ended, f.has_end(), "{name} split at {at}");
-            assert_eq!(usage, expected_usage(&f), "{name} split at {at}");
-            assert_eq!(errors, f.provider_errors, "{name} split at {at}");
-            assert_eq!(events, f.events, "{name} split at {at}");
+            let r = run(&f, &f.stream, at);
+            // An in-band error ends the stream like the end marker.
+            assert!(r.ended, "{name} split at {at}");
+            assert_eq!(r.end_markers > 0, f.has_end(), "{name} split at {at}");
+            assert_eq!(r.usage, expected_usage(&f), "{name} split at {at}");
+            assert_eq!(r.provider_errors, f.provider_errors, "{name} split at {at}");
+            assert_eq!(r.events, f.events, "{name} split at {at}");
         }
     }
 }
 
 #[test]
 fn cut_before_the_end_is_not_ended() {
-    for f in fixtures::all().into_iter().filter(Fixture::has_end) {
+    for f in fixtures::all() {
         for cut in 0..=f.end_at {
             let input = &f.stream[..cut];
             for at in [0, cut / 2, cut] {
-                let (ended, ..) = run(&f, input, at);
-                assert!(!ended, "{} cut at {cut} split at {at}", f.label);
+                assert!(!run(&f, input, at).ended, "{} cut at {cut} split at {at}", f.label);
             }
         }
         // Every event before the end marker is there when the stream is cut right before it.
-        let (_, _, _, events) = run(&f, &f.stream[..f.end_at], f.end_at / 2);
-        assert_eq!(events, f.events[..f.events_before_end], "{}", f.label);
+        let r = run(&f, &f.stream[..f.end_at], f.end_at / 2);
+        assert_eq!(r.events, f.events[..f.events_before_end], "{}", f.label);
     }
 }
 
