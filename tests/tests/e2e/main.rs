@@ -16,7 +16,8 @@ mod protocols;
 mod providers;
 mod providers_bedrock;
 mod providers_fixtures;
-// The provider fixture streams, shared with the gateway's unit tests.
+// The provider fixture streams, shared with the gateway's unit tests (the benchmarks' part is unused here).
+#[allow(dead_code)]
 #[path = "../../../crates/gateway/src/provider/fixtures.rs"]
 mod provider_fixtures;
 mod reload;

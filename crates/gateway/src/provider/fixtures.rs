@@ -55,6 +55,8 @@ pub struct Fixture {
     /// The `provider` config name.
     pub provider: &'static str,
     pub wire: Wire,
+    /// The events as written (before the end marker's message, then from it).
+    pub raw: Vec<Ev>,
     /// The upstream body.
     pub stream: Vec<u8>,
     /// Where the end marker's message starts: a cut anywhere before it is a truncated stream.
@@ -108,21 +110,28 @@ fn seen(wire: Wire, (name, data): Ev) -> (Option<String>, String) {
     (name, data.to_owned())
 }
 
+/// `events` on the wire; also where event `mark` starts.
+fn write(wire: Wire, events: &[Ev], mark: usize) -> (Vec<u8>, usize) {
+    let mut stream = Vec::new();
+    let mut at = 0;
+    for (i, ev) in events.iter().enumerate() {
+        if i == mark {
+            at = stream.len();
+        }
+        frame(wire, *ev, i == 0, i + 1 == events.len(), &mut stream);
+    }
+    (stream, at)
+}
+
 /// A fixture of `before` then `end` (the end marker's message first) with the usage it reports.
 fn build(label: &'static str, provider: &'static str, wire: Wire, before: &[Ev], end: &[Ev]) -> Fixture {
     let all: Vec<Ev> = before.iter().chain(end).copied().collect();
-    let mut stream = Vec::new();
-    let mut end_at = 0;
-    for (i, ev) in all.iter().enumerate() {
-        if i == before.len() {
-            end_at = stream.len();
-        }
-        frame(wire, *ev, i == 0, i + 1 == all.len(), &mut stream);
-    }
+    let (stream, end_at) = write(wire, &all, before.len());
     Fixture {
         label,
         provider,
         wire,
+        raw: all.clone(),
         stream,
         end_at,
         events: all.iter().map(|ev| seen(wire, *ev)).collect(),
@@ -145,6 +154,15 @@ impl Fixture {
     fn errors(mut self, n: usize) -> Fixture {
         self.provider_errors = n;
         self
+    }
+
+    /// The stream with event `index` written `times` times in its place (a long stream of text deltas,
+    /// for the benchmarks), and how many events it has.
+    pub fn stream_with(&self, index: usize, times: usize) -> (Vec<u8>, usize) {
+        let mut evs = self.raw[..index].to_vec();
+        evs.extend(std::iter::repeat_n(self.raw[index], times));
+        evs.extend_from_slice(&self.raw[index + 1..]);
+        (write(self.wire, &evs, 0).0, evs.len())
     }
 
     /// Whether the stream ends with the provider's end marker (not an in-band error).

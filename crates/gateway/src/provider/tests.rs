@@ -102,6 +102,20 @@ fn auto_picks_each_fixture_format() {
 }
 
 #[test]
+fn a_fixture_rewritten_with_one_copy_of_an_event_is_itself() {
+    for f in fixtures::all() {
+        for i in 0..f.raw.len() {
+            assert_eq!(f.stream_with(i, 1), (f.stream.clone(), f.raw.len()), "{} event {i}", f.label);
+        }
+        if let Some(first) = f.raw.first() {
+            let (long, n) = f.stream_with(0, 3);
+            assert_eq!(n, f.raw.len() + 2);
+            assert!(long.len() > f.stream.len(), "{} {first:?}", f.label);
+        }
+    }
+}
+
+#[test]
 fn presets() {
     for p in Provider::ALL {
         assert_eq!(Provider::from_name(p.name()), Some(p));
