@@ -200,12 +200,14 @@ pub fn all() -> Vec<Fixture> {
         .usage(25, 15, Some("claude-sonnet-4-5")),
         build("gemini_sse", "gemini", Wire::Sse { crlf: true }, &[
             (None, r#"{"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":1,"totalTokenCount":9},"modelVersion":"gemini-2.0-flash"}"#),
+            (None, r#"{"candidates":[{"content":{"parts":[{"text":" you"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":2,"totalTokenCount":10},"modelVersion":"gemini-2.0-flash"}"#),
         ], &[
             (None, r#"{"candidates":[{"content":{"parts":[{"text":" there"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":4,"totalTokenCount":12},"modelVersion":"gemini-2.0-flash"}"#),
         ])
         .usage(8, 4, Some("gemini-2.0-flash")),
         build("gemini_array", "gemini", Wire::JsonArray, &[
             (None, r#"{"candidates":[{"content":{"parts":[{"text":"Hi"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":1},"modelVersion":"gemini-2.0-flash"}"#),
+            (None, r#"{"candidates":[{"content":{"parts":[{"text":" you"}],"role":"model"},"index":0}],"usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":2},"modelVersion":"gemini-2.0-flash"}"#),
         ], &[
             (None, r#"{"candidates":[{"content":{"parts":[{"text":" there"}],"role":"model"},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":8,"candidatesTokenCount":4},"modelVersion":"gemini-2.0-flash"}"#),
         ])

@@ -87,6 +87,39 @@ fn cut_before_the_end_is_not_ended() {
     }
 }
 
+/// Gemini's cumulative usage, kept unparsed between the first and the final chunk: a stream cut before
+/// the end reports the last chunk's counts; a read between chunks sees the counts so far.
+#[test]
+fn gemini_usage_of_a_cut_stream_is_the_last_chunks() {
+    for label in ["gemini_sse", "gemini_array"] {
+        let f = fixtures::all().into_iter().find(|f| f.label == label).unwrap();
+        assert!(f.events_before_end >= 2, "{label}: the pending path needs a middle chunk");
+        for at in 0..=f.end_at {
+            let r = run(&f, &f.stream[..f.end_at], at);
+            assert_eq!(
+                r.usage,
+                Usage {
+                    input_tokens: Some(8),
+                    output_tokens: Some(2),
+                    model: Some("gemini-2.0-flash".into())
+                },
+                "{label} split at {at}"
+            );
+        }
+    }
+    let chunk = |n: u64| {
+        ssegate_frame::Event::data(format!(
+            r#"{{"candidates":[{{"content":{{"parts":[{{"text":"x"}}]}}}}],"usageMetadata":{{"promptTokenCount":5,"candidatesTokenCount":{n}}},"modelVersion":"m"}}"#
+        ))
+    };
+    let mut t = Tracker::new(Provider::Gemini);
+    for n in 1..=4 {
+        assert_eq!(t.observe(&chunk(n)), Seen::Plain);
+        assert_eq!((t.usage().input_tokens, t.usage().output_tokens), (Some(5), Some(n)), "after chunk {n}");
+        assert_eq!(t.usage().model.as_deref(), Some("m"));
+    }
+}
+
 /// On a provider route with `format = "auto"` every fixture's content type picks the fixture's format
 /// (Gemini's JSON array too, on a `streamGenerateContent` request).
 #[test]
