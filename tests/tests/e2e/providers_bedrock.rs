@@ -91,6 +91,7 @@ async fn corrupt_frames_are_decode_errors_under_the_route_policy() {
         let s = Scrape::until(gw.admin_addr(), |s| {
             ["skip", "close", "prelude"].iter().all(|r| crc(s, r) == 1.0)
                 && s.value("ssegate_streams_total", &[("route", "skip"), ("outcome", "completed")]) == 1.0
+                && s.value("ssegate_tokens_total", &[("route", "skip"), ("kind", "output")]) == 7.0
         })
         .await;
         for r in ["skip", "close", "prelude"] {

@@ -91,9 +91,14 @@ async fn every_provider_stream_completes_with_its_events_and_usage() {
             let body = resp.body_to_end().await;
             assert_eq!(events(&sse::parse_all(&body)), f.events, "{}: {}", f.label, show(&body));
         }
-        let s =
-            Scrape::until(gw.admin_addr(), |s| fs.iter().all(|f| streams(s, f.label, "completed") == 1.0))
-                .await;
+        let s = Scrape::until(gw.admin_addr(), |s| {
+            // The outcome is counted first, the tokens a moment after.
+            fs.iter().all(|f| {
+                streams(s, f.label, "completed") == 1.0
+                    && tokens(s, f.label, "output") == f.output_tokens.unwrap() as f64
+            })
+        })
+        .await;
         let lines = gw.access_lines(fs.len()).await;
         for f in &fs {
             let r = f.label;
@@ -141,11 +146,16 @@ async fn every_provider_stream_cut_before_its_end_marker_is_truncated() {
             assert_eq!(events(before), f.events[..f.events_before_end], "{}: {}", f.label, show(&body));
             sse::assert_error_event(last, error(f));
         }
-        let s = Scrape::until(gw.admin_addr(), |s| fs.iter().all(|f| errors(s, f) == 1.0)).await;
+        let outcome = |f: &Fixture| if error(f) == "decode" { "upstream_error" } else { "truncated" };
+        // Counted one after another: the error when it is sent, the outcome when the request ends.
+        let s = Scrape::until(gw.admin_addr(), |s| {
+            fs.iter().all(|f| errors(s, f) == 1.0 && streams(s, f.label, outcome(f)) == 1.0)
+        })
+        .await;
         let lines = gw.access_lines(fs.len()).await;
         for f in &fs {
             let r = f.label;
-            let outcome = if error(f) == "decode" { "upstream_error" } else { "truncated" };
+            let outcome = outcome(f);
             assert_eq!(errors(&s, f), 1.0, "{r}: {}", s.text);
             assert_eq!(streams(&s, r, outcome), 1.0, "{r}: {}", s.text);
             let l = line(&lines, r);
