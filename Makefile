@@ -1,5 +1,5 @@
 # The two commands of the README's quick start, and a few more.
-.PHONY: demo test clients lint bench load-bench soak fuzz mutants
+.PHONY: demo test clients lint bench provider-bench load-bench soak fuzz mutants
 
 demo:
 	@scripts/setup.sh --build-only
@@ -21,6 +21,10 @@ lint:
 # Framing-core throughput (criterion).
 bench:
 	cargo bench -p ssegate-bench --bench frame
+
+# What a provider preset (usage, end marker) costs per event, in thread CPU time (a release pingora build).
+provider-bench:
+	cargo bench -p ssegate --bench provider
 
 # Load benchmarks: the floor, ssegate, nginx (installed when missing); about 5 minutes after the builds.
 load-bench:

@@ -14,6 +14,12 @@ mod outputs;
 mod pools;
 mod protocols;
 mod providers;
+mod providers_bedrock;
+mod providers_fixtures;
+// The provider fixture streams, shared with the gateway's unit tests (the benchmarks' part is unused here).
+#[allow(dead_code)]
+#[path = "../../../crates/gateway/src/provider/fixtures.rs"]
+mod provider_fixtures;
 mod reload;
 mod resume;
 mod robustness;

@@ -76,7 +76,9 @@ impl Exchange<'_> {
             });
         }
         let content_type = header_str(resp, "content-type").unwrap_or("");
-        let end = match choose(cfg.format, status, content_type, self.down.committed()) {
+        let format =
+            crate::provider::format::for_answer(cfg.provider, cfg.format, content_type, head.uri.path());
+        let end = match choose(format, status, content_type, self.down.committed()) {
             Choice::Passthrough => {
                 let head = resp.clone();
                 if self.down.commit_passthrough(session, &head, cfg.cors.is_some()).await.is_err() {

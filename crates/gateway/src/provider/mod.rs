@@ -3,14 +3,18 @@
 //!
 //! [`Tracker`] watches the decoded events of one stream (the per-event path): every check is a comparison
 //! of the event name or a `memchr::memmem` search of the data for a key that only the interesting events
-//! carry; only an event that passes it is parsed with `serde_json` (a handful per stream, except Gemini,
-//! whose every chunk may carry the cumulative `usageMetadata`).
+//! carry; only an event that passes it is parsed with `serde_json` (a handful per stream; Gemini's every
+//! chunk carries the cumulative `usageMetadata`: the last one is kept and parsed when the usage is read).
+
+use std::sync::{LazyLock, OnceLock};
 
 use memchr::memmem;
 use serde_json::Value;
 use ssegate_frame::{Event, Format};
 
 use crate::metrics::usage::UsageMetrics;
+
+pub mod format;
 
 /// `provider = "..."`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +63,8 @@ impl Provider {
             Provider::OpenAi | Provider::OpenAiResponses | Provider::Anthropic | Provider::Cohere => {
                 &[Format::Sse]
             }
-            // `:streamGenerateContent?alt=sse` is SSE; without `alt=sse` it is one JSON array.
+            // `:streamGenerateContent?alt=sse` is SSE; without `alt=sse` it is one JSON array sent as
+            // `application/json`, which `auto` decodes on a gemini route (see `format`).
             Provider::Gemini => &[Format::Sse, Format::JsonArray],
             Provider::Ollama => &[Format::Ndjson],
             Provider::Bedrock => &[Format::AwsEventstream],
@@ -102,10 +107,44 @@ pub struct Tracker {
     metrics: Option<UsageMetrics>,
     ended: bool,
     usage: Usage,
+    /// Gemini repeats its cumulative `usageMetadata` in every chunk: the first and the final chunk are
+    /// parsed as they pass, the ones between only copied here (the last one), and parsed when the usage is
+    /// read — parsing each would cost several times the rest of the chunk's path.
+    pending: Vec<u8>,
+    /// `usage` with `pending` applied, computed at the first read after `pending` changed.
+    resolved: OnceLock<Usage>,
 }
 
-fn has(data: &[u8], key: &[u8]) -> bool {
-    memmem::find(data, key).is_some()
+/// A key searched for in events, its searcher built once per process (building a `memmem` searcher costs
+/// more than searching a short event with it).
+type Key = LazyLock<memmem::Finder<'static>>;
+
+macro_rules! keys {
+    ($($name:ident = $bytes:literal;)*) => {
+        $( static $name: Key = LazyLock::new(|| memmem::Finder::new($bytes)); )*
+    };
+}
+
+keys! {
+    PROMPT_TOKENS = b"\"prompt_tokens\"";
+    TYPE_RESPONSE = b"\"type\":\"response.";
+    RESPONSE_COMPLETED = b"response.completed";
+    RESPONSE_FAILED = b"response.failed";
+    RESPONSE_INCOMPLETE = b"response.incomplete";
+    TYPE_ERROR = b"\"type\":\"error\"";
+    TYPE_MESSAGE_STOP = b"\"type\":\"message_stop\"";
+    TYPE_MESSAGE_START = b"\"type\":\"message_start\"";
+    TYPE_MESSAGE_DELTA = b"\"type\":\"message_delta\"";
+    USAGE = b"\"usage\"";
+    FINISH_REASON = b"\"finishReason\"";
+    USAGE_METADATA = b"\"usageMetadata\"";
+    DONE_TRUE = b"\"done\":true";
+    BEDROCK_METRICS = b"\"amazon-bedrock-invocationMetrics\"";
+    TYPE_MESSAGE_END = b"\"type\":\"message-end\"";
+}
+
+fn has(data: &[u8], key: &Key) -> bool {
+    key.find(data).is_some()
 }
 
 fn name_is(ev: &Event, name: &[u8]) -> bool {
@@ -121,15 +160,41 @@ fn str_at(v: &Value, path: &[&str]) -> Option<String> {
     path.iter().try_fold(v, |v, k| v.get(k))?.as_str().map(str::to_owned)
 }
 
+/// Sets what is known, keeps the rest.
+fn merge(u: &mut Usage, input: Option<u64>, output: Option<u64>, model: Option<String>) {
+    if input.is_some() {
+        u.input_tokens = input;
+    }
+    if output.is_some() {
+        u.output_tokens = output;
+    }
+    if model.is_some() {
+        u.model = model;
+    }
+}
+
+/// A Gemini chunk's `usageMetadata` counts and `modelVersion`.
+fn gemini_usage(v: &Value) -> (Option<u64>, Option<u64>, Option<String>) {
+    let u = &v["usageMetadata"];
+    (u64_at(u, &["promptTokenCount"]), u64_at(u, &["candidatesTokenCount"]), str_at(v, &["modelVersion"]))
+}
+
 /// A JSON object with a top-level `error` member (OpenAI, Gemini and Ollama in-band errors).
 fn is_error_object(data: &[u8]) -> bool {
     let trimmed = data.trim_ascii_start();
-    trimmed.starts_with(b"{") && has(&trimmed[..trimmed.len().min(16)], b"\"error\"")
+    trimmed.starts_with(b"{") && trimmed[..trimmed.len().min(16)].windows(7).any(|w| w == b"\"error\"")
 }
 
 impl Tracker {
     pub fn new(provider: Provider) -> Tracker {
-        Tracker { provider, metrics: None, ended: false, usage: Usage::default() }
+        Tracker {
+            provider,
+            metrics: None,
+            ended: false,
+            usage: Usage::default(),
+            pending: Vec::new(),
+            resolved: OnceLock::new(),
+        }
     }
 
     /// A tracker that counts in-band provider errors in `metrics`.
@@ -137,13 +202,24 @@ impl Tracker {
         Tracker { metrics, ..Tracker::new(provider) }
     }
 
-    /// Whether the provider's end marker was seen.
+    /// Whether the stream ended the provider's way: its end marker, or an in-band error (after which
+    /// providers close the stream: the error is the client's answer, not followed by `upstream_truncated`).
     pub fn ended(&self) -> bool {
         self.ended
     }
 
     pub fn usage(&self) -> &Usage {
-        &self.usage
+        if self.pending.is_empty() {
+            return &self.usage;
+        }
+        self.resolved.get_or_init(|| {
+            let mut u = self.usage.clone();
+            if let Some(v) = Self::parse(&self.pending) {
+                let (input, output, model) = gemini_usage(&v);
+                merge(&mut u, input, output, model);
+            }
+            u
+        })
     }
 
     /// Looks at one decoded event.
@@ -152,6 +228,7 @@ impl Tracker {
         match seen {
             Seen::End => self.ended = true,
             Seen::ProviderError => {
+                self.ended = true;
                 if let Some(m) = &self.metrics {
                     m.provider_error();
                 }
@@ -166,15 +243,7 @@ impl Tracker {
     }
 
     fn set(&mut self, input: Option<u64>, output: Option<u64>, model: Option<String>) {
-        if input.is_some() {
-            self.usage.input_tokens = input;
-        }
-        if output.is_some() {
-            self.usage.output_tokens = output;
-        }
-        if model.is_some() {
-            self.usage.model = model;
-        }
+        merge(&mut self.usage, input, output, model);
     }
 
     fn classify(&mut self, ev: &Event) -> Seen {
@@ -187,7 +256,7 @@ impl Tracker {
                 if is_error_object(d) {
                     return Seen::ProviderError;
                 }
-                if has(d, b"\"prompt_tokens\"") {
+                if has(d, &PROMPT_TOKENS) {
                     if let Some(v) = Self::parse(d) {
                         let u = &v["usage"];
                         self.set(
@@ -203,9 +272,14 @@ impl Tracker {
                 let end = [&b"response.completed"[..], b"response.failed", b"response.incomplete"];
                 let is_end = match &ev.name {
                     Some(n) => end.contains(&&n[..]),
-                    None => has(d, b"\"type\":\"response.") && end.iter().any(|e| has(d, e)),
+                    None => {
+                        has(d, &TYPE_RESPONSE)
+                            && [&RESPONSE_COMPLETED, &RESPONSE_FAILED, &RESPONSE_INCOMPLETE]
+                                .iter()
+                                .any(|k| has(d, k))
+                    }
                 };
-                if name_is(ev, b"error") || (ev.name.is_none() && has(d, b"\"type\":\"error\"")) {
+                if name_is(ev, b"error") || (ev.name.is_none() && has(d, &TYPE_ERROR)) {
                     return Seen::ProviderError;
                 }
                 if !is_end {
@@ -222,14 +296,14 @@ impl Tracker {
                 Seen::End
             }
             Provider::Anthropic => {
-                let kind = |n: &[u8], ty: &[u8]| name_is(ev, n) || (ev.name.is_none() && has(d, ty));
-                if kind(b"message_stop", b"\"type\":\"message_stop\"") {
+                let kind = |n: &[u8], ty: &Key| name_is(ev, n) || (ev.name.is_none() && has(d, ty));
+                if kind(b"message_stop", &TYPE_MESSAGE_STOP) {
                     return Seen::End;
                 }
-                if kind(b"error", b"\"type\":\"error\"") {
+                if kind(b"error", &TYPE_ERROR) {
                     return Seen::ProviderError;
                 }
-                if kind(b"message_start", b"\"type\":\"message_start\"") {
+                if kind(b"message_start", &TYPE_MESSAGE_START) {
                     if let Some(v) = Self::parse(d) {
                         let m = &v["message"];
                         self.set(
@@ -238,7 +312,7 @@ impl Tracker {
                             str_at(m, &["model"]),
                         );
                     }
-                } else if kind(b"message_delta", b"\"type\":\"message_delta\"") && has(d, b"\"usage\"") {
+                } else if kind(b"message_delta", &TYPE_MESSAGE_DELTA) && has(d, &USAGE) {
                     if let Some(v) = Self::parse(d) {
                         let u = &v["usage"];
                         self.set(u64_at(u, &["input_tokens"]), u64_at(u, &["output_tokens"]), None);
@@ -250,15 +324,19 @@ impl Tracker {
                 if is_error_object(d) {
                     return Seen::ProviderError;
                 }
-                let finish = has(d, b"\"finishReason\"");
-                if finish || has(d, b"\"usageMetadata\"") {
-                    if let Some(v) = Self::parse(d) {
-                        let u = &v["usageMetadata"];
-                        self.set(
-                            u64_at(u, &["promptTokenCount"]),
-                            u64_at(u, &["candidatesTokenCount"]),
-                            str_at(&v, &["modelVersion"]),
-                        );
+                let finish = has(d, &FINISH_REASON);
+                if finish || has(d, &USAGE_METADATA) {
+                    if finish || self.usage == Usage::default() {
+                        // The first (for the model) and the final chunk: parsed now.
+                        self.pending.clear();
+                        if let Some(v) = Self::parse(d) {
+                            let (input, output, model) = gemini_usage(&v);
+                            self.set(input, output, model);
+                        }
+                    } else {
+                        self.pending.clear();
+                        self.pending.extend_from_slice(d);
+                        self.resolved = OnceLock::new();
                     }
                 }
                 if finish {
@@ -271,7 +349,7 @@ impl Tracker {
                 if is_error_object(d) {
                     return Seen::ProviderError;
                 }
-                if !has(d, b"\"done\":true") {
+                if !has(d, &DONE_TRUE) {
                     return Seen::Plain;
                 }
                 if let Some(v) = Self::parse(d) {
@@ -288,7 +366,7 @@ impl Tracker {
                 if name_is(ev, b"error") {
                     return Seen::ProviderError;
                 }
-                if has(d, b"\"amazon-bedrock-invocationMetrics\"") {
+                if has(d, &BEDROCK_METRICS) {
                     // InvokeModelWithResponseStream: the last chunk carries the invocation metrics.
                     if let Some(v) = Self::parse(d) {
                         let m = &v["amazon-bedrock-invocationMetrics"];
@@ -310,7 +388,7 @@ impl Tracker {
                 Seen::Plain
             }
             Provider::Cohere => {
-                if name_is(ev, b"message-end") || (ev.name.is_none() && has(d, b"\"type\":\"message-end\"")) {
+                if name_is(ev, b"message-end") || (ev.name.is_none() && has(d, &TYPE_MESSAGE_END)) {
                     if let Some(v) = Self::parse(d) {
                         let u = &v["delta"]["usage"];
                         let t = if u.get("tokens").is_some() { &u["tokens"] } else { &u["billed_units"] };
@@ -327,5 +405,7 @@ impl Tracker {
     }
 }
 
+#[cfg(test)]
+mod fixtures;
 #[cfg(test)]
 mod tests;
