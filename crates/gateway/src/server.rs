@@ -208,6 +208,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     };
 
     metrics::init();
+    crate::upstream::dns::init(&server_cfg.dns_servers);
     let gateway = Gateway::build(&config).shared();
     let checked = gateway.clone();
     let mut options = HttpServerOptions::default();

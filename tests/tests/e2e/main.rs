@@ -14,6 +14,7 @@ mod outputs;
 mod pools;
 mod protocols;
 mod providers;
+mod reliability_dns;
 mod reload;
 mod robustness;
 mod security;
