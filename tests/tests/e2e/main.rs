@@ -15,6 +15,7 @@ mod pools;
 mod protocols;
 mod providers;
 mod reliability_dns;
+mod reliability_fds;
 mod reload;
 mod robustness;
 mod security;

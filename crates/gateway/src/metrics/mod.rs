@@ -17,6 +17,7 @@
 //! See the README (Observability) for the reference table, the dashboard and the alerts.
 
 mod labels;
+pub mod listener;
 mod reload;
 mod route;
 #[cfg(test)]
@@ -301,6 +302,7 @@ pub fn init() {
     let _ = families();
     config_loaded();
     upstream::init();
+    listener::init();
 }
 
 /// A downstream connection was accepted. Keep the guard for the connection's lifetime.
