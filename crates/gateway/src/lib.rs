@@ -34,6 +34,7 @@ pub mod http_rules;
 pub mod logging;
 pub mod metrics;
 pub mod negotiate;
+pub mod preface;
 pub mod provider;
 pub mod reload;
 pub mod respond;

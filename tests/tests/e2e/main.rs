@@ -16,6 +16,7 @@ mod protocols;
 mod providers;
 mod reliability_dns;
 mod reliability_fds;
+mod reliability_preface;
 mod reload;
 mod robustness;
 mod security;
