@@ -9,8 +9,8 @@
 # continuously), --duration S (seconds the full load is held), --messages K and --pace-ms P (per active
 # stream: K messages, P ms apart), --heartbeat D (idle streams' heartbeat interval, e.g. 1s), --threads T
 # (ssegate worker threads), --out DIR (default benches/results/soak-<UTC date-time>), --no-build (use the
-# binaries in target/release; SSEGATE_BIN=path overrides the ssegate binary), --profile debug|release,
-# --linger S (seconds to wait after the load for idle pooled upstream connections to expire; 65, smoke 0).
+# binaries in target/release, or $CARGO_TARGET_DIR/release; SSEGATE_BIN=path overrides the ssegate binary),
+# --profile debug|release, --linger S (seconds to wait after the load for idle pooled upstream connections to expire; 65, smoke 0).
 #
 # What it checks (exit status 1 when one fails): every active stream delivered every sequence number once and in
 # order (0 lost, 0 duplicated, 0 reordered, 0 unexpected), no stream failed, every idle stream was still open at
@@ -101,9 +101,10 @@ if [ "$BUILD" = 1 ]; then
     [ -n "${SSEGATE_BIN:-}" ] || cargo build "${PFLAG[@]}" -p ssegate
     cargo build "${PFLAG[@]}" -p ssegate-bench --bins
 fi
-SSEGATE=${SSEGATE_BIN:-$ROOT/target/$PROFILE/ssegate}
-MOCK=$ROOT/target/$PROFILE/mock-upstream
-LOADGEN=$ROOT/target/$PROFILE/loadgen
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+SSEGATE=${SSEGATE_BIN:-$TARGET/$PROFILE/ssegate}
+MOCK=$TARGET/$PROFILE/mock-upstream
+LOADGEN=$TARGET/$PROFILE/loadgen
 for bin in "$SSEGATE" "$MOCK" "$LOADGEN"; do
     [ -x "$bin" ] || { echo "soak.sh: $bin is missing (run without --no-build)" >&2; exit 1; }
 done

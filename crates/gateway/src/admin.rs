@@ -132,6 +132,7 @@ async fn serve(
             Err(e) => {
                 // Typically EMFILE: back off instead of spinning.
                 tracing::warn!(error = %e, "admin accept failed");
+                crate::metrics::listener::accept_failed(crate::metrics::listener::Listener::Admin);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

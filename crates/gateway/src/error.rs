@@ -7,7 +7,7 @@
 //! |---|---|---|---|---|
 //! | `not_found`, `bad_request` (target, ambiguous or malformed head: `http_rules.rs`), `method_not_allowed`, `header_too_large` | 404 400 405 431 | — (no route) | client | `ssegate_downstream_rejected_total{reason}` |
 //! | `unauthorized`, `forbidden`, `payload_too_large`, `request_timeout`, `bad_request` (body), `overloaded` | 401 403 413 408 400 503 | `rejected` | client (overloaded: gateway) | `ssegate_rejected_total{reason}` |
-//! | `upstream_connect`, `upstream_reset`, `upstream_status`, `decode` | 502 | `upstream_error` | upstream | `ssegate_upstream_errors_total{kind}` |
+//! | `upstream_connect`, `upstream_dns`, `upstream_reset`, `upstream_status`, `decode` | 502 | `upstream_error` | upstream | `ssegate_upstream_errors_total{kind}` |
 //! | `upstream_timeout`, `upstream_idle`, `max_duration` | 504 | `timeout` | upstream (max_duration: gateway) | `ssegate_upstream_errors_total{kind}` |
 //! | `shutdown` | 503 | `shutdown` | gateway | `ssegate_upstream_errors_total{kind}` |
 //! | `upstream_truncated` | 502 | `truncated` | upstream | `ssegate_upstream_errors_total{kind}` |
@@ -50,8 +50,11 @@ pub enum ErrorType {
     HeaderTooLarge,
     /// The route already has `max_streams` requests in progress (503, with `Retry-After`).
     Overloaded,
-    /// DNS, TCP or TLS to the upstream failed (502).
+    /// TCP or TLS to the upstream failed (502).
     UpstreamConnect,
+    /// The upstream's host name could not be resolved: no such name, no address, a failing or silent name
+    /// server (502; remembered for `upstream::dns::NEGATIVE_TTL`).
+    UpstreamDns,
     /// Every backend of the route's pool is down (ejected or failing its health checks), so none was
     /// tried (503).
     UpstreamUnavailable,
@@ -147,7 +150,7 @@ impl RejectReason {
 
 impl ErrorType {
     /// Every type, in documentation (and declaration: `ty as usize` is its index here) order.
-    pub const ALL: [ErrorType; 23] = [
+    pub const ALL: [ErrorType; 24] = [
         ErrorType::NotFound,
         ErrorType::PayloadTooLarge,
         ErrorType::BadRequest,
@@ -158,6 +161,7 @@ impl ErrorType {
         ErrorType::HeaderTooLarge,
         ErrorType::Overloaded,
         ErrorType::UpstreamConnect,
+        ErrorType::UpstreamDns,
         ErrorType::UpstreamUnavailable,
         ErrorType::UpstreamTimeout,
         ErrorType::UpstreamIdle,
@@ -186,6 +190,7 @@ impl ErrorType {
             ErrorType::HeaderTooLarge => "header_too_large",
             ErrorType::Overloaded => "overloaded",
             ErrorType::UpstreamConnect => "upstream_connect",
+            ErrorType::UpstreamDns => "upstream_dns",
             ErrorType::UpstreamUnavailable => "upstream_unavailable",
             ErrorType::UpstreamTimeout => "upstream_timeout",
             ErrorType::UpstreamIdle => "upstream_idle",
@@ -217,6 +222,7 @@ impl ErrorType {
             ErrorType::ResumeExpired | ErrorType::ResumeGap => 410,
             ErrorType::Overloaded | ErrorType::Shutdown | ErrorType::UpstreamUnavailable => 503,
             ErrorType::UpstreamConnect
+            | ErrorType::UpstreamDns
             | ErrorType::UpstreamReset
             | ErrorType::UpstreamStatus
             | ErrorType::UpstreamTruncated
@@ -245,6 +251,7 @@ impl ErrorType {
             | ErrorType::ResumeGap
             | ErrorType::Overloaded => Outcome::Rejected,
             ErrorType::UpstreamConnect
+            | ErrorType::UpstreamDns
             | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamReset
             | ErrorType::UpstreamStatus
@@ -269,6 +276,7 @@ impl ErrorType {
             | ErrorType::HeaderTooLarge => Source::Client,
             ErrorType::UpstreamLost
             | ErrorType::UpstreamConnect
+            | ErrorType::UpstreamDns
             | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamTimeout
             | ErrorType::UpstreamIdle
@@ -297,6 +305,7 @@ impl ErrorType {
             ErrorType::ResumeUnknown | ErrorType::ResumeExpired | ErrorType::ResumeGap => None,
             ErrorType::UpstreamLost => None,
             ErrorType::UpstreamConnect
+            | ErrorType::UpstreamDns
             | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamTimeout
             | ErrorType::UpstreamIdle
@@ -402,6 +411,7 @@ mod tests {
             (E::Unauthorized, 401, Outcome::Rejected),
             (E::Overloaded, 503, Outcome::Rejected),
             (E::UpstreamConnect, 502, Outcome::UpstreamError),
+            (E::UpstreamDns, 502, Outcome::UpstreamError),
             (E::UpstreamStatus, 502, Outcome::UpstreamError),
             (E::Decode, 502, Outcome::UpstreamError),
             (E::UpstreamTimeout, 504, Outcome::Timeout),

@@ -20,6 +20,7 @@
 //! `/metrics` `/healthz` `/readyz` listener; [`reload`] applies a new config on SIGHUP (build-then-swap), with
 //! [`tls`] holding the listener's swappable certificate. `docs/ARCHITECTURE.md` has the state chart of an exchange.
 
+pub mod accept_watch;
 pub mod admin;
 pub mod cli;
 pub mod config;
@@ -33,6 +34,7 @@ pub mod http_rules;
 pub mod logging;
 pub mod metrics;
 pub mod negotiate;
+pub mod preface;
 pub mod provider;
 pub mod reload;
 pub mod respond;

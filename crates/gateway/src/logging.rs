@@ -62,7 +62,9 @@ pub fn init(format: LogFormat) {
         // injected by `upstream_headers` included.
         let max =
             tracing::level_filters::LevelFilter::current().min(tracing::level_filters::LevelFilter::DEBUG);
-        let _ = tracing_log::LogTracer::builder().with_max_level(level_to_log(max)).init();
+        // At least `error`, whatever the filter: pingora's accept failures are counted from their record
+        // (`accept_watch`); the subscriber's filter still decides what is printed.
+        let _ = crate::accept_watch::install(level_to_log(max).max(tracing_log::log::LevelFilter::Error));
     }
 }
 

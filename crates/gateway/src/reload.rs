@@ -198,6 +198,7 @@ pub fn needs_restart(old: &Config, new: &Config, start_drain: Duration) -> Vec<(
     let admin = |c: &Config| c.admin.as_ref().map_or("none".into(), |a| a.listen.to_string());
     key("admin.listen", admin(old), admin(new));
     key("server.pid_file", o.pid_file.display().to_string(), n.pid_file.display().to_string());
+    key("server.dns_servers", addrs(&o.dns_servers), addrs(&n.dns_servers));
     key("server.upgrade_sock", o.upgrade_sock.display().to_string(), n.upgrade_sock.display().to_string());
     // pingora waits `shutdown_drain + 1 s` (whole seconds, fixed at the start) before dropping streams.
     if n.shutdown_drain.as_secs() > start_drain.as_secs() {
@@ -361,6 +362,7 @@ upstream = "http://127.0.0.1:9000"
             ("127.0.0.1:9090", "127.0.0.1:9091", "admin.listen"),
             ("/run/a.pid", "/run/b.pid", "server.pid_file"),
             ("\"10s\"", "\"11s\"", "server.shutdown_drain"),
+            ("pid_file", "dns_servers = [\"127.0.0.1\"]\npid_file", "server.dns_servers"),
         ] {
             let r = refused(&BASE.replace(from, to));
             assert_eq!(r.len(), 1, "{key}: {r:?}");

@@ -10,6 +10,7 @@ use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, Re
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
@@ -23,6 +24,7 @@ use crate::error::ErrorType;
 use crate::exchange::downstream::send_json_error;
 use crate::gateway::{Gateway, SharedGateway};
 use crate::metrics::{self, EdgeReason};
+use crate::preface::{self, Sniffed};
 use crate::reload::{ReloadService, Reloader};
 use crate::tls::CertStore;
 use crate::upstream::health::HealthChecks;
@@ -154,30 +156,43 @@ impl HttpServerApp for App {
     }
 }
 
-/// Counts downstream connections around the HTTP app.
+/// Counts downstream connections around the HTTP app, and chooses h2c or HTTP/1 on plaintext connections.
 #[derive(Debug)]
-struct Counted(Arc<App>);
+struct Counted {
+    /// With pingora's h2c detection on: TLS connections (ALPN decides) and plaintext ones that sent the
+    /// HTTP/2 preface.
+    h2c: Arc<App>,
+    /// With h2c off: plaintext connections that sent anything else.
+    http1: Arc<App>,
+}
 
 #[async_trait]
 impl ServerApp for Counted {
-    async fn process_new(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let _open = metrics::connection_opened();
-        // With h2c on, pingora first peeks for the 24-byte HTTP/2 preface with no time limit: a client that
-        // connects and sends nothing (or a few bytes) would hold the connection forever. Peek first, within
-        // request_header_timeout (the bytes stay in the stream; TLS streams cannot peek and pass at once).
-        let mut preface = [0u8; H2_PREFACE_LEN];
-        let header_timeout = self.0.header_timeout();
-        if tokio::time::timeout(header_timeout, stream.try_peek(&mut preface)).await.is_err() {
-            metrics::downstream_rejected(EdgeReason::HeaderTimeout);
-            tracing::debug!(timeout = ?header_timeout, "no request within request_header_timeout; closing");
-            return None;
+        // pingora's h2c detection reads exactly the 24-byte HTTP/2 preface, with no time limit, before it
+        // chooses: a client that sends nothing would hold the connection forever, and a whole request
+        // shorter than 24 bytes would never be answered. ssegate decides itself (`preface::sniff`: as soon as
+        // a byte differs from the preface), within request_header_timeout, and hands the connection to the
+        // app with h2c on or off. TLS streams (not an L4 stream) pass at once: ALPN decides there.
+        if !stream.as_any().is::<L4Stream>() {
+            return ServerApp::process_new(&self.h2c, stream, shutdown).await;
         }
-        ServerApp::process_new(&self.0, stream, shutdown).await
+        let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else { return None };
+        let header_timeout = self.h2c.header_timeout();
+        let app = match tokio::time::timeout(header_timeout, preface::sniff(&mut l4)).await {
+            Ok(Ok(Sniffed::H2c)) => &self.h2c,
+            Ok(Ok(Sniffed::Http1)) => &self.http1,
+            Ok(Ok(Sniffed::Closed)) | Ok(Err(_)) => return None,
+            Err(_) => {
+                metrics::downstream_rejected(EdgeReason::HeaderTimeout);
+                tracing::debug!(timeout = ?header_timeout, "no request within request_header_timeout; closing");
+                return None;
+            }
+        };
+        ServerApp::process_new(app, l4, shutdown).await
     }
 }
-
-/// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`
-const H2_PREFACE_LEN: usize = 24;
 
 /// Starts the gateway and blocks until it exits.
 pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
@@ -208,13 +223,17 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     };
 
     metrics::init();
+    crate::upstream::dns::init(&server_cfg.dns_servers);
     let gateway = Gateway::build(&config).shared();
     let checked = gateway.clone();
     let mut options = HttpServerOptions::default();
     options.h2c = true;
     // An HTTP/2 connection without open streams is closed after the keep-alive idle time, like HTTP/1.1.
     options.h2_idle_timeout = Some(KEEPALIVE_IDLE);
-    let app = Arc::new(App { gateway: gateway.clone(), options });
+    let mut http1_options = options.clone();
+    http1_options.h2c = false;
+    let h2c = Arc::new(App { gateway: gateway.clone(), options });
+    let http1 = Arc::new(App { gateway: gateway.clone(), options: http1_options });
 
     let conf = ServerConf {
         threads: server_cfg.threads,
@@ -230,7 +249,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut service = Service::new("ssegate".to_string(), Counted(app));
+    let mut service = Service::new("ssegate".to_string(), Counted { h2c, http1 });
     // No L4 read buffer: pingora's default is 64 KiB per downstream connection, most of it resident for the
     // life of a stream, while an SSE client sends one small request and then nothing. Request heads are read
     // into the HTTP layer's own buffer; TLS records into rustls' buffer.

@@ -20,6 +20,9 @@ mod providers_fixtures;
 #[allow(dead_code)]
 #[path = "../../../crates/gateway/src/provider/fixtures.rs"]
 mod provider_fixtures;
+mod reliability_dns;
+mod reliability_fds;
+mod reliability_preface;
 mod reload;
 mod resume;
 mod robustness;

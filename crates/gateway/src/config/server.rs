@@ -66,6 +66,10 @@ pub struct Server {
     /// `resume_memory_max_bytes` (default "256MiB"): all streams of the memory resume store together
     /// (event names and data); past it the oldest events of the process are evicted.
     pub resume_memory_max_bytes: u64,
+    /// `dns_servers` (default: the system's, from `/etc/resolv.conf`, with `/etc/hosts` first): the name
+    /// servers that resolve upstream host names, each `"ip"` or `"ip:port"` (port 53 by default; IPv6 as
+    /// `"[::1]:53"`). Restart-only.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// `[server.tls]`: a TLS listener offering h2 and HTTP/1.1 by ALPN.
@@ -104,6 +108,7 @@ pub(super) struct RawServer {
     trusted_proxies: Option<Vec<Spanned<String>>>,
     upstream_request_id_headers: Option<Vec<Spanned<String>>>,
     resume_memory_max_bytes: Option<Spanned<SizeValue>>,
+    dns_servers: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,7 +237,28 @@ fn server(cx: &mut Cx, raw: Spanned<RawServer>, listeners: &mut Vec<Listener>) -
             MIB as usize,
             64 * GIB as usize,
         ) as u64,
+        dns_servers: dns_servers(cx, raw.dns_servers),
     })
+}
+
+/// `dns_servers`: each an IP address, with an optional port (53 by default).
+fn dns_servers(cx: &mut Cx, raw: Option<Vec<Spanned<String>>>) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for s in raw.unwrap_or_default() {
+        let text = s.get_ref().trim();
+        let addr = text.parse::<SocketAddr>().ok().or_else(|| {
+            let ip = text.parse::<std::net::IpAddr>().ok()?;
+            Some(SocketAddr::new(ip, 53))
+        });
+        match addr {
+            Some(a) if a.port() != 0 => out.push(a),
+            _ => cx.err(
+                s.span(),
+                format!("dns_servers: {text:?} is not an IP address with an optional port (\"10.0.0.2\", \"10.0.0.2:53\", \"[::1]:53\")"),
+            ),
+        }
+    }
+    out
 }
 
 fn tls(cx: &mut Cx, raw: Spanned<RawTls>, listeners: &mut Vec<Listener>) -> Option<Tls> {

@@ -42,7 +42,7 @@ impl Exchange<'_> {
             Err(e) => {
                 let public = e.public_message();
                 return Err(AttemptFailed {
-                    ty: ErrorType::UpstreamConnect,
+                    ty: e.error_type(),
                     public,
                     detail: e.to_string(),
                     reason: RetryReason::Connect,

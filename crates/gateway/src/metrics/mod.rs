@@ -17,6 +17,7 @@
 //! See the README (Observability) for the reference table, the dashboard and the alerts.
 
 mod labels;
+pub mod listener;
 mod reload;
 pub mod resume;
 mod route;
@@ -303,6 +304,7 @@ pub fn init() {
     config_loaded();
     upstream::init();
     resume::init();
+    listener::init();
 }
 
 /// A downstream connection was accepted. Keep the guard for the connection's lifetime.

@@ -8,28 +8,34 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 
+use super::dns::DnsError;
 use crate::config::{Route, Upstream};
+use crate::error::ErrorType;
 
 /// Why the upstream could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("cannot resolve {host}: {source}")]
-    Resolve { host: String, source: std::io::Error },
-    #[error("{host} resolved to no address")]
-    NoAddress { host: String },
+    #[error(transparent)]
+    Dns(#[from] DnsError),
     #[error("cannot connect to {addr}: {source}")]
     Connect { addr: SocketAddr, source: Box<pingora::Error> },
 }
 
 impl ConnectError {
+    /// How it is reported: `upstream_dns` when the host name gave no address, else `upstream_connect`.
+    pub fn error_type(&self) -> ErrorType {
+        match self {
+            ConnectError::Dns(_) => ErrorType::UpstreamDns,
+            ConnectError::Connect { .. } => ErrorType::UpstreamConnect,
+        }
+    }
+
     /// What the client is told: the kind of failure, without the upstream's host, address or pingora's
     /// internals (those go to the log).
     pub fn public_message(&self) -> &'static str {
         use pingora::ErrorType as E;
         match self {
-            ConnectError::Resolve { .. } | ConnectError::NoAddress { .. } => {
-                "the upstream's host name could not be resolved"
-            }
+            ConnectError::Dns(_) => "the upstream's host name could not be resolved",
             ConnectError::Connect { source, .. } => match source.etype() {
                 E::ConnectTimedout => "connecting to the upstream timed out",
                 E::ConnectRefused => "the upstream refused the connection",
@@ -43,7 +49,7 @@ impl ConnectError {
     }
 }
 
-/// Resolves the upstream (DNS off the blocking path) and returns a peer with the route's timeouts.
+/// Resolves the upstream (cached, see [`super::dns`]) and returns a peer with the route's timeouts.
 pub async fn peer(upstream: &Upstream, route: &Route) -> Result<HttpPeer, ConnectError> {
     peer_with_timeout(upstream, route.connect_timeout).await
 }
@@ -53,15 +59,8 @@ pub async fn peer_with_timeout(
     upstream: &Upstream,
     connect_timeout: std::time::Duration,
 ) -> Result<HttpPeer, ConnectError> {
-    let addr = match upstream.host.parse::<std::net::IpAddr>() {
-        Ok(ip) => SocketAddr::new(ip, upstream.port),
-        Err(_) => {
-            let mut addrs = tokio::net::lookup_host((upstream.host.as_str(), upstream.port))
-                .await
-                .map_err(|source| ConnectError::Resolve { host: upstream.host.clone(), source })?;
-            addrs.next().ok_or_else(|| ConnectError::NoAddress { host: upstream.host.clone() })?
-        }
-    };
+    // The lookup is bounded by the connect timeout too (a silent name server must not hold the request).
+    let addr = super::dns::get().resolve(&upstream.host, upstream.port, connect_timeout).await?;
     let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
     peer.options.connection_timeout = Some(connect_timeout);
     peer.options.total_connection_timeout = Some(connect_timeout);

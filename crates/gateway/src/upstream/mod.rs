@@ -4,6 +4,7 @@
 
 mod connect;
 mod decompress;
+pub mod dns;
 pub mod health;
 pub mod pool;
 mod select;

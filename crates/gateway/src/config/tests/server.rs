@@ -106,3 +106,20 @@ fn server_limits() {
     let c = load(&route_with("max_streams = 3\nretry_after = \"2500ms\"")).unwrap();
     assert_eq!((c.routes[0].max_streams, c.routes[0].retry_after), (3, Duration::from_millis(2500)));
 }
+
+#[test]
+fn dns_servers_default_to_the_system_and_take_an_optional_port() {
+    assert!(load(MINIMAL).unwrap().server.dns_servers.is_empty(), "default: the system's resolv.conf");
+    let src = MINIMAL
+        .replace("[server]\n", "[server]\ndns_servers = [\"10.0.0.2\", \"127.0.0.1:5353\", \"[::1]:53\"]\n");
+    let got: Vec<String> = load(&src).unwrap().server.dns_servers.iter().map(|a| a.to_string()).collect();
+    assert_eq!(got, ["10.0.0.2:53", "127.0.0.1:5353", "[::1]:53"]);
+    for bad in ["ns.example", "10.0.0.2:0", "10.0.0.2:99999", ""] {
+        let src = MINIMAL.replace("[server]\n", &format!("[server]\ndns_servers = [\"{bad}\"]\n"));
+        let e = errors(&src);
+        assert!(
+            e.len() == 1 && e[0].contains("dns_servers") && e[0].contains("not an IP address"),
+            "{bad}: {e:?}"
+        );
+    }
+}
