@@ -36,6 +36,7 @@ pub mod negotiate;
 pub mod provider;
 pub mod reload;
 pub mod respond;
+pub mod resume;
 pub mod route;
 pub mod security;
 pub mod server;

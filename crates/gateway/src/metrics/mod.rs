@@ -18,6 +18,7 @@
 
 mod labels;
 mod reload;
+pub mod resume;
 mod route;
 #[cfg(test)]
 mod tests;

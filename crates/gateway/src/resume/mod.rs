@@ -1,0 +1,4 @@
+//! Resumable streams (route `resume`): the store seam ([`store`]) and its stores.
+
+pub mod memory;
+pub mod store;
