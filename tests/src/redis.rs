@@ -57,9 +57,26 @@ impl RedisServer {
     /// Kills the server at once (SIGKILL: no shutdown, every connection reset) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A paused server dies from SIGKILL as well.
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered — a Redis that hangs.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a [`RedisServer::pause`]d server go on (SIGCONT).
+    pub fn unpause(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis-server is running").id().to_string();
+        let status = Command::new("kill").args([sig, &pid]).status().expect("run kill");
+        assert!(status.success(), "kill {sig} {pid}: {status}");
     }
 
     /// Starts the server again on the same port (empty: nothing was persisted); kills it first if it runs.
