@@ -59,7 +59,7 @@ impl RedisReader {
     }
 
     /// Serves `after + 1, …` (or the ending) from what the last `XREAD` returned, if it holds them.
-    fn from_cache(&mut self, after: u64, out: &mut Vec<Record>) -> Option<Next> {
+    fn read_cached(&mut self, after: u64, out: &mut Vec<Record>) -> Option<Next> {
         while matches!(self.cached.front(), Some(Entry::Record(r)) if r.seq <= after) {
             self.cached.pop_front();
         }
@@ -89,7 +89,7 @@ impl RedisReader {
 #[async_trait]
 impl Reader for RedisReader {
     async fn read(&mut self, after: u64, out: &mut Vec<Record>) -> Result<Next, StoreError> {
-        if let Some(next) = self.from_cache(after, out) {
+        if let Some(next) = self.read_cached(after, out) {
             return Ok(next);
         }
         let mut pipe = redis::pipe();
