@@ -37,7 +37,7 @@ mod writer;
 mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -116,6 +116,22 @@ pub(crate) struct Inner {
     queue: OnceLock<mpsc::Sender<Op>>,
     /// Failed or dropped writes (what this store added to `ssegate_resume_store_errors_total`).
     errors: Arc<AtomicU64>,
+}
+
+/// The process's store for `[redis]`, shared by every route with `store = "redis"` and kept across reloads
+/// while `url` and `key_prefix` stay the same (a reload that changes them makes a new store for new streams;
+/// streams already running keep writing through the old one).
+pub fn shared(config: &Redis) -> Result<Arc<RedisStore>, String> {
+    static CURRENT: Mutex<Option<(String, String, Arc<RedisStore>)>> = Mutex::new(None);
+    let mut current = CURRENT.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((url, prefix, store)) = current.as_ref() {
+        if url == config.url.expose() && *prefix == config.key_prefix {
+            return Ok(store.clone());
+        }
+    }
+    let store = Arc::new(RedisStore::new(config)?);
+    *current = Some((config.url.expose().to_owned(), config.key_prefix.clone(), store.clone()));
+    Ok(store)
 }
 
 impl RedisStore {

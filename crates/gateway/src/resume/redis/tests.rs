@@ -340,3 +340,30 @@ async fn a_hung_redis_never_blocks_the_owner_and_overflow_is_counted() {
     assert!(!got.is_empty() && got.len() < n as usize, "{}", got.len());
     assert!(matches!(end, Next::Gap { .. }), "{end:?}");
 }
+
+#[test]
+fn one_store_per_url_and_prefix_across_reloads() {
+    use crate::config::Redis;
+    use crate::security::Secret;
+    let cfg = |url: &str, prefix: &str| Redis {
+        url: Secret::new(url.to_owned()),
+        shown: url.to_owned(),
+        key_prefix: prefix.to_owned(),
+        tls: false,
+    };
+    let a = shared(&cfg("redis://127.0.0.1:1/0", "a:")).unwrap();
+    assert!(Arc::ptr_eq(&a, &shared(&cfg("redis://127.0.0.1:1/0", "a:")).unwrap()));
+    let b = shared(&cfg("redis://127.0.0.1:1/0", "b:")).unwrap();
+    assert!(!Arc::ptr_eq(&a, &b));
+    let c = shared(&cfg("redis://127.0.0.1:1/1", "b:")).unwrap();
+    assert!(!Arc::ptr_eq(&b, &c));
+    assert_eq!(c.keys(id(1)).stream, format!("b:s:{}", id(1)));
+}
+
+#[test]
+fn maxlen_follows_the_average_event_size() {
+    assert_eq!(maxlen(10_000, 0, 0), 10_000, "no events yet: 1 byte each");
+    assert_eq!(maxlen(10_000, 10, 1000), 100);
+    assert_eq!(maxlen(10_000, 10, 0), 10_000, "empty events count as 1 byte");
+    assert_eq!(maxlen(100, 1, 1_000_000), 1, "at least one event");
+}
