@@ -26,6 +26,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct RedisServer {
     reserved: ReservedAddr,
+    /// The TLS port, when started with [`RedisServer::start_tls`] (the plain port stays for [`RedisServer::command`]).
+    tls: Option<ReservedAddr>,
     dir: TempDir,
     child: Option<Child>,
     starts: u32,
@@ -35,9 +37,26 @@ impl RedisServer {
     /// Starts a server and waits until it answers `PING`.
     pub fn start() -> RedisServer {
         let dir = tempfile::Builder::new().prefix("ssegate-redis-").tempdir().expect("temp dir");
-        let mut server = RedisServer { reserved: reserve_addr(), dir, child: None, starts: 0 };
+        let mut server = RedisServer { reserved: reserve_addr(), tls: None, dir, child: None, starts: 0 };
         server.restart();
         server
+    }
+
+    /// [`RedisServer::start`] with a TLS port as well, presenting `cert` (no client certificates asked).
+    pub fn start_tls(cert: &crate::tls::TestCert) -> RedisServer {
+        let dir = tempfile::Builder::new().prefix("ssegate-redis-").tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("cert.pem"), &cert.cert_pem).expect("write cert.pem");
+        std::fs::write(dir.path().join("key.pem"), &cert.key_pem).expect("write key.pem");
+        let tls = Some(reserve_addr());
+        let mut server = RedisServer { reserved: reserve_addr(), tls, dir, child: None, starts: 0 };
+        server.restart();
+        server
+    }
+
+    /// `rediss://localhost:<tls port>/0` (the certificate names `localhost`); panics without TLS.
+    pub fn tls_url(&self) -> String {
+        let port = self.tls.as_ref().expect("started with start_tls").addr().port();
+        format!("rediss://localhost:{port}/0")
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -85,7 +104,14 @@ impl RedisServer {
         self.starts += 1;
         let log = self.dir.path().join(format!("redis-{}.log", self.starts));
         let port = self.addr().port().to_string();
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        if let Some(tls) = &self.tls {
+            let d = self.dir.path();
+            cmd.arg("--tls-port").arg(tls.addr().port().to_string());
+            cmd.arg("--tls-cert-file").arg(d.join("cert.pem")).arg("--tls-key-file").arg(d.join("key.pem"));
+            cmd.args(["--tls-auth-clients", "no"]);
+        }
+        let child = cmd
             .args(["--bind", "127.0.0.1", "--port", &port, "--save", "", "--appendonly", "no"])
             .args(["--protected-mode", "no", "--daemonize", "no", "--databases", "4"])
             .arg("--dir")

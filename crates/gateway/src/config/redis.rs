@@ -32,7 +32,7 @@ pub struct Redis {
     /// `key_prefix` (default `"ssegate:"`): starts every key ssegate writes, so several gateways (or other
     /// applications) can share one Redis database.
     pub key_prefix: String,
-    /// `rediss://`: TLS (rustls, the system's roots).
+    /// `rediss://`: TLS (rustls; the system's roots, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set).
     pub tls: bool,
 }
 
@@ -93,6 +93,13 @@ pub(super) fn check_url(url: &str) -> Result<bool, String> {
     };
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("must not contain whitespace or control characters".to_owned());
+    }
+    if url.contains('#') {
+        return Err(
+            "must not contain a fragment (`#insecure` is not supported: the server's certificate is always \
+                    verified)"
+                .to_owned(),
+        );
     }
     match url.into_connection_info() {
         Ok(_) => Ok(tls),

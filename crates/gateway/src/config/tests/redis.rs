@@ -67,6 +67,7 @@ fn redis_table_errors() {
     one_error(&with_redis("url = \"127.0.0.1:6379\""), 10, 7, "must start with redis:// or rediss://");
     one_error(&with_redis("url = \"redis+unix:///tmp/r.sock\""), 10, 7, "must start with redis://");
     one_error(&with_redis("url = \"redis://h/x y\""), 10, 7, "whitespace");
+    one_error(&with_redis("url = \"rediss://h/0#insecure\""), 10, 7, "always verified");
     one_error(&with_redis("url = \"redis://127.0.0.1:6379/notadb\""), 10, 7, "not a valid Redis URL");
     one_error(&with_redis("url = \"redis://h\"\nkey_prefix = \"\""), 11, 14, "key_prefix must not be empty");
     one_error(&with_redis("url = \"redis://h\"\nkey_prefix = \"a b\""), 11, 14, "whitespace");

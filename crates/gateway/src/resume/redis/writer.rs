@@ -54,6 +54,9 @@ pub(crate) struct Shared {
     /// Set by `finish` (`Some`) or by dropping the writer without it (`None`); read by the task at the
     /// `End` operation, or at a tick if that operation was lost to a full queue.
     end: Mutex<Option<Option<(u64, Ending)>>>,
+    /// The `End` operation is (being) queued: the task settles the stream when it gets there, after the
+    /// appends queued before it (a tick must not settle it first).
+    end_queued: AtomicBool,
 }
 
 impl Shared {
@@ -63,6 +66,11 @@ impl Shared {
         if !self.logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(stream = %id, error = why, "resume store (redis): writes failed; the stream goes on, its resume may have gaps");
         }
+    }
+
+    /// The writer ended but its `End` operation never reached the queue.
+    fn lost_end(&self) -> bool {
+        self.end().is_some() && !self.end_queued.load(Ordering::Relaxed)
     }
 
     fn end(&self) -> Option<Option<(u64, Ending)>> {
@@ -86,6 +94,7 @@ impl RedisWriter {
             readers: AtomicBool::new(false),
             logged: AtomicBool::new(false),
             end: Mutex::new(None),
+            end_queued: AtomicBool::new(false),
         });
         let queue = match start(inner) {
             Ok(q) => Some(q),
@@ -99,13 +108,15 @@ impl RedisWriter {
         w
     }
 
-    fn send(&mut self, op: Op) {
-        let Some(q) = &self.queue else { return };
+    /// Queues `op`; whether it was.
+    fn send(&mut self, op: Op) -> bool {
+        let Some(q) = &self.queue else { return false };
         match q.try_send(op) {
-            Ok(()) => {}
+            Ok(()) => return true,
             Err(TrySendError::Full(_)) => self.shared.failed(self.id, "the write queue is full (Redis slow)"),
             Err(TrySendError::Closed(_)) => self.shared.failed(self.id, "the background writer stopped"),
         }
+        false
     }
 
     fn close(&mut self, end: Option<(u64, Ending)>) {
@@ -114,8 +125,12 @@ impl RedisWriter {
         }
         self.finished = true;
         *self.shared.end.lock().unwrap_or_else(PoisonError::into_inner) = Some(end);
+        // Marked before sending: a tick that sees the ending must not settle it ahead of the queue.
+        self.shared.end_queued.store(true, Ordering::Relaxed);
         let id = self.id;
-        self.send(Op::End { id });
+        if !self.send(Op::End { id }) {
+            self.shared.end_queued.store(false, Ordering::Relaxed);
+        }
     }
 }
 
@@ -284,12 +299,12 @@ impl Task {
         }
     }
 
-    /// Every tick: settles streams whose `End` operation was lost, renews the others' leases and ttls and
+    /// Every tick: settles streams whose `End` operation was lost to a full queue, renews the others' leases and ttls and
     /// counts their readers. `all`: settle every stream (the task stops).
     async fn renew(&mut self, all: bool) {
         let mut pipe = redis::pipe();
         let ended: Vec<StreamId> =
-            self.streams.iter().filter(|(_, s)| all || s.shared.end().is_some()).map(|(id, _)| *id).collect();
+            self.streams.iter().filter(|(_, s)| all || s.shared.lost_end()).map(|(id, _)| *id).collect();
         for id in ended {
             if let Some(s) = self.streams.remove(&id) {
                 end_commands(&mut pipe, &s);
