@@ -27,6 +27,8 @@ use crate::gateway::{Gateway, RouteState};
 use crate::headers::{self, Answer, Forwarded};
 use crate::logging::{self, AccessRecord};
 use crate::metrics::{self, EdgeReason};
+use crate::resume::follow;
+use crate::resume::store::{Limits, Meta, StreamId};
 use crate::route;
 use crate::security::{self, KeyHeaders};
 
@@ -63,6 +65,13 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
         let msg = "no route matches this path";
         return refuse(session, EdgeReason::NotFound, ErrorType::NotFound, msg, &bare).await;
     };
+    // A resume (a `Last-Event-ID` or `/_streams/<stream>` on a resumable route) is served from the store.
+    // Only plain values cross into it (the rest is derived again there), so that this branch does not grow
+    // the future of every request.
+    if state.resume.is_some() && follow::is_resume(rest, session.req_header()) {
+        let prefix_len = path.len() - rest.len();
+        return Box::pin(serve_resume(gw, state, session, shutdown, started, prefix_len)).await;
+    }
     let answer = Answer { request_id: bare.request_id, policy: state.cfg.response_headers.clone() };
     let cors = match &state.cfg.cors {
         None => Vec::new(),
@@ -96,6 +105,9 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
     let mut ex = Exchange::new(state, &gw.settings, started, shutdown.clone(), cors.clone(), answer, output);
     let end = match Box::pin(admit(gw, state, session, &cors, ex.answer())).await {
         Ok((key_headers, body, _slot)) => {
+            if let Some(rec) = recording(state, session, key_headers) {
+                ex.record(rec);
+            }
             ex.run(session, Admitted { upstream_path, body, key_headers, cors, forwarded }).await
             // `_slot` is released here, when the exchange has ended.
         }
@@ -124,6 +136,8 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
         first_event: stats.first_event,
         events: stats.events,
         drained_events: stats.drained_events,
+        disconnect: stats.left.map(|l| l.as_str()),
+        resumed_from: None,
         bytes_out: stats.bytes_out,
         heartbeats: stats.heartbeats,
         error: end.error_type().map(ErrorType::as_str),
@@ -134,6 +148,112 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
         model: usage.and_then(|u| u.model.as_deref()),
     });
     end.reusable() && !*shutdown.borrow()
+}
+
+/// A new stream on a resumable route: its id and its store writer, bound to the route and to the hash of
+/// the key that started it. `None` when the route has no `resume` (or the OS gave no random id: the stream
+/// then runs without resume).
+fn recording(
+    state: &RouteState,
+    session: &ServerSession,
+    key_headers: KeyHeaders,
+) -> Option<Box<crate::exchange::record::Recording>> {
+    let store = state.resume.as_ref()?;
+    let limits = state.cfg.resume.as_ref().map(|r| Limits { max_bytes: r.max_bytes, ttl: r.ttl })?;
+    let id = StreamId::random()?;
+    let h = &session.req_header().headers;
+    let key = security::presented_key(h.get(header::AUTHORIZATION), h.get("x-api-key"), key_headers);
+    let meta = Meta {
+        route: state.cfg.name.clone(),
+        key_hash: key.map(crate::resume::id::key_hash),
+        created: std::time::SystemTime::now(),
+    };
+    Some(Box::new(crate::exchange::record::Recording::new(id, store.create(id, meta, limits))))
+}
+
+/// A resume request ([`follow`]): admitted like a stream (key, `max_streams` slot, body), then served from
+/// the route's resume store; never sent upstream.
+async fn serve_resume(
+    gw: &Gateway,
+    state: &RouteState,
+    session: &mut ServerSession,
+    shutdown: &ShutdownWatch,
+    started: Instant,
+    prefix_len: usize,
+) -> bool {
+    let req = session.req_header();
+    let Ok((path, query)) = security::check_target(req.raw_path()) else { return false };
+    let (path, query) = (path.to_owned(), query.map(str::to_owned));
+    let rest = path.get(prefix_len..).unwrap_or("");
+    let ask = follow::detect(rest, query.as_deref(), req.headers.get(follow::LAST_EVENT_ID));
+    let answer = Answer { request_id: headers::request_id(req), policy: state.cfg.response_headers.clone() };
+    let cors =
+        state.cfg.cors.as_ref().map_or_else(Vec::new, |c| cors_headers(c, req.headers.get(header::ORIGIN)));
+    let method = req.method.clone();
+    let output = crate::negotiate::choose(&state.cfg.outputs, req.headers.get(header::ACCEPT));
+    let client = Forwarded::new(
+        req,
+        session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+        session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+        &gw.settings.trusted_proxies,
+    )
+    .client;
+    session.set_write_timeout(Some(gw.settings.write_timeout));
+    session.set_abort_on_close(true);
+    let _active = state.metrics.stream_started();
+    let done = match admit(gw, state, session, &cors, &answer).await {
+        Ok((key_headers, _body, _slot)) => {
+            let h = &session.req_header().headers;
+            let key = security::presented_key(h.get(header::AUTHORIZATION), h.get("x-api-key"), key_headers);
+            let req = follow::ReaderRequest {
+                route: state,
+                key_hash: key.map(crate::resume::id::key_hash),
+                output,
+                cors: &cors,
+                answer: &answer,
+                shutdown: shutdown.clone(),
+            };
+            match ask {
+                Some(ask) => follow::serve(session, req, ask).await,
+                None => follow::serve(session, req, follow::Ask::Unknown).await,
+            }
+        }
+        Err(end) => {
+            if end.error_type() == Some(ErrorType::Unauthorized) {
+                metrics::resume::request(&state.cfg.name, metrics::resume::ResumeResult::Forbidden);
+            }
+            follow::Followed { end, from: None, events: 0, bytes_out: 0, heartbeats: 0 }
+        }
+    };
+    // Readers are counted by result in `ssegate_resume_requests_total`, not as streams.
+    let outcome = done.end.outcome();
+    let duration = started.elapsed();
+    logging::access(&AccessRecord {
+        request_id: answer.request_id(),
+        client,
+        upstream_request_id: None,
+        route: &state.cfg.name,
+        method: method.as_str(),
+        path: &path,
+        upstream_status: None,
+        format: "resume",
+        outcome,
+        duration,
+        first_event: None,
+        events: done.events,
+        drained_events: None,
+        disconnect: None,
+        resumed_from: done.from,
+        bytes_out: done.bytes_out,
+        heartbeats: done.heartbeats,
+        error: done.end.error_type().map(ErrorType::as_str),
+        backend: None,
+        attempts: 0,
+        input_tokens: None,
+        output_tokens: None,
+        model: None,
+    });
+    done.end.reusable() && !*shutdown.borrow()
 }
 
 /// Admission on the route: the client key, a `max_streams` slot (held until the exchange ends) and the

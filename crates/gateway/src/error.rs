@@ -11,6 +11,14 @@
 //! | `upstream_timeout`, `upstream_idle`, `max_duration` | 504 | `timeout` | upstream (max_duration: gateway) | `ssegate_upstream_errors_total{kind}` |
 //! | `shutdown` | 503 | `shutdown` | gateway | `ssegate_upstream_errors_total{kind}` |
 //! | `upstream_truncated` | 502 | `truncated` | upstream | `ssegate_upstream_errors_total{kind}` |
+//! | `resume_unknown`, `resume_expired` | 404 410 | `rejected` | client | `ssegate_resume_requests_total{result}` |
+//! | `resume_gap` | 410 | `rejected` | client | `ssegate_resume_requests_total{result="gap"}` |
+//! | `upstream_lost` | 502 | `upstream_error` | upstream | `ssegate_upstream_errors_total{kind}` |
+//!
+//! The `resume_*` types answer resume requests ([`crate::resume`]): a reader, not a stream, so they are
+//! counted by result in `ssegate_resume_requests_total` (a wrong or missing key there is `forbidden`,
+//! answered `401`/`403` as `unauthorized`/`forbidden`). `resume_gap` is always an `event: error` (the
+//! answer is committed first), like `upstream_lost` (the producer of the stream a reader follows is gone).
 //!
 //! `ssegate_upstream_errors_total` counts every failure *reported to a client* once its request was
 //! admitted (README: "Failures reported to a client … by error type"); `shutdown` is one of them. A client
@@ -63,6 +71,15 @@ pub enum ErrorType {
     Shutdown,
     /// The upstream ended without its provider's end marker (`provider` + `expect_end`).
     UpstreamTruncated,
+    /// A resume named a stream this gateway does not know (never existed, removed, or another route's) (404).
+    ResumeUnknown,
+    /// A resume named a stream past its `ttl` (410).
+    ResumeExpired,
+    /// A resume needs events no longer retained (the reader fell behind the window) (`event: error`).
+    ResumeGap,
+    /// The stream a reader follows lost its producer: its owner stopped without an ending (the owner's
+    /// process died, or `detach_timeout` passed with nobody reading) (`event: error`).
+    UpstreamLost,
 }
 
 /// How a stream ended: the `outcome` label (closed set).
@@ -130,7 +147,7 @@ impl RejectReason {
 
 impl ErrorType {
     /// Every type, in documentation (and declaration: `ty as usize` is its index here) order.
-    pub const ALL: [ErrorType; 19] = [
+    pub const ALL: [ErrorType; 23] = [
         ErrorType::NotFound,
         ErrorType::PayloadTooLarge,
         ErrorType::BadRequest,
@@ -150,6 +167,10 @@ impl ErrorType {
         ErrorType::MaxDuration,
         ErrorType::Shutdown,
         ErrorType::UpstreamTruncated,
+        ErrorType::ResumeUnknown,
+        ErrorType::ResumeExpired,
+        ErrorType::ResumeGap,
+        ErrorType::UpstreamLost,
     ];
 
     /// The wire name.
@@ -174,6 +195,10 @@ impl ErrorType {
             ErrorType::MaxDuration => "max_duration",
             ErrorType::Shutdown => "shutdown",
             ErrorType::UpstreamTruncated => "upstream_truncated",
+            ErrorType::ResumeUnknown => "resume_unknown",
+            ErrorType::ResumeExpired => "resume_expired",
+            ErrorType::ResumeGap => "resume_gap",
+            ErrorType::UpstreamLost => "upstream_lost",
         }
     }
 
@@ -188,11 +213,14 @@ impl ErrorType {
             ErrorType::MethodNotAllowed => 405,
             ErrorType::RequestTimeout => 408,
             ErrorType::HeaderTooLarge => 431,
+            ErrorType::ResumeUnknown => 404,
+            ErrorType::ResumeExpired | ErrorType::ResumeGap => 410,
             ErrorType::Overloaded | ErrorType::Shutdown | ErrorType::UpstreamUnavailable => 503,
             ErrorType::UpstreamConnect
             | ErrorType::UpstreamReset
             | ErrorType::UpstreamStatus
             | ErrorType::UpstreamTruncated
+            | ErrorType::UpstreamLost
             | ErrorType::Decode => 502,
             ErrorType::UpstreamTimeout | ErrorType::UpstreamIdle | ErrorType::MaxDuration => 504,
         }
@@ -212,11 +240,15 @@ impl ErrorType {
             | ErrorType::MethodNotAllowed
             | ErrorType::RequestTimeout
             | ErrorType::HeaderTooLarge
+            | ErrorType::ResumeUnknown
+            | ErrorType::ResumeExpired
+            | ErrorType::ResumeGap
             | ErrorType::Overloaded => Outcome::Rejected,
             ErrorType::UpstreamConnect
             | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamReset
             | ErrorType::UpstreamStatus
+            | ErrorType::UpstreamLost
             | ErrorType::Decode => Outcome::UpstreamError,
         }
     }
@@ -231,8 +263,12 @@ impl ErrorType {
             | ErrorType::Forbidden
             | ErrorType::MethodNotAllowed
             | ErrorType::RequestTimeout
+            | ErrorType::ResumeUnknown
+            | ErrorType::ResumeExpired
+            | ErrorType::ResumeGap
             | ErrorType::HeaderTooLarge => Source::Client,
-            ErrorType::UpstreamConnect
+            ErrorType::UpstreamLost
+            | ErrorType::UpstreamConnect
             | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamTimeout
             | ErrorType::UpstreamIdle
@@ -257,6 +293,9 @@ impl ErrorType {
             ErrorType::Forbidden => Some(RejectReason::Cors),
             ErrorType::BadRequest => Some(RejectReason::BadRequest),
             ErrorType::NotFound | ErrorType::MethodNotAllowed | ErrorType::HeaderTooLarge => None,
+            // Counted by result in `ssegate_resume_requests_total`.
+            ErrorType::ResumeUnknown | ErrorType::ResumeExpired | ErrorType::ResumeGap => None,
+            ErrorType::UpstreamLost => None,
             ErrorType::UpstreamConnect
             | ErrorType::UpstreamUnavailable
             | ErrorType::UpstreamTimeout

@@ -41,6 +41,8 @@ pub struct RouteState {
     pub done_event: Option<Event>,
     /// Token and provider-error counters of a route with `provider`.
     pub usage: Option<crate::metrics::usage::UsageMetrics>,
+    /// The resume store of a route with `resume` (shared by every route naming the same store).
+    pub resume: Option<Arc<dyn crate::resume::store::Store>>,
 }
 
 impl RouteState {
@@ -61,6 +63,7 @@ impl RouteState {
             retry_after: HeaderValue::from(secs.max(1)),
             done_event,
             usage,
+            resume: None,
         }
     }
 
@@ -160,6 +163,7 @@ impl Gateway {
                 if let Some(old) = previous.and_then(|p| p.route_named(&r.name)) {
                     state = state.with_slots(old.streams.clone());
                 }
+                state.resume = r.resume.as_ref().map(|res| crate::resume::store_for(res, &config.server));
                 (r.hosts.clone(), r.path_prefix.clone(), Arc::new(state))
             })
             .collect();

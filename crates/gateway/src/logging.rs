@@ -201,6 +201,12 @@ pub struct AccessRecord<'a> {
     /// Events decoded after the client left and delivered to nobody (`on_disconnect = "drain"`); `None`
     /// when no drain ran.
     pub drained_events: Option<u64>,
+    /// What `on_disconnect` did after the client left mid-stream (`aborted`, `completed`, `failed`,
+    /// `detach_timeout`); `None` when it did not leave.
+    pub disconnect: Option<&'static str>,
+    /// A resume request: the seq it resumed after (`Last-Event-ID` / `?after=`); the stream's id is in `path`
+    /// for `/_streams/<stream>`.
+    pub resumed_from: Option<u64>,
     pub bytes_out: u64,
     pub heartbeats: u64,
     /// The error type when the stream ended in an error (`upstream_reset`, ...).
@@ -223,9 +229,11 @@ fn ms(d: Duration) -> f64 {
 /// Writes the access line for `rec` (target `ssegate::access`, level info).
 ///
 /// Fields: `request_id client route method path upstream_status upstream_request_id format outcome
-/// duration_ms first_event_ms events drained_events bytes heartbeats error backend attempts input_tokens
-/// output_tokens model`; `client`, `upstream_status`, `upstream_request_id`, `first_event_ms`,
-/// `drained_events` (only after a drain), `error`, `backend` and the usage fields are left out when unknown.
+/// duration_ms first_event_ms events drained_events disconnect resumed_from bytes heartbeats error backend
+/// attempts input_tokens output_tokens model`; `client`, `upstream_status`, `upstream_request_id`,
+/// `first_event_ms`, `drained_events` (only after a drain or detach), `disconnect` (only when the client
+/// left mid-stream), `resumed_from` (only on resume requests), `error`, `backend` and the usage fields are
+/// left out when unknown.
 /// The path is cut at `?` even if the caller forgot to.
 pub fn access(rec: &AccessRecord<'_>) {
     let path = rec.path.split('?').next().unwrap_or(rec.path);
@@ -244,6 +252,8 @@ pub fn access(rec: &AccessRecord<'_>) {
         first_event_ms = rec.first_event.map(ms),
         events = rec.events,
         drained_events = rec.drained_events,
+        disconnect = rec.disconnect,
+        resumed_from = rec.resumed_from,
         bytes = rec.bytes_out,
         heartbeats = rec.heartbeats,
         error = rec.error,
@@ -303,6 +313,8 @@ mod tests {
             first_event: Some(Duration::from_micros(250_500)),
             events: 42,
             drained_events: None,
+            disconnect: None,
+            resumed_from: None,
             bytes_out: 4096,
             heartbeats: 3,
             error: None,
@@ -347,6 +359,7 @@ mod tests {
         assert_eq!(v["model"], "gpt-4o");
         assert!(v.get("error").is_none(), "{line}");
         assert!(v.get("drained_events").is_none(), "{line}");
+        assert!(v.get("disconnect").is_none() && v.get("resumed_from").is_none(), "{line}");
         assert!(!line.contains("secret"));
     }
 
@@ -358,6 +371,8 @@ mod tests {
             outcome: Outcome::UpstreamError,
             error: Some("upstream_reset"),
             drained_events: Some(7),
+            disconnect: Some("detach_timeout"),
+            resumed_from: Some(5),
             ..record()
         };
         let out = capture(LogFormat::Json, "info", || access(&rec));
@@ -365,6 +380,7 @@ mod tests {
         assert_eq!(v["outcome"], "upstream_error");
         assert_eq!(v["error"], "upstream_reset");
         assert_eq!(v["drained_events"], 7);
+        assert_eq!((v["disconnect"].as_str(), v["resumed_from"].as_u64()), (Some("detach_timeout"), Some(5)));
         assert!(v.get("upstream_status").is_none());
         assert!(v.get("first_event_ms").is_none());
     }

@@ -96,6 +96,22 @@ impl KeySet {
     }
 }
 
+/// The key a request presented, in the header [`KeySet::check`] found valid (`Authorization`'s bearer token
+/// first): what a resumable stream binds itself to (as a hash).
+pub fn presented_key<'h>(
+    authorization: Option<&'h HeaderValue>,
+    x_api_key: Option<&'h HeaderValue>,
+    valid: KeyHeaders,
+) -> Option<&'h [u8]> {
+    if valid.authorization {
+        authorization.and_then(|v| bearer_token(v.as_bytes()))
+    } else if valid.x_api_key {
+        x_api_key.map(|v| trim(v.as_bytes()))
+    } else {
+        None
+    }
+}
+
 /// `key == candidate` in constant time over `key`'s length: every byte of `key` is compared with the
 /// candidate's byte at the same position (cycled when shorter), and the lengths are compared too.
 fn ct_matches(key: &[u8], candidate: &[u8]) -> subtle::Choice {
@@ -271,7 +287,8 @@ pub struct Cors {
 
 /// `Access-Control-Expose-Headers` on actual responses: what a `fetch` caller may read besides the
 /// CORS-safelisted response headers.
-pub const EXPOSE_HEADERS: &str = "retry-after, www-authenticate, content-type, x-request-id";
+pub const EXPOSE_HEADERS: &str =
+    "retry-after, www-authenticate, content-type, x-request-id, ssegate-stream-id";
 
 impl Cors {
     /// The `Access-Control-Allow-Origin` value for a request's `Origin`, or `None` when the origin is not

@@ -30,8 +30,8 @@ pub use cx::{ConfigErrors, MapSource, Source, System};
 pub use redis::{Redis, DEFAULT_KEY_PREFIX as REDIS_DEFAULT_KEY_PREFIX};
 pub use route::{
     request_host, Backend, Balance, DecodeErrorPolicy, DisconnectPolicy, DoneEvent, FormatChoice, Health,
-    HostMatch, HostPattern, Passive, Pool, Retry, RetryOn, Route, Upstream, CORS_DEFAULT_HEADERS,
-    CORS_DEFAULT_METHODS, MAX_EVENT_SIZE, MAX_STREAMS, MIN_EVENT_SIZE, MIN_HEARTBEAT,
+    HostMatch, HostPattern, Passive, Pool, Resume, Retry, RetryOn, Route, StoreKind, Upstream,
+    CORS_DEFAULT_HEADERS, CORS_DEFAULT_METHODS, MAX_EVENT_SIZE, MAX_STREAMS, MIN_EVENT_SIZE, MIN_HEARTBEAT,
 };
 pub use server::{Admin, Server, Tls, MAX_HEADER_SIZE, MAX_REQUEST_BODY, MAX_THREADS, MIN_HEADER_SIZE};
 pub use values::MAX_DURATION_VALUE;

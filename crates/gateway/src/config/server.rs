@@ -63,6 +63,9 @@ pub struct Server {
     /// "x-amzn-requestid"]`): where the upstream's own request id is looked for (first found is logged as
     /// `upstream_request_id`).
     pub upstream_request_id_headers: Vec<HeaderName>,
+    /// `resume_memory_max_bytes` (default "256MiB"): all streams of the memory resume store together
+    /// (event names and data); past it the oldest events of the process are evicted.
+    pub resume_memory_max_bytes: u64,
 }
 
 /// `[server.tls]`: a TLS listener offering h2 and HTTP/1.1 by ALPN.
@@ -100,6 +103,7 @@ pub(super) struct RawServer {
     upgrade_sock: Option<Spanned<String>>,
     trusted_proxies: Option<Vec<Spanned<String>>>,
     upstream_request_id_headers: Option<Vec<Spanned<String>>>,
+    resume_memory_max_bytes: Option<Spanned<SizeValue>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,6 +225,13 @@ fn server(cx: &mut Cx, raw: Spanned<RawServer>, listeners: &mut Vec<Listener>) -
             cx,
             raw.upstream_request_id_headers,
         ),
+        resume_memory_max_bytes: cx.size(
+            "resume_memory_max_bytes",
+            raw.resume_memory_max_bytes,
+            256 * MIB as usize,
+            MIB as usize,
+            64 * GIB as usize,
+        ) as u64,
     })
 }
 

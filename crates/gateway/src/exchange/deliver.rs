@@ -1,10 +1,12 @@
 //! Delivery: decoded items to encoded output, with the route's event ids and its decode-error policy.
-//! No I/O: what it encodes is written by the downstream writer in one flush.
+//! No I/O: what it encodes is written by the downstream writer in one flush. On a resumable stream every
+//! event is also appended to the resume store ([`Recording`]) and written with `id: <stream>.<seq>`.
 
 use bytes::BytesMut;
 use ssegate_frame::encode::{Id, Output};
 use ssegate_frame::{DecodeError, Item};
 
+use super::record::Recording;
 use crate::config::DecodeErrorPolicy;
 use crate::metrics::RouteMetrics;
 use crate::provider::Tracker;
@@ -21,9 +23,12 @@ pub struct Delivery {
     policy: DecodeErrorPolicy,
     next_id: u64,
     /// Bad upstream messages so far (only the first is logged at warn: a broken upstream cannot flood the log).
-    decode_errors: u64,
+    /// `u32` (saturating): it packs with the small fields above, which keeps the exchange future's size.
+    decode_errors: u32,
     /// `provider`: end marker, in-band errors, token usage.
     tracker: Option<Tracker>,
+    /// `resume`: the stream's id and store writer (its ids replace `ids` and the upstream's).
+    recording: Option<Box<Recording>>,
 }
 
 /// What one [`Delivery::deliver`] did.
@@ -37,7 +42,66 @@ pub struct Delivered {
 
 impl Delivery {
     pub fn new(output: Output, ids: bool, policy: DecodeErrorPolicy) -> Delivery {
-        Delivery { output, ids, policy, next_id: 0, decode_errors: 0, tracker: None }
+        Delivery { output, ids, policy, next_id: 0, decode_errors: 0, tracker: None, recording: None }
+    }
+
+    /// Records the stream for resume.
+    pub fn record(&mut self, recording: Box<Recording>) {
+        self.recording = Some(recording);
+    }
+
+    /// The resume recording, if the stream is resumable.
+    pub fn recording(&mut self) -> Option<&mut Recording> {
+        self.recording.as_deref_mut()
+    }
+
+    /// Encodes the route's `done_event` into `out` (recorded, with its resume id, on a resumable stream).
+    pub fn done(&mut self, ev: &ssegate_frame::Event, out: &mut BytesMut) {
+        match &mut self.recording {
+            Some(rec) => self.output.event_with_id(ev, rec.append(ev), out),
+            None => self.output.event(ev, out),
+        }
+    }
+
+    /// After the client left (`detach`): `items` (drained) are recorded and observed as [`Delivery::deliver`]
+    /// would deliver them, nothing is encoded.
+    pub fn record_only(&mut self, items: &mut Vec<Item>, metrics: &RouteMetrics) -> Delivered {
+        let mut done = Delivered::default();
+        for item in items.drain(..) {
+            match item {
+                Item::Event(ev) => {
+                    if let Some(t) = &mut self.tracker {
+                        t.observe(&ev);
+                    }
+                    if let Some(rec) = &mut self.recording {
+                        rec.append(&ev);
+                    }
+                    done.events += 1;
+                }
+                Item::Comment(_) | Item::Retry(_) => {}
+                Item::Error(e) => {
+                    if let Some(fatal) = self.bad_message(e, metrics) {
+                        done.fatal = Some(fatal);
+                        break;
+                    }
+                }
+            }
+        }
+        items.clear();
+        done
+    }
+
+    /// Counts and logs a bad message; returns it when it ends the stream.
+    fn bad_message(&mut self, e: DecodeError, metrics: &RouteMetrics) -> Option<DecodeError> {
+        metrics.decode_error(&e);
+        self.decode_errors = self.decode_errors.saturating_add(1);
+        if self.decode_errors == 1 {
+            tracing::warn!(route = metrics.name(), kind = e.kind(), error = %e,
+                "bad upstream message (further ones of this stream are logged at debug)");
+        } else {
+            tracing::debug!(route = metrics.name(), kind = e.kind(), error = %e, "bad upstream message");
+        }
+        (!e.recoverable() || self.policy == DecodeErrorPolicy::Close).then_some(e)
     }
 
     /// Watches the events for the route's provider (see [`crate::provider`]).
@@ -66,7 +130,9 @@ impl Delivery {
                     if let Some(t) = &mut self.tracker {
                         t.observe(&ev);
                     }
-                    if self.ids {
+                    if let Some(rec) = &mut self.recording {
+                        self.output.event_with_id(&ev, rec.append(&ev), out);
+                    } else if self.ids {
                         self.next_id += 1;
                         self.output.event_with_id(&ev, Id::new(self.next_id), out);
                     } else {
@@ -77,16 +143,8 @@ impl Delivery {
                 Item::Comment(text) => self.output.comment(&text, out),
                 Item::Retry(ms) => self.output.retry(ms, out),
                 Item::Error(e) => {
-                    metrics.decode_error(&e);
-                    self.decode_errors += 1;
-                    if self.decode_errors == 1 {
-                        tracing::warn!(route = metrics.name(), kind = e.kind(), error = %e,
-                            "bad upstream message (further ones of this stream are logged at debug)");
-                    } else {
-                        tracing::debug!(route = metrics.name(), kind = e.kind(), error = %e, "bad upstream message");
-                    }
-                    if !e.recoverable() || self.policy == DecodeErrorPolicy::Close {
-                        done.fatal = Some(e);
+                    if let Some(fatal) = self.bad_message(e, metrics) {
+                        done.fatal = Some(fatal);
                         break;
                     }
                 }

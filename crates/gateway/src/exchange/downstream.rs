@@ -22,6 +22,9 @@ use crate::upstream;
 /// more, and a stream may then stay open and idle for hours.
 const KEEP_BUFFER: usize = 64 * 1024;
 
+/// The response header naming a resumable stream (exposed to CORS clients).
+pub const STREAM_ID: &str = "ssegate-stream-id";
+
 /// Why a write failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteError {
@@ -93,10 +96,12 @@ impl Downstream {
     /// headers, plus the upstream's end-to-end headers when its head is there (`upstream`; see
     /// [`Answer::copy_upstream`] for what a conversion drops). An early commit (a heartbeat before the
     /// upstream's head) has none to give: the head is gone before they exist.
+    /// A resumable stream's head also carries `ssegate-stream-id: <stream>` (`stream_id`).
     pub async fn commit_sse(
         &mut self,
         session: &mut ServerSession,
         upstream: Option<(&ResponseHeader, bool)>,
+        stream_id: Option<HeaderValue>,
     ) -> Result<(), WriteError> {
         let extra = upstream.map_or(0, |(u, _)| u.headers.len());
         let mut head = ResponseHeader::build(200, Some(8 + extra)).map_err(|_| WriteError::Gone)?;
@@ -111,6 +116,9 @@ impl Downstream {
         }
         if self.vary_accept {
             let _ = head.append_header(http::header::VARY, HeaderValue::from_static("Accept"));
+        }
+        if let Some(id) = stream_id {
+            let _ = head.insert_header(STREAM_ID, id);
         }
         self.answer.finish(&mut head);
         if chunked_allowed(session) {
@@ -200,6 +208,25 @@ impl Downstream {
                 }
             }
             Committed::Passthrough => (false, 0),
+        }
+    }
+
+    /// [`Downstream::fail`] on a committed resumable stream: the recorded `event: error` `ev`, with its
+    /// resume `id`, then the end of the response.
+    pub async fn fail_recorded(
+        &mut self,
+        session: &mut ServerSession,
+        ev: &ssegate_frame::Event,
+        id: ssegate_frame::encode::Id<'_>,
+        retry_ms: Option<u64>,
+    ) -> (bool, usize) {
+        if let Some(ms) = retry_ms {
+            self.output.retry(ms, &mut self.out);
+        }
+        self.output.event_with_id(ev, id, &mut self.out);
+        match Box::pin(self.finish(session)).await {
+            Some(n) => (true, n),
+            None => (false, 0),
         }
     }
 }

@@ -10,7 +10,7 @@ use ssegate_frame::Item;
 use tokio::time::Instant;
 
 use super::pump::{Produced, Pump};
-use super::stats::Stats;
+use super::stats::{Left, Stats};
 use super::timers::{Due, Timers};
 use crate::config::DecodeErrorPolicy;
 use crate::gateway::RouteState;
@@ -45,9 +45,22 @@ pub struct Parts<'a> {
     pub stats: &'a mut Stats,
 }
 
+impl Parts<'_> {
+    /// The same parts, borrowed for a shorter while.
+    pub fn reborrow(&mut self) -> Parts<'_> {
+        Parts {
+            route: self.route,
+            timers: self.timers,
+            shutdown: self.shutdown,
+            shutdown_drain: self.shutdown_drain,
+            stats: self.stats,
+        }
+    }
+}
+
 /// Reads `pump` to its end (or a deadline), counting its events into `parts.stats.drained_events` and
 /// `ssegate_drained_events_total`.
-pub async fn run(mut pump: Pump, peer: &HttpPeer, parts: Parts<'_>) {
+pub async fn run(mut pump: Pump, peer: &HttpPeer, parts: Parts<'_>) -> Left {
     let Parts { route, timers, shutdown, shutdown_drain, stats } = parts;
     let m = &route.metrics;
     let policy = route.cfg.on_decode_error;
@@ -108,8 +121,10 @@ pub async fn run(mut pump: Pump, peer: &HttpPeer, parts: Parts<'_>) {
     tracing::debug!(route = %route.cfg.name, drained_events = drained, ended = ?ended, "drain ended");
     if ended == Ended::Completed {
         Box::pin(pump.release(route, peer)).await;
+        Left::Completed
     } else {
         pump.abort().await;
+        Left::Failed
     }
 }
 

@@ -21,12 +21,14 @@
 mod attempt;
 pub mod choose;
 mod deliver;
+mod detach;
 mod disconnect;
 pub mod downstream;
 mod drain;
 mod end;
 mod failover;
 mod pump;
+pub mod record;
 mod request;
 mod stats;
 mod timers;
@@ -49,6 +51,7 @@ use crate::gateway::{RouteState, Settings};
 use crate::headers::{Answer, Forwarded};
 use crate::metrics::{BackendResult, RetryReason};
 use crate::provider::Tracker;
+use crate::resume::store::Ending;
 use crate::security::KeyHeaders;
 use crate::upstream;
 use choose::Committed;
@@ -158,6 +161,12 @@ impl<'a> Exchange<'a> {
         };
         ex.check_shutdown();
         ex
+    }
+
+    /// Records the stream for resume (before [`Exchange::run`]): its events get `id: <stream>.<seq>`, its
+    /// head `ssegate-stream-id`.
+    pub fn record(&mut self, recording: Box<record::Recording>) {
+        self.delivery.record(recording);
     }
 
     /// The token usage and model the stream reported (routes with `provider`).
@@ -305,8 +314,11 @@ impl<'a> Exchange<'a> {
                                 .await;
                         }
                         if let Some(done) = &self.route.done_event {
-                            self.down.event(done);
+                            self.delivery.done(done, self.down.out());
                         }
+                    }
+                    if let Some(rec) = self.delivery.recording() {
+                        rec.end(Ending::Completed);
                     }
                     match Box::pin(self.down.finish(session)).await {
                         Some(n) => self.stats.wrote(n, &self.route.metrics),
@@ -397,7 +409,8 @@ impl<'a> Exchange<'a> {
         session: &mut ServerSession,
         upstream: Option<(&pingora::http::ResponseHeader, bool)>,
     ) -> Result<(), WriteError> {
-        self.down.commit_sse(session, upstream).await?;
+        let stream_id = self.delivery.recording().map(|r| r.header());
+        self.down.commit_sse(session, upstream, stream_id).await?;
         self.timers.sse_committed();
         Ok(())
     }
@@ -433,7 +446,8 @@ impl<'a> Exchange<'a> {
             shutdown_drain: self.settings.shutdown_drain,
             stats: &mut self.stats,
         };
-        disconnect::body_left(pump, peer, parts).await
+        let request_id = self.down.answer().request_id();
+        disconnect::body_left(pump, peer, parts, &mut self.delivery, request_id).await
     }
 
     /// Counts a client that stopped reading (it cannot hold the upstream or memory).
@@ -481,9 +495,37 @@ impl<'a> Exchange<'a> {
         let status = status.unwrap_or_else(|| ty.status());
         let retry_ms = (ty == ErrorType::Shutdown)
             .then(|| self.settings.shutdown_retry.as_millis().min(u64::MAX as u128) as u64);
-        let (ok, written) = self.down.fail(session, ty, msg, status, retry_ms).await;
+        let (ok, written) = if self.delivery.recording().is_some() && self.down.committed() == Committed::Sse
+        {
+            // Boxed: a cold path, kept out of the exchange future's size.
+            Box::pin(self.fail_recorded(session, ty, msg, status, retry_ms)).await
+        } else {
+            // Nothing of the stream reached the client: nothing to resume.
+            if let Some(rec) = self.delivery.recording() {
+                rec.end(Ending::Failed);
+            }
+            self.down.fail(session, ty, msg, status, retry_ms).await
+        };
         self.stats.wrote(written, m);
         End::Failed { ty, reusable: ok && ty != ErrorType::Shutdown }
+    }
+}
+
+impl Exchange<'_> {
+    /// [`Exchange::fail`] on a committed resumable stream: the `event: error` is recorded as the stream's
+    /// last record and written with its resume id.
+    async fn fail_recorded(
+        &mut self,
+        session: &mut ServerSession,
+        ty: ErrorType,
+        msg: &str,
+        status: u16,
+        retry_ms: Option<u64>,
+    ) -> (bool, usize) {
+        let body = crate::respond::json_body(ty, msg, status, self.down.answer().request_id());
+        let Some(rec) = self.delivery.recording() else { return (false, 0) };
+        let (ev, id) = rec.fail(body);
+        self.down.fail_recorded(session, &ev, id, retry_ms).await
     }
 }
 

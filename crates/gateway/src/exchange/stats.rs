@@ -29,6 +29,33 @@ pub struct Stats {
     pub backend: Option<usize>,
     /// Backends tried.
     pub attempts: u32,
+    /// What `on_disconnect` did after the client left mid-stream (`None`: it did not leave).
+    pub left: Option<Left>,
+}
+
+/// What the route's `on_disconnect` did once the client left during the body loop: the access log's
+/// `disconnect` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// `abort`: the upstream was closed at once.
+    Aborted,
+    /// `drain`/`detach`: the upstream was read to its end.
+    Completed,
+    /// `drain`/`detach`: a failure or a deadline (`max_duration`, `idle_timeout`, shutdown) ended it.
+    Failed,
+    /// `detach`: no reader was attached for `detach_timeout`; the upstream was aborted.
+    DetachTimeout,
+}
+
+impl Left {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Left::Aborted => "aborted",
+            Left::Completed => "completed",
+            Left::Failed => "failed",
+            Left::DetachTimeout => "detach_timeout",
+        }
+    }
 }
 
 impl Stats {

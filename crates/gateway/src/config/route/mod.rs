@@ -10,6 +10,7 @@ pub(super) mod hosts;
 pub(super) mod output;
 pub(super) mod pool;
 mod provider;
+pub(super) mod resume;
 mod security;
 pub(super) mod upstream;
 
@@ -32,6 +33,7 @@ use security::{RawAuth, RawCors};
 
 pub use hosts::{request_host, HostMatch, HostPattern};
 pub use pool::{Backend, Balance, Health, Passive, Pool, Retry, RetryOn};
+pub use resume::{Resume, StoreKind};
 pub use security::{CORS_DEFAULT_HEADERS, CORS_DEFAULT_METHODS};
 pub use upstream::Upstream;
 
@@ -97,8 +99,13 @@ pub struct Route {
     pub max_event_size: usize,
     /// `on_decode_error` (default skip): what a malformed/oversized message does.
     pub on_decode_error: DecodeErrorPolicy,
-    /// `on_disconnect` (default abort): what happens to the upstream when the client leaves mid-stream.
+    /// `on_disconnect` (default abort; detach with `resume`): what happens to the upstream when the client
+    /// leaves mid-stream.
     pub on_disconnect: DisconnectPolicy,
+    /// `resume = { store, max_bytes, ttl }`: resumable streams (see [`resume`]); `None`: off.
+    pub resume: Option<Resume>,
+    /// `detach_timeout` (default "60s"): `detach` aborts the upstream once no reader was attached this long.
+    pub detach_timeout: Duration,
     /// `auth = { keys_env = [...], keys_file = [...] }`: the client keys this route accepts; `None`: open.
     pub auth: Option<KeySet>,
     /// `upstream_headers = { "Name" = "value with ${env:VAR} / ${file:PATH}" }`, resolved at load.
@@ -142,7 +149,7 @@ pub enum DecodeErrorPolicy {
     Close,
 }
 
-/// `on_disconnect = "abort" | "drain"` (`"detach"` is refused until resume exists).
+/// `on_disconnect = "abort" | "drain" | "detach"` (`detach` needs `resume`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DisconnectPolicy {
     /// Close the upstream connection at once: it stops producing (and billing) what nobody reads.
@@ -150,6 +157,9 @@ pub enum DisconnectPolicy {
     /// Keep reading the upstream body to its end (bounded by `max_duration`, `idle_timeout` and a
     /// shutdown), decoding and counting its events without delivering them.
     Drain,
+    /// Keep reading the upstream and recording its events for resume; abort it once no reader has been
+    /// attached for `detach_timeout` (and at `max_duration`).
+    Detach,
 }
 
 // ---- the file's table, as serde reads it (see `RawConfig` for the conventions) -------------------
@@ -175,6 +185,8 @@ pub(super) struct RawRoute {
     max_event_size: Option<Spanned<SizeValue>>,
     on_decode_error: Option<Spanned<String>>,
     on_disconnect: Option<Spanned<String>>,
+    resume: Option<Spanned<resume::RawResume>>,
+    detach_timeout: Option<Spanned<DurationStr>>,
     auth: Option<Spanned<RawAuth>>,
     upstream_headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     max_streams: Option<Spanned<i64>>,
@@ -243,6 +255,11 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
     let provider = provider::provider(cx, r.provider);
     let format_span = r.format.as_ref().map(Spanned::span);
     let format = format(cx, r.format).map(|f| provider::format(cx, provider, format_span.map(|s| (f, s))));
+    let resume_span = r.resume.as_ref().map(Spanned::span);
+    let resume = resume::resume(cx, r.resume);
+    if let (Some(span), Some(FormatChoice::Passthrough)) = (resume_span, format) {
+        cx.err(span, "resume needs events: it does not apply to format = \"passthrough\"");
+    }
 
     // Then one line per key. Fields are evaluated in the order written, so the required ones come last:
     // every key's problems are reported before a missing required key drops the route.
@@ -271,7 +288,9 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
             MAX_EVENT_SIZE,
         ),
         on_decode_error: on_decode_error(cx, r.on_decode_error),
-        on_disconnect: on_disconnect(cx, r.on_disconnect),
+        on_disconnect: on_disconnect(cx, r.on_disconnect, resume.is_some()),
+        detach_timeout: resume::detach_timeout(cx, r.detach_timeout),
+        resume,
         auth: r.auth.and_then(|a| security::auth(cx, a)),
         upstream_headers: r.upstream_headers.map(|h| upstream::upstream_headers(cx, h)).unwrap_or_default(),
         max_streams: max_streams(cx, r.max_streams),
@@ -422,21 +441,23 @@ fn on_decode_error(cx: &mut Cx, raw: Option<Spanned<String>>) -> DecodeErrorPoli
     }
 }
 
-fn on_disconnect(cx: &mut Cx, raw: Option<Spanned<String>>) -> DisconnectPolicy {
-    let Some(p) = raw else { return DisconnectPolicy::Abort };
+fn on_disconnect(cx: &mut Cx, raw: Option<Spanned<String>>, resume: bool) -> DisconnectPolicy {
+    let Some(p) = raw else {
+        return if resume { DisconnectPolicy::Detach } else { DisconnectPolicy::Abort };
+    };
     match p.get_ref().as_str() {
         "abort" => DisconnectPolicy::Abort,
         "drain" => DisconnectPolicy::Drain,
+        "detach" if resume => DisconnectPolicy::Detach,
         "detach" => {
             cx.err(
                 p.span(),
-                "on_disconnect = \"detach\" needs resume on the route, and resume is not available yet; \
-                 use \"abort\" or \"drain\"",
+                "on_disconnect = \"detach\" needs resume on the route (e.g. resume = { store = \"memory\" })",
             );
             DisconnectPolicy::Abort
         }
         other => {
-            cx.err(p.span(), format!("unknown on_disconnect {other:?}; expected abort or drain"));
+            cx.err(p.span(), format!("unknown on_disconnect {other:?}; expected abort, drain or detach"));
             DisconnectPolicy::Abort
         }
     }

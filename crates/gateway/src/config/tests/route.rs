@@ -1,5 +1,7 @@
 //! Config unit tests: the route keys of the route section itself (name, prefix, format, event_field, done_event...).
 
+use std::time::Duration;
+
 use super::*;
 use crate::config::route::format_choice_name;
 
@@ -138,17 +140,54 @@ fn on_disconnect_values_default_and_detach_refusal() {
         &route_with("on_disconnect = \"detach\""),
         8,
         17,
-        "on_disconnect = \"detach\" needs resume on the route, and resume is not available yet; use \"abort\" or \"drain\"",
+        "on_disconnect = \"detach\" needs resume on the route (e.g. resume = { store = \"memory\" })",
     );
     one_error(
         &route_with("on_disconnect = \"close\""),
         8,
         17,
-        "unknown on_disconnect \"close\"; expected abort or drain",
+        "unknown on_disconnect \"close\"; expected abort, drain or detach",
     );
-    // A `resume` table (which `detach` will need) is not a route key yet.
-    let errs = errors(&route_with("on_disconnect = \"detach\"\nresume = { backend = \"memory\" }"));
-    assert!(errs.iter().any(|e| e.contains("resume")), "{errs:#?}");
+}
+
+#[test]
+fn resume_table_defaults_and_detach() {
+    use crate::config::{DisconnectPolicy, Resume, StoreKind};
+    let c = load(&route_with("resume = { store = \"memory\" }")).unwrap();
+    let r = &c.routes[0];
+    let want = Resume { store: StoreKind::Memory, max_bytes: 4 << 20, ttl: Duration::from_secs(600) };
+    assert_eq!(r.resume, Some(want));
+    assert_eq!(r.on_disconnect, DisconnectPolicy::Detach, "detach is the default with resume");
+    assert_eq!(r.detach_timeout, Duration::from_secs(60));
+    assert_eq!(c.server.resume_memory_max_bytes, 256 << 20);
+    let c = load(&route_with(
+        "resume = { store = \"memory\", max_bytes = \"64KiB\", ttl = \"30s\" }\non_disconnect = \"drain\"\ndetach_timeout = \"5s\"",
+    ))
+    .unwrap();
+    let r = &c.routes[0];
+    assert_eq!(r.resume.as_ref().map(|r| (r.max_bytes, r.ttl)), Some((64 << 10, Duration::from_secs(30))));
+    assert_eq!((r.on_disconnect, r.detach_timeout), (DisconnectPolicy::Drain, Duration::from_secs(5)));
+    let c = load(&route_with("resume = { store = \"memory\" }\non_disconnect = \"detach\"")).unwrap();
+    assert_eq!(c.routes[0].on_disconnect, DisconnectPolicy::Detach);
+    assert_eq!(load(&route_with("")).unwrap().routes[0].resume, None);
+
+    one_error(&route_with("resume = { max_bytes = 4096 }"), 8, 10, "missing key `store` in resume");
+    one_error(&route_with("resume = { store = \"disk\" }"), 8, 20, "unknown resume store \"disk\"");
+    one_error(
+        &route_with("resume = { store = \"redis\" }"),
+        8,
+        20,
+        "resume store \"redis\" is not available yet",
+    );
+    one_error(&route_with("resume = { store = \"memory\", max_bytes = 10 }"), 8, 42, "resume.max_bytes");
+    one_error(&route_with("resume = { store = \"memory\", ttl = \"0s\" }"), 8, 36, "resume.ttl");
+    one_error(&route_with("resume = { store = \"memory\", keep = 1 }"), 8, 30, "unknown field `keep`");
+    one_error(
+        &route_with("format = \"passthrough\"\nresume = { store = \"memory\" }"),
+        9,
+        10,
+        "resume needs events",
+    );
 }
 
 #[test]
