@@ -118,7 +118,9 @@ struct RawConfig {
 /// Every section, in file order.
 fn sections(cx: &mut Cx, raw: RawConfig) -> Option<Config> {
     let (server, admin) = server::server_and_admin(cx, raw.server, raw.admin);
+    // An invalid [redis] is reported as such, not again by each route that uses it.
+    let has_redis = raw.redis.is_some();
     let redis = redis::redis(cx, raw.redis);
-    let routes = route::routes(cx, raw.route.unwrap_or_default());
+    let routes = route::routes(cx, raw.route.unwrap_or_default(), has_redis);
     Some(Config { path: cx.path().to_path_buf(), server: server?, admin, redis, routes })
 }

@@ -90,3 +90,30 @@ fn shown_masks_only_the_password() {
     assert_eq!(shown("rediss://tokenonly@h"), "rediss://***@h");
     assert_eq!(shown("redis://u:p@ss@h/0?x=@"), "redis://u:***@h/0?x=@");
 }
+
+#[test]
+fn a_redis_store_needs_the_redis_table() {
+    use crate::config::StoreKind;
+    // The route's table comes before [redis] in the file: the check does not depend on the order.
+    let src = format!(
+        "{}\n[redis]\nurl = \"redis://127.0.0.1:6379\"\n",
+        route_with("resume = { store = \"redis\" }")
+    );
+    let c = load(&src).unwrap();
+    assert_eq!(c.routes[0].resume.as_ref().map(|r| r.store), Some(StoreKind::Redis));
+    assert_eq!(c.redis.as_ref().map(|r| r.key_prefix.as_str()), Some("ssegate:"));
+    // Without it: one error, at the store value.
+    one_error(
+        &route_with("resume = { store = \"redis\" }"),
+        8,
+        20,
+        "resume store \"redis\" needs a [redis] table",
+    );
+    // An invalid [redis] is reported once, not again by the route.
+    let src = format!("{}\n[redis]\nurl = \"http://h\"\n", route_with("resume = { store = \"redis\" }"));
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].contains("must start with redis://"), "{errs:#?}");
+    // A [redis] nobody uses is fine (validated all the same).
+    assert!(load(&with_redis("url = \"redis://h\"")).unwrap().routes[0].resume.is_none());
+}
