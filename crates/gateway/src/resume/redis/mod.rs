@@ -36,8 +36,9 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -116,6 +117,15 @@ pub(crate) struct Inner {
     queue: OnceLock<mpsc::Sender<Op>>,
     /// Failed or dropped writes (what this store added to `ssegate_resume_store_errors_total`).
     errors: Arc<AtomicU64>,
+    /// Streams this instance writes whose ending the background task has not written yet.
+    local: Local,
+}
+
+/// Streams written on this instance, by id (see [`writer::RedisWriter::create`]).
+pub(crate) type Local = Arc<Mutex<HashMap<StreamId, Arc<writer::Shared>>>>;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The process's store for `[redis]`, shared by every route with `store = "redis"` and kept across reloads
@@ -123,7 +133,7 @@ pub(crate) struct Inner {
 /// streams already running keep writing through the old one).
 pub fn shared(config: &Redis) -> Result<Arc<RedisStore>, String> {
     static CURRENT: Mutex<Option<(String, String, Arc<RedisStore>)>> = Mutex::new(None);
-    let mut current = CURRENT.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut current = lock(&CURRENT);
     if let Some((url, prefix, store)) = current.as_ref() {
         if url == config.url.expose() && *prefix == config.key_prefix {
             return Ok(store.clone());
@@ -153,6 +163,7 @@ impl RedisStore {
                 conn: OnceLock::new(),
                 queue: OnceLock::new(),
                 errors: Arc::new(AtomicU64::new(0)),
+                local: Arc::default(),
             }),
         })
     }
@@ -206,10 +217,21 @@ impl Store for RedisStore {
     async fn open(&self, id: StreamId) -> Result<Opened, StoreError> {
         let keys = self.keys(id);
         let mut conn = self.inner.conn()?;
-        let fields: Vec<(String, Vec<u8>)> =
+        let mut fields: Vec<(String, Vec<u8>)> =
             redis::cmd("HGETALL").arg(&keys.meta).query_async(&mut conn).await.map_err(store_error)?;
         if fields.is_empty() {
-            return Ok(Opened::Unknown);
+            // A stream of this instance whose creation has not reached Redis yet (a client that reconnects
+            // at once, or Redis just back): wait for it, bounded.
+            let local = lock(&self.inner.local).get(&id).cloned();
+            let Some(shared) = local else { return Ok(Opened::Unknown) };
+            if !shared.wait_created(self.inner.timing.response + self.inner.timing.tick).await {
+                return Ok(Opened::Unknown);
+            }
+            fields =
+                redis::cmd("HGETALL").arg(&keys.meta).query_async(&mut conn).await.map_err(store_error)?;
+            if fields.is_empty() {
+                return Ok(Opened::Unknown);
+            }
         }
         let Some(meta) = parse_meta(&fields) else {
             return Err(StoreError(format!("{}: not a stream's meta", keys.meta)));

@@ -369,3 +369,44 @@ fn maxlen_follows_the_average_event_size() {
     assert_eq!(maxlen(10_000, 10, 0), 10_000, "empty events count as 1 byte");
     assert_eq!(maxlen(100, 1, 1_000_000), 1, "at least one event");
 }
+
+#[tokio::test]
+async fn a_resume_on_the_owning_instance_right_after_the_start_finds_the_stream() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    // The first stream of a store: its connection is not even open yet.
+    let mut w = store.create(id(30), meta(), limits(1 << 20));
+    w.append(1, &ev("a"));
+    let mut r = open(&store, id(30)).await;
+    assert_eq!(data(&read_some(&mut r, 0).await), [(1, "a".into())]);
+    // Another instance has no such shortcut, and an unknown id does not wait.
+    assert!(matches!(store.open(id(31)).await.unwrap(), Opened::Unknown));
+}
+
+#[tokio::test]
+async fn a_stream_started_while_redis_is_down_becomes_resumable_when_it_is_back() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let store = store(&redis);
+    let mut w = store.create(id(32), meta(), limits(1 << 20));
+    w.append(1, &ev("lost"));
+    let st = &store;
+    until(|| async move { st.errors() > 0 }).await;
+    redis.restart();
+    let other = self::store(&redis);
+    let rs = &redis;
+    // The owner's next tick writes the meta and the lease.
+    until(|| async move { rs.command(&["HGET", &format!("t:m:{}", id(32)), "route"]).text() == "chat" })
+        .await;
+    w.append(2, &ev("kept"));
+    w.finish(2, Ending::Completed);
+    let mut r = open_when_created(&other, id(32)).await;
+    let (got, end) = follow(&mut r, 1).await;
+    assert_eq!(
+        (data(&got), end),
+        (vec![(2, "kept".into())], Next::Ended { last: 2, how: Ending::Completed })
+    );
+    let mut r = open(&other, id(32)).await;
+    let mut out = Vec::new();
+    assert_eq!(r.read(0, &mut out).await.unwrap(), Next::Gap { oldest: 2 }, "what Redis never got is a gap");
+}

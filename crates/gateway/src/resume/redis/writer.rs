@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 use redis::aio::ConnectionManager;
 use redis::{Pipeline, Value};
 use ssegate_frame::Event;
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, Notify};
 
-use super::{ending_str, hex, maxlen, unix_ms, Inner, Keys, Timing, QUEUE};
+use super::{ending_str, hex, lock, maxlen, unix_ms, Inner, Keys, Local, Timing, QUEUE};
 use crate::resume::store::{Ending, Limits, Meta, StreamId, Writer};
 
 /// The most operations one pipeline carries.
@@ -57,6 +57,10 @@ pub(crate) struct Shared {
     /// The `End` operation is (being) queued: the task settles the stream when it gets there, after the
     /// appends queued before it (a tick must not settle it first).
     end_queued: AtomicBool,
+    /// The meta and the lease are in Redis (a reader elsewhere can open the stream).
+    created: AtomicBool,
+    /// Woken when `created` is set.
+    created_notify: Notify,
 }
 
 impl Shared {
@@ -75,6 +79,26 @@ impl Shared {
 
     fn end(&self) -> Option<Option<(u64, Ending)>> {
         *self.end.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_created(&self) {
+        if !self.created.swap(true, Ordering::Relaxed) {
+            self.created_notify.notify_waiters();
+        }
+    }
+
+    /// Waits (at most `limit`) until the stream's creation has reached Redis; whether it has.
+    pub(crate) async fn wait_created(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.created_notify.notified();
+                if self.created.load(Ordering::Relaxed) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
     }
 }
 
@@ -95,16 +119,26 @@ impl RedisWriter {
             logged: AtomicBool::new(false),
             end: Mutex::new(None),
             end_queued: AtomicBool::new(false),
+            created: AtomicBool::new(false),
+            created_notify: Notify::new(),
         });
         let queue = match start(inner) {
-            Ok(q) => Some(q),
+            Ok(q) => {
+                // Until the task settles it: a resume on this instance that comes before the creation
+                // reached Redis waits for it (see `RedisStore::open`).
+                lock(&inner.local).insert(id, shared.clone());
+                Some(q)
+            }
             Err(why) => {
                 shared.failed(id, &why);
                 None
             }
         };
         let mut w = RedisWriter { id, queue, shared: shared.clone(), finished: false };
-        w.send(Op::Create(Box::new(Created { id, keys, meta, limits, shared })));
+        if !w.send(Op::Create(Box::new(Created { id, keys, meta, limits, shared }))) {
+            // The task will never know it (nor settle it): not resumable.
+            lock(&inner.local).remove(&id);
+        }
         w
     }
 
@@ -168,6 +202,7 @@ fn start(inner: &Arc<Inner>) -> Result<mpsc::Sender<Op>, String> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let task = Task {
             conn,
+            local: inner.local.clone(),
             errors: inner.errors.clone(),
             timing: inner.timing,
             instance: inner.instance.clone(),
@@ -183,6 +218,7 @@ fn start(inner: &Arc<Inner>) -> Result<mpsc::Sender<Op>, String> {
 #[derive(Debug)]
 struct Stream {
     keys: Keys,
+    meta: Meta,
     limits: Limits,
     shared: Arc<Shared>,
     /// Records appended and their bytes (for `MAXLEN`).
@@ -192,6 +228,8 @@ struct Stream {
 
 struct Task {
     conn: ConnectionManager,
+    /// The store's streams being created or written on this instance (see [`RedisWriter::create`]).
+    local: Local,
     errors: Arc<AtomicU64>,
     timing: Timing,
     instance: String,
@@ -224,28 +262,24 @@ impl Task {
         // The streams of this batch (to refresh their ttl; to blame if it fails).
         let mut touched: Vec<StreamId> = Vec::new();
         let mut involved: Vec<(StreamId, Arc<Shared>)> = Vec::new();
+        let mut created: Vec<Arc<Shared>> = Vec::new();
+        let mut settled: Vec<StreamId> = Vec::new();
         for op in ops.drain(..) {
             match op {
                 Op::Create(c) => {
                     let c = *c;
-                    let ttl = ms(c.limits.ttl);
-                    pipe.cmd("SET")
-                        .arg(&c.keys.owner)
-                        .arg(&self.instance)
-                        .arg("PX")
-                        .arg(ms(self.timing.lease));
-                    pipe.cmd("HSET")
-                        .arg(&c.keys.meta)
-                        .arg("route")
-                        .arg(&c.meta.route)
-                        .arg("created")
-                        .arg(unix_ms(c.meta.created));
-                    if let Some(h) = c.meta.key_hash {
-                        pipe.arg("key").arg(hex(&h));
-                    }
-                    pipe.cmd("PEXPIRE").arg(&c.keys.meta).arg(ttl);
-                    involved.push((c.id, c.shared.clone()));
-                    let s = Stream { keys: c.keys, limits: c.limits, shared: c.shared, records: 0, bytes: 0 };
+                    let s = Stream {
+                        keys: c.keys,
+                        meta: c.meta,
+                        limits: c.limits,
+                        shared: c.shared,
+                        records: 0,
+                        bytes: 0,
+                    };
+                    self.lease(&mut pipe, &s);
+                    meta_commands(&mut pipe, &s);
+                    involved.push((c.id, s.shared.clone()));
+                    created.push(s.shared.clone());
                     self.streams.insert(c.id, s);
                     touched.push(c.id);
                 }
@@ -275,6 +309,7 @@ impl Task {
                     if let Some(s) = self.streams.remove(&id) {
                         end_commands(&mut pipe, &s);
                         involved.push((id, s.shared));
+                        settled.push(id);
                     }
                 }
             }
@@ -286,79 +321,127 @@ impl Task {
                 pipe.cmd("PEXPIRE").arg(&s.keys.stream).arg(ms(s.limits.ttl)).ignore();
             }
         }
-        if pipe.cmd_iter().next().is_none() {
-            return;
+        if pipe.cmd_iter().next().is_some() {
+            match self.query::<()>(&pipe).await {
+                Ok(()) => created.iter().for_each(|s| s.set_created()),
+                Err(why) => {
+                    involved.sort_unstable_by_key(|(id, _)| *id);
+                    involved.dedup_by_key(|(id, _)| *id);
+                    for (id, shared) in &involved {
+                        shared.failed(*id, &why);
+                    }
+                }
+            }
         }
-        if let Err(e) = pipe.exec_async(&mut self.conn).await {
-            let why = e.to_string();
-            involved.sort_unstable_by_key(|(id, _)| *id);
-            involved.dedup_by_key(|(id, _)| *id);
-            for (id, shared) in &involved {
-                shared.failed(*id, &why);
+        self.forget(&settled);
+    }
+
+    /// Runs `pipe`, once more if the connection had dropped (the connection manager reconnects: the first
+    /// batch after Redis came back would otherwise be lost). A command that had been executed before the
+    /// drop fails the second time (`XADD` of an id already there) without changing anything.
+    async fn query<T: redis::FromRedisValue>(&mut self, pipe: &Pipeline) -> Result<T, String> {
+        match pipe.query_async(&mut self.conn).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_connection_dropped() || (e.is_io_error() && !e.is_timeout()) => {
+                pipe.query_async(&mut self.conn).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The owner's lease of `s`, renewed.
+    fn lease(&self, pipe: &mut Pipeline, s: &Stream) {
+        pipe.cmd("SET").arg(&s.keys.owner).arg(&self.instance).arg("PX").arg(ms(self.timing.lease)).ignore();
+    }
+
+    /// Streams settled: a resume on this instance no longer waits for them.
+    fn forget(&self, ids: &[StreamId]) {
+        if !ids.is_empty() {
+            let mut local = lock(&self.local);
+            for id in ids {
+                local.remove(id);
             }
         }
     }
 
-    /// Every tick: settles streams whose `End` operation was lost to a full queue, renews the others' leases and ttls and
-    /// counts their readers. `all`: settle every stream (the task stops).
+    /// Every tick: settles streams whose `End` operation was lost to a full queue, writes the meta of streams
+    /// whose creation failed (Redis was down), renews the others' leases and ttls and counts their readers.
+    /// `all`: settle every stream (the task stops).
     async fn renew(&mut self, all: bool) {
         let mut pipe = redis::pipe();
         let ended: Vec<StreamId> =
             self.streams.iter().filter(|(_, s)| all || s.shared.lost_end()).map(|(id, _)| *id).collect();
-        for id in ended {
-            if let Some(s) = self.streams.remove(&id) {
+        for id in &ended {
+            if let Some(s) = self.streams.remove(id) {
                 end_commands(&mut pipe, &s);
             }
         }
         let now = unix_ms(SystemTime::now());
         let order: Vec<StreamId> = self.streams.keys().copied().collect();
+        let mut created = Vec::new();
         for id in &order {
             let s = &self.streams[id];
+            if !s.shared.created.load(Ordering::Relaxed) {
+                meta_commands(&mut pipe, s);
+                created.push(s.shared.clone());
+            }
+            self.lease(&mut pipe, s);
             let ttl = ms(s.limits.ttl);
-            pipe.cmd("SET")
-                .arg(&s.keys.owner)
-                .arg(&self.instance)
-                .arg("PX")
-                .arg(ms(self.timing.lease))
-                .ignore();
             pipe.cmd("PEXPIRE").arg(&s.keys.stream).arg(ttl).ignore();
             pipe.cmd("PEXPIRE").arg(&s.keys.meta).arg(ttl).ignore();
             pipe.cmd("ZREMRANGEBYSCORE").arg(&s.keys.readers).arg("-inf").arg(now).ignore();
             pipe.cmd("ZCARD").arg(&s.keys.readers);
         }
-        if pipe.cmd_iter().next().is_none() {
-            return;
-        }
-        let errors = self.errors.clone();
-        match pipe.query_async::<Vec<Value>>(&mut self.conn).await {
-            Ok(counts) => {
-                for (id, n) in order.iter().zip(counts) {
-                    if let Some(s) = self.streams.get(id) {
-                        s.shared.readers.store(matches!(n, Value::Int(n) if n > 0), Ordering::Relaxed);
+        if pipe.cmd_iter().next().is_some() {
+            match self.query::<Vec<Value>>(&pipe).await {
+                Ok(counts) => {
+                    created.iter().for_each(|s| s.set_created());
+                    for (id, n) in order.iter().zip(counts) {
+                        if let Some(s) = self.streams.get(id) {
+                            s.shared.readers.store(matches!(n, Value::Int(n) if n > 0), Ordering::Relaxed);
+                        }
+                    }
+                }
+                Err(why) => {
+                    for id in &order {
+                        if let Some(s) = self.streams.get(id) {
+                            s.shared.failed(*id, &why);
+                        }
+                    }
+                    if order.is_empty() {
+                        // Only endings in this pipeline: one failure.
+                        self.errors.fetch_add(1, Ordering::Relaxed);
+                        crate::metrics::resume::store_error("redis");
                     }
                 }
             }
-            Err(e) => {
-                let why = e.to_string();
-                for id in &order {
-                    if let Some(s) = self.streams.get(id) {
-                        s.shared.failed(*id, &why);
-                    }
-                }
-                if order.is_empty() {
-                    // Only endings in this pipeline: one failure.
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    crate::metrics::resume::store_error("redis");
-                }
-            }
         }
+        self.forget(&ended);
     }
+}
+
+/// The meta hash of `s` (route, created, key hash), expiring at its ttl.
+fn meta_commands(pipe: &mut Pipeline, s: &Stream) {
+    pipe.cmd("HSET")
+        .arg(&s.keys.meta)
+        .arg("route")
+        .arg(&s.meta.route)
+        .arg("created")
+        .arg(unix_ms(s.meta.created));
+    if let Some(h) = s.meta.key_hash {
+        pipe.arg("key").arg(hex(&h));
+    }
+    pipe.ignore();
+    pipe.cmd("PEXPIRE").arg(&s.keys.meta).arg(ms(s.limits.ttl)).ignore();
 }
 
 /// The ending of `s`: the `<last>-1` marker and `last`/`how` in the meta (a finished stream), or only the
 /// lease removed (a writer dropped without an ending: readers see the owner lost); every key then expires
 /// `ttl` from now.
 fn end_commands(pipe: &mut Pipeline, s: &Stream) {
+    if !s.shared.created.load(Ordering::Relaxed) {
+        meta_commands(pipe, s);
+    }
     if let Some((last, how)) = s.shared.end().flatten() {
         pipe.cmd("XADD").arg(&s.keys.stream).arg(format!("{last}-1")).arg("e").arg(ending_str(how)).ignore();
         pipe.cmd("HSET").arg(&s.keys.meta).arg("last").arg(last).arg("how").arg(ending_str(how)).ignore();
