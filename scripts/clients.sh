@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 dir=tests/clients
 venv=$dir/.venv
 limit=${CLIENT_TEST_TIMEOUT:-60}
-all=(browser cors eventsource openai_sdk anthropic_sdk httpx_sse ndjson dashboard deploy)
+all=(browser cors eventsource openai_sdk anthropic_sdk httpx_sse ndjson dashboard deploy resume)
 
 fingerprint() { sha256sum "$1" | cut -d' ' -f1; }
 

@@ -40,6 +40,8 @@ OLLAMA_TEXT = "".join(OLLAMA_TOKENS)
 
 SSE_EVENT_COUNT = 24
 SSE_MULTILINE_ID = 9  # this event's JSON data is spread over two `data:` lines
+RESUME_EVENT_COUNT = 40  # GET/POST /resume: `{"seq": i}` every RESUME_GAP s, after `retry: 300`
+RESUME_GAP = 0.05
 
 GAP = 0.02     # between messages
 PAUSE = 1.2    # once per stream, after PAUSE_AFTER messages; the test routes use heartbeat_interval = "300ms"
@@ -139,6 +141,8 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path == "/events":
             self._sse_with_ids()
+        elif path == "/resume":
+            self._resumable()
         elif path == "/api/chat":
             self._ollama_chat()
         elif path == "/api/tags":
@@ -151,6 +155,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self._record()
         path = self.path.split("?")[0]
+        if path == "/resume":
+            self._resumable()
+            return
         if path == "/v1/chat/completions":
             req = json.loads(body or b"{}")
             if req.get("stream"):
@@ -253,6 +260,17 @@ class Handler(BaseHTTPRequestHandler):
                 ev = b'id: %d\ndata: {"seq":%d}\n\n' % (seq, seq)
             self._message(ev, seq - 1, split=(seq % 5 == 0))
         self._message(b'event: end\ndata: {"count": %d}\n\n' % SSE_EVENT_COUNT, -1)
+        self._end_chunked()
+
+    def _resumable(self) -> None:
+        """For test_resume.py: `retry: 300` (clients reconnect quickly), then RESUME_EVENT_COUNT events with
+        upstream ids (the gateway replaces them), one every RESUME_GAP seconds. Written to the end even when
+        the gateway's client left (the gateway detaches and records them)."""
+        self._start_chunked("text/event-stream")
+        self._chunk(b"retry: 300\n\n")
+        for seq in range(1, RESUME_EVENT_COUNT + 1):
+            self._chunk(b'id: up-%d\ndata: {"seq": %d}\n\n' % (seq, seq))
+            time.sleep(RESUME_GAP)
         self._end_chunked()
 
 

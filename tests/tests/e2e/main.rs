@@ -15,6 +15,7 @@ mod pools;
 mod protocols;
 mod providers;
 mod reload;
+mod resume;
 mod resume_redis;
 mod robustness;
 mod security;

@@ -302,6 +302,7 @@ pub fn init() {
     let _ = families();
     config_loaded();
     upstream::init();
+    resume::init();
 }
 
 /// A downstream connection was accepted. Keep the guard for the connection's lifetime.

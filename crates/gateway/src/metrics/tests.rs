@@ -110,6 +110,8 @@ fn init_is_idempotent_and_registers_everything() {
         "ssegate_backend_up",
         "ssegate_backend_ejections_total",
         "ssegate_backend_header_seconds",
+        "ssegate_resume_retained_bytes",
+        "ssegate_resume_store_errors_total",
     ] {
         assert!(t.contains(&format!("# TYPE {name} ")), "{name} missing from\n{t}");
     }

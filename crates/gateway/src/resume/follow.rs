@@ -101,6 +101,14 @@ pub struct Followed {
 }
 
 impl Followed {
+    /// `n` body bytes written (also in `ssegate_bytes_total{direction="downstream_out"}`).
+    fn wrote(&mut self, n: usize, route: &RouteState) {
+        if n > 0 {
+            self.bytes_out += n as u64;
+            route.metrics.bytes_out(n as u64);
+        }
+    }
+
     fn refused(ty: ErrorType, reusable: bool) -> Followed {
         Followed { end: End::Failed { ty, reusable }, from: None, events: 0, bytes_out: 0, heartbeats: 0 }
     }
@@ -215,13 +223,20 @@ async fn follow(
     }
     m::request(name, if matches!(first, Next::Gap { .. }) { ResumeResult::Gap } else { ResumeResult::Hit });
     let mut down = Downstream::new(req.output, req.cors.to_vec(), req.answer.clone());
+    if route.cfg.outputs.len() > 1 {
+        down.vary_accept();
+    }
     let stream_header = HeaderValue::from_bytes(&hex).ok();
     if down.commit_sse(session, None, stream_header).await.is_err() {
         done.end = End::ClientGone;
         return done;
     }
     let output = req.output;
-    let heartbeat = route.cfg.heartbeat_interval;
+    // As on the stream itself: NDJSON heartbeats (empty lines) only where the route asks for them.
+    let heartbeat = match output {
+        Output::Ndjson if !route.cfg.ndjson_heartbeats => None,
+        _ => route.cfg.heartbeat_interval,
+    };
     let mut shutdown = req.shutdown.clone();
     let mut next = Some(first);
     let terminal = loop {
@@ -246,7 +261,7 @@ async fn follow(
                 done.events += n;
                 m::replayed(name, n);
                 match down.flush(session).await {
-                    Ok(w) => done.bytes_out += w as u64,
+                    Ok(w) => done.wrote(w, route),
                     Err(e) => return left(done, e, route),
                 }
                 continue;
@@ -268,7 +283,7 @@ async fn follow(
                     Ok(Woke::Store) => {}
                     Ok(Woke::Heartbeat) => match down.heartbeat(session).await {
                         Ok(w) => {
-                            done.bytes_out += w as u64;
+                            done.wrote(w, route);
                             done.heartbeats += 1;
                             route.metrics.heartbeat();
                         }
@@ -308,7 +323,7 @@ async fn follow(
         done.end = End::Failed { ty, reusable: true };
     }
     match down.finish(session).await {
-        Some(w) => done.bytes_out += w as u64,
+        Some(w) => done.wrote(w, route),
         None => done.end = End::ClientGone,
     }
     done
@@ -404,5 +419,75 @@ impl Followed {
             self.end = End::ClientGone;
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: &str = "0123456789abcdef0123456789abcdef";
+
+    fn id() -> StreamId {
+        StreamId::parse(S).unwrap()
+    }
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn detect_tells_resumes_from_new_streams() {
+        let after = |seq| Some(Ask::Stream(LastEventId::After(id(), seq)));
+        // Not a resume: no header (or a blank one) off the streams path.
+        assert_eq!(detect("/chat", None, None), None);
+        assert_eq!(detect("/chat", None, Some(&hv("  "))), None);
+        // Last-Event-ID on the route's URL.
+        assert_eq!(detect("/chat", Some("q=1"), Some(&hv(&format!("{S}.7")))), after(7));
+        assert_eq!(
+            detect("/", None, Some(&hv(&format!("{S}.end")))),
+            Some(Ask::Stream(LastEventId::End(id())))
+        );
+        assert_eq!(detect("/chat", None, Some(&hv("42"))), Some(Ask::Unknown));
+        // /_streams/<stream>: the header when it names this stream, else ?after=, else from the start.
+        let path = format!("/_streams/{S}");
+        assert_eq!(detect(&path, None, None), after(0));
+        assert_eq!(detect(&path, Some("x=1&after=5"), None), after(5));
+        assert_eq!(detect(&path, Some("after=5"), Some(&hv(&format!("{S}.9")))), after(9));
+        let other = "ffffffffffffffffffffffffffffffff.3";
+        assert_eq!(detect(&path, Some("after=5"), Some(&hv(other))), after(5));
+        assert_eq!(detect(&path, Some("after=-1"), None), Some(Ask::BadAfter));
+        assert_eq!(detect(&path, Some("after="), None), Some(Ask::BadAfter));
+        assert_eq!(detect("/_streams/nope", None, None), Some(Ask::Unknown));
+        assert_eq!(detect(&format!("{path}/x"), None, None), Some(Ask::Unknown));
+    }
+
+    #[test]
+    fn only_the_same_key_reads_a_keyed_stream() {
+        let a = super::id::key_hash(b"a");
+        let b = super::id::key_hash(b"b");
+        assert!(same_key(Some(&a), Some(&a), true));
+        assert!(!same_key(Some(&a), Some(&b), true));
+        assert!(!same_key(Some(&a), None, true));
+        assert!(
+            !same_key(Some(&a), None, false),
+            "a stream started with a key needs it, whatever the route says now"
+        );
+        assert!(same_key(None, None, false));
+        assert!(!same_key(None, None, true), "a stream started without a key on a route that now has auth");
+        assert!(!same_key(None, Some(&a), true));
+    }
+
+    #[test]
+    fn the_terminal_event_carries_the_end_id() {
+        let mut out = bytes::BytesMut::new();
+        terminal_event(
+            &mut out,
+            Output::Sse,
+            ErrorType::ResumeGap,
+            bytes::Bytes::from_static(b"{}"),
+            S.as_bytes(),
+        );
+        assert_eq!(&out[..], format!("id: {S}.end\nevent: error\ndata: {{}}\n\n").as_bytes());
     }
 }

@@ -12,7 +12,8 @@
 //! Fan-out: readers share the window; one [`Notify`] per stream wakes them all (no per-reader queue), and
 //! only when a reader is attached (an append with nobody reading takes the lock and pushes, nothing more).
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -155,21 +156,28 @@ impl Shared {
         s.notify.notify_waiters();
     }
 
-    /// Past the process-wide cap: evicts the oldest records of the process until under 7/8 of it.
+    /// Past the process-wide cap: evicts the oldest records of the process until under 7/8 of it. One pass
+    /// over the streams builds a heap of their oldest records; each eviction then costs `O(log streams)`.
     fn evict_global(&self) {
         let cap = self.cap.load(Ordering::Relaxed);
         let target = cap - cap / 8;
         let streams = lock(&self.streams);
+        let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::with_capacity(streams.len());
+        let all: Vec<&Arc<Stream>> = streams.values().collect();
+        for (i, s) in all.iter().enumerate() {
+            if let Some((order, _)) = lock(&s.state).records.front() {
+                heap.push(Reverse((*order, i)));
+            }
+        }
         while self.retained.load(Ordering::Relaxed) > target {
-            let oldest = streams
-                .values()
-                .filter_map(|s| lock(&s.state).records.front().map(|(o, _)| (*o, s)))
-                .min_by_key(|(o, _)| *o);
-            let Some((_, s)) = oldest else { break };
-            let mut st = lock(&s.state);
+            let Some(Reverse((_, i))) = heap.pop() else { break };
+            let mut st = lock(&all[i].state);
             if let Some((_, r)) = st.records.pop_front() {
                 st.bytes -= r.size();
                 self.sub(r.size());
+            }
+            if let Some((order, _)) = st.records.front() {
+                heap.push(Reverse((*order, i)));
             }
         }
     }

@@ -195,3 +195,19 @@ async fn the_sweep_removes_expired_streams_on_create() {
     let _w = store.create(id(101), meta(), limits(1 << 20));
     assert_eq!(store.len(), 2);
 }
+
+#[tokio::test]
+async fn the_process_cap_evicts_in_global_append_order_across_interleaved_streams() {
+    let store = MemoryStore::new(100);
+    let mut ws: Vec<_> = (0..3).map(|n| store.create(id(20 + n), meta(), limits(1000))).collect();
+    // Appends a1 b1 c1 a2 b2 c2 ... of 10 bytes each: the 11th (110 > 100) evicts down to <= 87, i.e. the
+    // three oldest of the process: a1 b1 c1.
+    for k in 0..11u64 {
+        ws[(k % 3) as usize].append(k / 3 + 1, &ev("0123456789"));
+    }
+    assert_eq!(store.retained(), 80, "11 appended, 3 evicted");
+    for n in 0..3 {
+        let mut r = open(&store, id(20 + n)).await;
+        assert_eq!(read(&mut r, 0).await.0, Next::Gap { oldest: 2 }, "stream {n}");
+    }
+}
