@@ -410,3 +410,26 @@ async fn a_stream_started_while_redis_is_down_becomes_resumable_when_it_is_back(
     let mut out = Vec::new();
     assert_eq!(r.read(0, &mut out).await.unwrap(), Next::Gap { oldest: 2 }, "what Redis never got is a gap");
 }
+
+#[tokio::test]
+async fn keys_live_while_the_owner_streams_and_expire_ttl_after_the_end() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let short = Limits { max_bytes: 1 << 20, ttl: Duration::from_millis(400) };
+    let mut w = store.create(id(40), meta(), short);
+    w.append(1, &ev("a"));
+    let mut r = open_when_created(&store, id(40)).await;
+    // Several ttls without a write: the owner's ticks keep the keys.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(matches!(store.open(id(40)).await.unwrap(), Opened::Found(..)), "a live stream never expires");
+    w.finish(1, Ending::Completed);
+    let (rs, m) = (&redis, format!("t:m:{}", id(40)));
+    let m = &m;
+    until(|| async move { rs.command(&["EXISTS", m]).int() == 0 }).await;
+    assert!(matches!(store.open(id(40)).await.unwrap(), Opened::Unknown));
+    let mut out = Vec::new();
+    assert_eq!(r.read(0, &mut out).await.unwrap(), Next::Gone, "a reader still holding it sees it gone");
+    assert_eq!(redis.keys(), [format!("t:r:{}", id(40))], "only the presence of the reader still holding it");
+    drop(r);
+    until(|| async move { rs.keys().is_empty() }).await;
+}
