@@ -284,3 +284,41 @@ async fn a_reader_on_another_instance_keeps_a_detached_stream_alive_and_its_leav
     })
     .await;
 }
+
+#[tokio::test]
+async fn on_another_instance_only_the_key_that_started_the_stream_resumes_it() {
+    bounded(async {
+        let redis = RedisServer::start();
+        let mock = MockUpstream::serve(numbered(3, 50)).await;
+        let gw = || {
+            spec(&redis)
+                .route(resumable("r", &mock).auth_keys_env(&["SSEGATE_TEST_REDIS_KEYS"]))
+                .env("SSEGATE_TEST_REDIS_KEYS", "key-one,key-two")
+        };
+        let (a, b) = (gw().start().await, gw().start().await);
+        let one = [("Accept", "text/event-stream"), ("Authorization", "Bearer key-one")];
+        let mut c1 = request(a.addr(), "GET", "/r", &one, b"").await;
+        let stream = c1.header("ssegate-stream-id").unwrap().to_string();
+        assert_eq!(sse::parse_all(&c1.body_to_end().await).iter().filter(|b| b.data.is_some()).count(), 3);
+        let path = format!("/r/_streams/{stream}");
+
+        let two = [("Accept", "text/event-stream"), ("Authorization", "Bearer key-two")];
+        let mut other_key = request(b.addr(), "GET", &path, &two, b"").await;
+        ssegate_tests::expect_json_error(&mut other_key, 403, "forbidden").await;
+        let mut no_key = request(b.addr(), "GET", &path, &[("Accept", "text/event-stream")], b"").await;
+        assert_eq!(no_key.status, 401);
+        no_key.body_to_end().await;
+        let mut same_key = request(b.addr(), "GET", &path, &one, b"").await;
+        assert_eq!(same_key.status, 200);
+        let all: Vec<Block> =
+            sse::parse_all(&same_key.body_to_end().await).into_iter().filter(|b| b.data.is_some()).collect();
+        assert_events(&all, &stream, 1);
+        assert_eq!(all.len(), 3);
+        // The key itself is nowhere in Redis; its SHA-256 is.
+        let key = redis.command(&["HGET", &format!("e2e:m:{stream}"), "key"]).text();
+        assert_eq!(key.len(), 64, "{key}");
+        assert!(!key.contains("key-one"));
+        assert_eq!(mock.requests().len(), 1);
+    })
+    .await;
+}
