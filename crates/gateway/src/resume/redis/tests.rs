@@ -372,6 +372,9 @@ fn maxlen_follows_the_average_event_size() {
 
 #[tokio::test]
 async fn a_resume_on_the_owning_instance_right_after_the_start_finds_the_stream() {
+    // Whether the resume overtakes the creation depends on which of the two is sent first on the shared
+    // connection (here the creation mostly wins); e2e `rediss_verifies_the_server_certificate` (a slow TLS
+    // connect) often hits that window: without the wait it failed 1 run in 2.
     let redis = RedisServer::start();
     let store = store(&redis);
     // The first stream of a store: its connection is not even open yet.
