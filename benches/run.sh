@@ -238,6 +238,13 @@ upstream = "http://127.0.0.1:$MOCK_PORT"
 format = "sse"
 
 [[route]]
+name = "resume"
+path_prefix = "/resume"
+upstream = "http://127.0.0.1:$MOCK_PORT"
+format = "ndjson"
+resume = { store = "memory", max_bytes = "4MiB", ttl = "10m" }
+
+[[route]]
 name = "idle"
 path_prefix = "/idle"
 upstream = "http://127.0.0.1:$MOCK_PORT"
@@ -382,6 +389,9 @@ run_target() {
         ssegate-ndjson)
             SUT_PIDS=("$SSEGATE_PID")
             stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/ndjson$nd" sse direct-ndjson "$streams" "$window" "$expect" ;;
+        ssegate-resume)
+            SUT_PIDS=("$SSEGATE_PID")
+            stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/resume$nd" sse direct-ndjson "$streams" "$window" "$expect" ;;
         ssegate-sse)
             SUT_PIDS=("$SSEGATE_PID")
             stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/sse$sse" sse direct-sse "$streams" "$window" "$expect" ;;
@@ -415,6 +425,19 @@ scrape_cost() { # PID HOST PORT COUNT: CPU of PID per GET /metrics, as a result 
         "$4" "$bytes" "$(awk -v a="$before" -v b="$after" -v n="$4" 'BEGIN {printf "%.3f", (b - a) / n / 1e6}')"
 }
 
+# resume_retained PID HOST PORT: the memory resume store's retained bytes (its gauge), the events recorded on the
+# `resume` route and the process's RSS, as a result file on stdout.
+resume_retained() {
+    local m
+    m=$( (exec 3<>"/dev/tcp/$2/$3" && printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" >&3 && cat <&3) | tr -d '\r')
+    local bytes events rss
+    bytes=$(awk '/^ssegate_resume_retained_bytes[ {]/ {s += $NF} END {printf "%.0f", s}' <<<"$m")
+    events=$(awk '/^ssegate_events_total\{/ && /route="resume"/ {s += $NF} END {printf "%.0f", s}' <<<"$m")
+    rss=$(awk '/^VmRSS:/ {print $2}' /proc/"$1"/status)
+    printf '{"kind": "resume", "target": "ssegate-resume", "scenario": "resume-retained", "retained_bytes": %s, "events": %s, "rss_kib": %s, "rss_start_kib": %s}\n' \
+        "$bytes" "$events" "$rss" "$RSS_START"
+}
+
 # --- the runs ----------------------------------------------------------------------------------------------
 # Scenario by scenario, every target back to back, so that whatever else runs on the machine affects the
 # targets of one table alike. The proxies idle (no CPU) while another target is measured.
@@ -422,14 +445,18 @@ scrape_cost() { # PID HOST PORT COUNT: CPU of PID per GET /metrics, as a result 
 log "results in $OUT"
 start_mock
 start_ssegate
+RSS_START=$(awk '/^VmRSS:/ {print $2}' /proc/"$SSEGATE_PID"/status)
 start_nginx
-TARGETS=(direct-ndjson direct-sse ssegate-ndjson ssegate-sse nginx-ndjson nginx-sse)
+TARGETS=(direct-ndjson direct-sse ssegate-ndjson ssegate-resume ssegate-sse nginx-ndjson nginx-sse)
 for i in 0 1 2; do
     log "paced-${STREAMS[$i]}: ${STREAMS[$i]} streams, 10 ms between messages"
     for t in "${TARGETS[@]}"; do
         run_target "$t" "paced-${STREAMS[$i]}" "${STREAMS[$i]}" "${WINDOW[$i]}" paced
     done
 done
+log "ssegate: what the memory resume store retains for the paced streams above (ttl 10m: all of them)"
+resume_retained "$SSEGATE_PID" 127.0.0.1 "$ADMIN_PORT" >"$OUT/resume-retained--ssegate.json"
+cat "$OUT/resume-retained--ssegate.json" >&2
 log "ssegate: ${STREAMS[2]} streams again while /metrics is scraped every second"
 SUT_PIDS=("$SSEGATE_PID")
 stream ssegate-ndjson "paced-${STREAMS[2]}-scrape" "http://127.0.0.1:$SSEGATE_PORT/ndjson/api/chat?$PACED" sse direct-ndjson \

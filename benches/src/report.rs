@@ -11,6 +11,7 @@ const TARGETS: &[(&str, &str)] = &[
     ("direct-ndjson", "direct: mock NDJSON (floor)"),
     ("direct-sse", "direct: mock SSE (floor)"),
     ("ssegate-ndjson", "ssegate NDJSON→SSE"),
+    ("ssegate-resume", "ssegate NDJSON→SSE, resume (memory store)"),
     ("ssegate-sse", "ssegate SSE→SSE"),
     ("nginx-ndjson", "nginx passthrough (NDJSON)"),
     ("nginx-sse", "nginx passthrough (SSE)"),
@@ -251,8 +252,47 @@ pub fn markdown(meta: &Value, results: &[Value]) -> String {
     idle_table(&mut md, results);
     ready_table(&mut md, results);
     scrape_table(&mut md, results);
+    resume_table(&mut md, results);
     targets_table(&mut md, results);
     md
+}
+
+/// What resume costs: CPU per event with the memory store against the same route without resume (same run,
+/// same scenarios), and what the store retains per event.
+fn resume_table(md: &mut String, results: &[Value]) {
+    let retained = results.iter().find(|r| r["kind"] == "resume");
+    let cpu = |s: &str, t: &str| find(results, s, t).and_then(|r| f(&r["cpu_us_per_event"]));
+    let order: Vec<String> = scenarios(results)
+        .into_iter()
+        .map(|(s, _)| s)
+        .filter(|s| cpu(s, "ssegate-resume").is_some())
+        .collect();
+    if order.is_empty() && retained.is_none() {
+        return;
+    }
+    md.push_str("### Resume (memory store)\n\n");
+    if !order.is_empty() {
+        md.push_str("| scenario | CPU µs/event without resume | with resume | ratio |\n|---|---|---|---|\n");
+        for s in &order {
+            let (without, with) = (cpu(s, "ssegate-ndjson"), cpu(s, "ssegate-resume"));
+            let _ = writeln!(md, "| {s} | {} | {} | {} |", auto(without), auto(with), ratio(with, without));
+        }
+        md.push('\n');
+    }
+    if let Some(r) = retained {
+        let events = f(&r["events"]).filter(|e| *e > 0.0);
+        let bytes = f(&r["retained_bytes"]);
+        let rss = f(&r["rss_kib"]).zip(f(&r["rss_start_kib"])).map(|(a, b)| (a - b) * 1024.0);
+        let _ = writeln!(
+            md,
+            "After the paced scenarios (every stream kept for its `ttl`): {} events recorded, **{} bytes retained \
+             per event** by the store's count (event names and data), {} bytes of RSS growth per event since the \
+             process started.\n",
+            auto(events),
+            auto(bytes.zip(events).map(|(b, e)| b / e)),
+            auto(rss.zip(events).map(|(r, e)| r / e)),
+        );
+    }
 }
 
 fn idle_table(md: &mut String, results: &[Value]) {
@@ -493,6 +533,21 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("LiteLLM not run"), "{md}");
+        assert!(!md.contains("### Resume"), "{md}");
+    }
+
+    #[test]
+    fn resume_cost_and_retention() {
+        let results = vec![
+            stream("ssegate-ndjson", Some("direct-ndjson"), 150.0, 4.0),
+            stream("ssegate-resume", Some("direct-ndjson"), 160.0, 5.0),
+            json!({"kind": "resume", "target": "ssegate-resume", "scenario": "resume-retained",
+                   "retained_bytes": 20000, "events": 200, "rss_kib": 1100, "rss_start_kib": 1000}),
+        ];
+        let md = markdown(&json!({"date": "2026-11-27"}), &results);
+        assert!(md.contains("| paced-50 | 4.00 | 5.00 | 1.25× |"), "{md}");
+        assert!(md.contains("200 events recorded, **100 bytes retained per event**"), "{md}");
+        assert!(md.contains("512 bytes of RSS growth per event"), "{md}");
     }
 
     #[test]
