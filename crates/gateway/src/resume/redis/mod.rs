@@ -28,7 +28,12 @@
 //! [`Timing::response`]) drops its batch. Either way `ssegate_resume_store_errors_total{store="redis"}`
 //! counts it, the stream logs one warning, and the live stream goes on untouched. The records that were
 //! dropped leave a hole that readers see as `resume_gap` (never a silent gap); records written after Redis
-//! came back are resumable again.
+//! came back are resumable again. A pipeline that fails because the connection had dropped is sent once more
+//! (the first batch after Redis came back); a stream whose creation failed gets its meta and lease at the
+//! next tick.
+//!
+//! A resume on the owning instance that comes before the stream's creation reached Redis waits for it
+//! (bounded: [`Timing::response`] + [`Timing::tick`]); on another instance it finds no stream.
 
 mod reader;
 mod writer;
