@@ -6,7 +6,8 @@
 #   scripts/setup.sh --build-only only what building the binary needs (what `make demo` needs)
 #
 # The test dependencies are Debian packages: promtool, Chromium + chromedriver (browser test of the demo page),
-# Python's venv module, Node/npm and systemd-analyze (verifies deploy/systemd). The Python and npm packages of
+# Python's venv module, Node/npm, systemd-analyze (verifies deploy/systemd) and redis-server (the tests start
+# their own, on a free loopback port; the package's system service is not used). The Python and npm packages of
 # tests/clients are project-local (a venv and node_modules under tests/clients) and installed by scripts/clients.sh.
 set -euo pipefail
 
@@ -29,6 +30,7 @@ if [ "$build_only" -eq 0 ]; then
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)    # test_deploy: `systemd-analyze verify` of the unit
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server) # e2e resume_redis + store tests: a private redis-server
 fi
 
 if [ ${#need[@]} -gt 0 ]; then

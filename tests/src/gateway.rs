@@ -412,6 +412,8 @@ pub struct GatewaySpec {
     env: Vec<(String, String)>,
     args: Vec<String>,
     text: Option<ConfigText>,
+    /// `[redis]` keys, when [`GatewaySpec::redis`] was called.
+    redis: Option<Vec<(String, Toml)>>,
 }
 
 impl std::fmt::Debug for GatewaySpec {
@@ -423,6 +425,7 @@ impl std::fmt::Debug for GatewaySpec {
             .field("tls", &self.tls)
             .field("listeners", &self.listeners)
             .field("env", &self.env)
+            .field("redis", &self.redis)
             .field("args", &self.args)
             .field("config_text", &self.text.is_some())
             .finish()
@@ -447,6 +450,7 @@ impl GatewaySpec {
             env: Vec::new(),
             args: Vec::new(),
             text: None,
+            redis: None,
         }
     }
 
@@ -477,6 +481,15 @@ impl GatewaySpec {
     pub fn listeners(mut self, n: usize) -> Self {
         assert!(n >= 1, "a gateway needs a listener");
         self.listeners = n;
+        self
+    }
+
+    /// A `[redis]` table with `url` (see `crate::redis::RedisServer::url`) and the given extra keys
+    /// (`key_prefix`).
+    pub fn redis(mut self, url: &str, keys: &[(&str, &str)]) -> Self {
+        let mut t = vec![("url".to_string(), Toml::Str(url.to_string()))];
+        t.extend(keys.iter().map(|(k, v)| (k.to_string(), Toml::Str(v.to_string()))));
+        self.redis = Some(t);
         self
     }
 
@@ -524,6 +537,13 @@ impl GatewaySpec {
             let _ = writeln!(out, "key = {}", Toml::InDir("key.pem".into()).render(dir));
         }
         let _ = write!(out, "\n[admin]\nlisten = {}\n\n", toml_string(&placed.admin.to_string()));
+        if let Some(keys) = &self.redis {
+            out.push_str("[redis]\n");
+            for (k, v) in keys {
+                let _ = writeln!(out, "{} = {}", toml_key(k), v.render(dir));
+            }
+            out.push('\n');
+        }
         for r in &self.routes {
             r.render(&mut out, dir);
         }

@@ -10,6 +10,7 @@
 //!   recording every request and noticing when the gateway closes its connection.
 //! - [`client`]: a raw HTTP/1.1 client (exact response bytes, incremental chunked decoding, arrival times),
 //!   and h2c / TLS+h2 clients built on hyper that feed the same [`client::Response`] reader.
+//! - [`redis`]: a private `redis-server` on a free port (no persistence), killable and restartable mid-test.
 //! - [`sse`]: a small SSE parser for assertions that do not compare exact bytes (error events).
 //!
 //! Everything listens on and connects to 127.0.0.1 only; no fixed ports, no external hosts.
@@ -21,6 +22,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod mock;
 pub mod pool;
+pub mod redis;
 pub mod sse;
 pub mod tls;
 

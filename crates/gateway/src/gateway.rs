@@ -163,7 +163,7 @@ impl Gateway {
                 if let Some(old) = previous.and_then(|p| p.route_named(&r.name)) {
                     state = state.with_slots(old.streams.clone());
                 }
-                state.resume = r.resume.as_ref().map(|res| crate::resume::store_for(res, &config.server));
+                state.resume = r.resume.as_ref().and_then(|res| crate::resume::store_for(res, config));
                 (r.hosts.clone(), r.path_prefix.clone(), Arc::new(state))
             })
             .collect();

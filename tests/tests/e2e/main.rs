@@ -25,6 +25,7 @@ mod reliability_fds;
 mod reliability_preface;
 mod reload;
 mod resume;
+mod resume_redis;
 mod robustness;
 mod security;
 mod streaming;

@@ -231,6 +231,46 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Resolves every `${env:NAME}` and `${file:PATH}` in `raw` (a file's content without its trailing line
+    /// breaks); `what` (`upstream_headers.X`, `redis.url`) starts the error messages.
+    pub(super) fn interpolate(&mut self, what: &str, raw: &Spanned<String>) -> Option<String> {
+        let src = raw.get_ref();
+        let mut out = String::with_capacity(src.len());
+        let mut rest = src.as_str();
+        while let Some(i) = rest.find("${") {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 2..];
+            let Some(end) = after.find('}') else {
+                self.err(
+                    raw.span(),
+                    format!("{what}: unterminated `${{` (expected ${{env:NAME}} or ${{file:PATH}})"),
+                );
+                return None;
+            };
+            let reference = &after[..end];
+            if let Some(name) = reference.strip_prefix("env:") {
+                let v = self.env_var(what, name, raw.span())?;
+                out.push_str(&v);
+            } else if let Some(file) = reference.strip_prefix("file:") {
+                if file.is_empty() {
+                    self.err(raw.span(), format!("{what}: empty file path in ${{file:}}"));
+                    return None;
+                }
+                let (_, v) = self.read_text(what, file, raw.span())?;
+                out.push_str(v.trim_end_matches(['\r', '\n']));
+            } else {
+                self.err(
+                    raw.span(),
+                    format!("{what}: unknown reference; expected ${{env:NAME}} or ${{file:PATH}}"),
+                );
+                return None;
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Some(out)
+    }
+
     /// A path that is only used later (pid file, socket): must be non-empty; relative paths are resolved
     /// against the config file's directory. Nothing is read or checked on disk.
     pub(super) fn file_path(&mut self, key: &str, raw: Option<Spanned<String>>, default: &str) -> PathBuf {

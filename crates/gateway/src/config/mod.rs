@@ -4,8 +4,8 @@
 //! Every problem is reported as `file:line:col: message`; all problems of a file are collected before
 //! failing (a config that passes `ssegate check` starts).
 //!
-//! Layout: two sections, `server` (`[server]`, `[server.tls]`, `[admin]`) and `route` (`[[route]]`, with
-//! its submodules `upstream` and `security`), each keeping together, per key, the serde mirror of its
+//! Layout: three sections, `server` (`[server]`, `[server.tls]`, `[admin]`), `redis` (`[redis]`) and
+//! `route` (`[[route]]`, with its submodules `upstream` and `security`), each keeping together, per key, the serde mirror of its
 //! tables, the validated type, the rule and the default, and its limits. They report through the leaf
 //! context `cx` (errors with positions, path resolution, and every environment / file read, through a
 //! [`Source`]) and share `values` (durations, sizes, listen addresses, URL paths); they never use each
@@ -13,6 +13,7 @@
 
 mod cx;
 mod headers;
+mod redis;
 mod route;
 mod server;
 mod values;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use cx::{ConfigErrors, MapSource, Source, System};
+pub use redis::{Redis, DEFAULT_KEY_PREFIX as REDIS_DEFAULT_KEY_PREFIX};
 pub use route::{
     request_host, Backend, Balance, DecodeErrorPolicy, DisconnectPolicy, DoneEvent, FormatChoice, Health,
     HostMatch, HostPattern, Passive, Pool, Resume, Retry, RetryOn, Route, StoreKind, Upstream,
@@ -35,6 +37,7 @@ pub use server::{Admin, Server, Tls, MAX_HEADER_SIZE, MAX_REQUEST_BODY, MAX_THRE
 pub use values::MAX_DURATION_VALUE;
 
 use cx::Cx;
+use redis::RawRedis;
 use route::RawRoute;
 use server::{RawAdmin, RawServer};
 
@@ -46,6 +49,8 @@ pub struct Config {
     pub server: Server,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`); `None` when the `[admin]` table is absent.
     pub admin: Option<Admin>,
+    /// `[redis]`: where `resume = { store = "redis" }` routes keep their streams; `None` when absent.
+    pub redis: Option<Redis>,
     /// Routes in file order; names are unique, prefixes are unique.
     pub routes: Vec<Route>,
 }
@@ -106,12 +111,16 @@ impl Config {
 struct RawConfig {
     server: Option<Spanned<RawServer>>,
     admin: Option<Spanned<RawAdmin>>,
+    redis: Option<Spanned<RawRedis>>,
     route: Option<Vec<Spanned<RawRoute>>>,
 }
 
 /// Every section, in file order.
 fn sections(cx: &mut Cx, raw: RawConfig) -> Option<Config> {
     let (server, admin) = server::server_and_admin(cx, raw.server, raw.admin);
-    let routes = route::routes(cx, raw.route.unwrap_or_default());
-    Some(Config { path: cx.path().to_path_buf(), server: server?, admin, routes })
+    // An invalid [redis] is reported as such, not again by each route that uses it.
+    let has_redis = raw.redis.is_some();
+    let redis = redis::redis(cx, raw.redis);
+    let routes = route::routes(cx, raw.route.unwrap_or_default(), has_redis);
+    Some(Config { path: cx.path().to_path_buf(), server: server?, admin, redis, routes })
 }

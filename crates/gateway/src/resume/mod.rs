@@ -11,16 +11,29 @@
 pub mod follow;
 pub mod id;
 pub mod memory;
+pub mod redis;
 pub mod store;
 
 use std::sync::Arc;
 
-use crate::config::{Resume, Server, StoreKind};
+use crate::config::{Config, Resume, StoreKind};
 use store::Store;
 
-/// The store a route's `resume` table names (one per process and kind, shared by the routes).
-pub fn store_for(resume: &Resume, server: &Server) -> Arc<dyn Store> {
+/// The store a route's `resume` table names (one per process and kind, shared by the routes); `None` when it
+/// cannot be made (logged: the route then serves its streams without resume).
+pub fn store_for(resume: &Resume, config: &Config) -> Option<Arc<dyn Store>> {
     match resume.store {
-        StoreKind::Memory => memory::global(server.resume_memory_max_bytes),
+        StoreKind::Memory => Some(memory::global(config.server.resume_memory_max_bytes)),
+        StoreKind::Redis => {
+            // Validation guarantees the table; a URL the client refuses was refused by `check` already.
+            let r = config.redis.as_ref()?;
+            match redis::shared(r) {
+                Ok(store) => Some(store),
+                Err(e) => {
+                    tracing::error!(url = %r.shown, error = %e, "resume store redis unavailable");
+                    None
+                }
+            }
+        }
     }
 }

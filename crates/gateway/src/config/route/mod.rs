@@ -220,18 +220,19 @@ struct Seen {
     prefixes: Vec<(String, usize, String, Vec<HostPattern>)>,
 }
 
-/// Every `[[route]]`, in file order; at least one is required.
-pub(super) fn routes(cx: &mut Cx, raw: Vec<Spanned<RawRoute>>) -> Vec<Route> {
+/// Every `[[route]]`, in file order; at least one is required. `has_redis`: the file has a `[redis]` table
+/// (which `resume = { store = "redis" }` needs).
+pub(super) fn routes(cx: &mut Cx, raw: Vec<Spanned<RawRoute>>, has_redis: bool) -> Vec<Route> {
     if raw.is_empty() {
         cx.err(0..0, "no routes: add at least one [[route]] table");
         return Vec::new();
     }
     let mut seen = Seen::default();
-    raw.into_iter().filter_map(|r| route(cx, &mut seen, r)).collect()
+    raw.into_iter().filter_map(|r| route(cx, &mut seen, r, has_redis)).collect()
 }
 
 /// One route; `None` when a required key is missing or invalid (every problem is reported either way).
-fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> {
+fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>, has_redis: bool) -> Option<Route> {
     let header = raw.span();
     let r = raw.into_inner();
     let label = r.name.as_ref().map_or_else(String::new, |n| format!(" {:?}", n.get_ref()));
@@ -256,7 +257,7 @@ fn route(cx: &mut Cx, seen: &mut Seen, raw: Spanned<RawRoute>) -> Option<Route> 
     let format_span = r.format.as_ref().map(Spanned::span);
     let format = format(cx, r.format).map(|f| provider::format(cx, provider, format_span.map(|s| (f, s))));
     let resume_span = r.resume.as_ref().map(Spanned::span);
-    let resume = resume::resume(cx, r.resume);
+    let resume = resume::resume(cx, r.resume, has_redis);
     if let (Some(span), Some(FormatChoice::Passthrough)) = (resume_span, format) {
         cx.err(span, "resume needs events: it does not apply to format = \"passthrough\"");
     }

@@ -31,6 +31,8 @@ pub struct Resume {
 pub enum StoreKind {
     /// This process (`[server] resume_memory_max_bytes` caps all its streams together).
     Memory,
+    /// The `[redis]` server, shared by every instance that names it (`crate::resume::redis`).
+    Redis,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,8 +43,9 @@ pub(in crate::config) struct RawResume {
     ttl: Option<Spanned<DurationStr>>,
 }
 
-/// The route's `resume` table; `None` when absent or invalid (its problems are reported).
-pub(super) fn resume(cx: &mut Cx, raw: Option<Spanned<RawResume>>) -> Option<Resume> {
+/// The route's `resume` table; `None` when absent or invalid (its problems are reported). `has_redis`: the
+/// file has a `[redis]` table.
+pub(super) fn resume(cx: &mut Cx, raw: Option<Spanned<RawResume>>, has_redis: bool) -> Option<Resume> {
     let raw = raw?;
     let header = raw.span();
     let raw = raw.into_inner();
@@ -53,8 +56,12 @@ pub(super) fn resume(cx: &mut Cx, raw: Option<Spanned<RawResume>>) -> Option<Res
         }
         Some(s) => match s.get_ref().as_str() {
             "memory" => Some(StoreKind::Memory),
+            "redis" if has_redis => Some(StoreKind::Redis),
             "redis" => {
-                cx.err(s.span(), "resume store \"redis\" is not available yet; use store = \"memory\"");
+                cx.err(
+                    s.span(),
+                    "resume store \"redis\" needs a [redis] table (url = \"redis://host:6379/0\")",
+                );
                 None
             }
             other => {

@@ -112,45 +112,7 @@ pub(in crate::config) fn upstream_headers(
 
 /// Resolves `${env:NAME}` and `${file:PATH}` in an `upstream_headers` value.
 fn interpolate(cx: &mut Cx, key: &str, raw: &Spanned<String>) -> Option<Secret> {
-    let src = raw.get_ref();
-    let mut out = String::with_capacity(src.len());
-    let mut rest = src.as_str();
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let Some(end) = after.find('}') else {
-            cx.err(
-                raw.span(),
-                format!(
-                    "upstream_headers.{key}: unterminated `${{` (expected ${{env:NAME}} or ${{file:PATH}})"
-                ),
-            );
-            return None;
-        };
-        let reference = &after[..end];
-        if let Some(name) = reference.strip_prefix("env:") {
-            let v = cx.env_var(&format!("upstream_headers.{key}"), name, raw.span())?;
-            out.push_str(&v);
-        } else if let Some(file) = reference.strip_prefix("file:") {
-            if file.is_empty() {
-                cx.err(raw.span(), format!("upstream_headers.{key}: empty file path in ${{file:}}"));
-                return None;
-            }
-            let (_, v) = cx.read_text(&format!("upstream_headers.{key}"), file, raw.span())?;
-            out.push_str(v.trim_end_matches(['\r', '\n']));
-        } else {
-            cx.err(
-                raw.span(),
-                format!(
-                    "upstream_headers.{key}: unknown reference; expected ${{env:NAME}} or ${{file:PATH}}"
-                ),
-            );
-            return None;
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Some(Secret::new(out))
+    cx.interpolate(&format!("upstream_headers.{key}"), raw).map(Secret::new)
 }
 
 /// `http(s)://host[:port][/path]`.

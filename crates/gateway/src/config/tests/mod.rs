@@ -3,6 +3,7 @@
 mod headers;
 mod load;
 mod pool;
+mod redis;
 mod route;
 mod security;
 mod server;

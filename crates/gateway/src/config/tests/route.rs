@@ -177,7 +177,7 @@ fn resume_table_defaults_and_detach() {
         &route_with("resume = { store = \"redis\" }"),
         8,
         20,
-        "resume store \"redis\" is not available yet",
+        "resume store \"redis\" needs a [redis] table",
     );
     one_error(&route_with("resume = { store = \"memory\", max_bytes = 10 }"), 8, 42, "resume.max_bytes");
     one_error(&route_with("resume = { store = \"memory\", ttl = \"0s\" }"), 8, 36, "resume.ttl");
