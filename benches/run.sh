@@ -238,6 +238,12 @@ upstream = "http://127.0.0.1:$MOCK_PORT"
 format = "sse"
 
 [[route]]
+name = "usage"
+path_prefix = "/usage"
+upstream = "http://127.0.0.1:$MOCK_PORT"
+provider = "ollama"
+
+[[route]]
 name = "resume"
 path_prefix = "/resume"
 upstream = "http://127.0.0.1:$MOCK_PORT"
@@ -389,6 +395,9 @@ run_target() {
         ssegate-ndjson)
             SUT_PIDS=("$SSEGATE_PID")
             stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/ndjson$nd" sse direct-ndjson "$streams" "$window" "$expect" ;;
+        ssegate-usage)
+            SUT_PIDS=("$SSEGATE_PID")
+            stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/usage$nd" sse direct-ndjson "$streams" "$window" "$expect" ;;
         ssegate-resume)
             SUT_PIDS=("$SSEGATE_PID")
             stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/resume$nd" sse direct-ndjson "$streams" "$window" "$expect" ;;
@@ -447,7 +456,7 @@ start_mock
 start_ssegate
 RSS_START=$(awk '/^VmRSS:/ {print $2}' /proc/"$SSEGATE_PID"/status)
 start_nginx
-TARGETS=(direct-ndjson direct-sse ssegate-ndjson ssegate-resume ssegate-sse nginx-ndjson nginx-sse)
+TARGETS=(direct-ndjson direct-sse ssegate-ndjson ssegate-usage ssegate-resume ssegate-sse nginx-ndjson nginx-sse)
 for i in 0 1 2; do
     log "paced-${STREAMS[$i]}: ${STREAMS[$i]} streams, 10 ms between messages"
     for t in "${TARGETS[@]}"; do

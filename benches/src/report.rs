@@ -11,6 +11,7 @@ const TARGETS: &[(&str, &str)] = &[
     ("direct-ndjson", "direct: mock NDJSON (floor)"),
     ("direct-sse", "direct: mock SSE (floor)"),
     ("ssegate-ndjson", "ssegate NDJSON→SSE"),
+    ("ssegate-usage", "ssegate NDJSON→SSE, provider = \"ollama\" (usage)"),
     ("ssegate-resume", "ssegate NDJSON→SSE, resume (memory store)"),
     ("ssegate-sse", "ssegate SSE→SSE"),
     ("nginx-ndjson", "nginx passthrough (NDJSON)"),
@@ -252,30 +253,40 @@ pub fn markdown(meta: &Value, results: &[Value]) -> String {
     idle_table(&mut md, results);
     ready_table(&mut md, results);
     scrape_table(&mut md, results);
-    resume_table(&mut md, results);
+    features_table(&mut md, results);
     targets_table(&mut md, results);
     md
 }
 
-/// What resume costs: CPU per event with the memory store against the same route without resume (same run,
-/// same scenarios), and what the store retains per event.
-fn resume_table(md: &mut String, results: &[Value]) {
+/// What route features cost on the per-event path, against the same NDJSON route without them (same run, same
+/// scenarios): `provider = "ollama"` (end marker and token usage), `resume` with the memory store; and what
+/// that store retains per event.
+fn features_table(md: &mut String, results: &[Value]) {
     let retained = results.iter().find(|r| r["kind"] == "resume");
     let cpu = |s: &str, t: &str| find(results, s, t).and_then(|r| f(&r["cpu_us_per_event"]));
-    let order: Vec<String> = scenarios(results)
-        .into_iter()
-        .map(|(s, _)| s)
-        .filter(|s| cpu(s, "ssegate-resume").is_some())
-        .collect();
+    let has = |s: &str| cpu(s, "ssegate-usage").is_some() || cpu(s, "ssegate-resume").is_some();
+    let order: Vec<String> = scenarios(results).into_iter().map(|(s, _)| s).filter(|s| has(s)).collect();
     if order.is_empty() && retained.is_none() {
         return;
     }
-    md.push_str("### Resume (memory store)\n\n");
+    md.push_str("### What route features cost per event\n\n");
     if !order.is_empty() {
-        md.push_str("| scenario | CPU µs/event without resume | with resume | ratio |\n|---|---|---|---|\n");
+        md.push_str(
+            "| scenario | CPU µs/event, plain NDJSON route | with `provider = \"ollama\"` | ratio | with `resume` (memory) | ratio |\n\
+             |---|---|---|---|---|---|\n",
+        );
         for s in &order {
-            let (without, with) = (cpu(s, "ssegate-ndjson"), cpu(s, "ssegate-resume"));
-            let _ = writeln!(md, "| {s} | {} | {} | {} |", auto(without), auto(with), ratio(with, without));
+            let (plain, usage, resume) =
+                (cpu(s, "ssegate-ndjson"), cpu(s, "ssegate-usage"), cpu(s, "ssegate-resume"));
+            let _ = writeln!(
+                md,
+                "| {s} | {} | {} | {} | {} | {} |",
+                auto(plain),
+                auto(usage),
+                ratio(usage, plain),
+                auto(resume),
+                ratio(resume, plain)
+            );
         }
         md.push('\n');
     }
@@ -285,9 +296,9 @@ fn resume_table(md: &mut String, results: &[Value]) {
         let rss = f(&r["rss_kib"]).zip(f(&r["rss_start_kib"])).map(|(a, b)| (a - b) * 1024.0);
         let _ = writeln!(
             md,
-            "After the paced scenarios (every stream kept for its `ttl`): {} events recorded, **{} bytes retained \
-             per event** by the store's count (event names and data), {} bytes of RSS growth per event since the \
-             process started.\n",
+            "Resume: after the paced scenarios (every stream kept for its `ttl`): {} events recorded, **{} bytes \
+             retained per event** by the store's count (event names and data), {} bytes of RSS growth per event \
+             since the process started.\n",
             auto(events),
             auto(bytes.zip(events).map(|(b, e)| b / e)),
             auto(rss.zip(events).map(|(r, e)| r / e)),
@@ -533,19 +544,20 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("LiteLLM not run"), "{md}");
-        assert!(!md.contains("### Resume"), "{md}");
+        assert!(!md.contains("### What route features cost"), "{md}");
     }
 
     #[test]
-    fn resume_cost_and_retention() {
+    fn feature_costs_and_resume_retention() {
         let results = vec![
             stream("ssegate-ndjson", Some("direct-ndjson"), 150.0, 4.0),
+            stream("ssegate-usage", Some("direct-ndjson"), 150.0, 4.2),
             stream("ssegate-resume", Some("direct-ndjson"), 160.0, 5.0),
             json!({"kind": "resume", "target": "ssegate-resume", "scenario": "resume-retained",
                    "retained_bytes": 20000, "events": 200, "rss_kib": 1100, "rss_start_kib": 1000}),
         ];
         let md = markdown(&json!({"date": "2026-11-27"}), &results);
-        assert!(md.contains("| paced-50 | 4.00 | 5.00 | 1.25× |"), "{md}");
+        assert!(md.contains("| paced-50 | 4.00 | 4.20 | 1.05× | 5.00 | 1.25× |"), "{md}");
         assert!(md.contains("200 events recorded, **100 bytes retained per event**"), "{md}");
         assert!(md.contains("512 bytes of RSS growth per event"), "{md}");
     }
