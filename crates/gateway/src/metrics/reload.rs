@@ -62,19 +62,20 @@ pub fn config_loaded() {
     let _ = reload_families();
 }
 
-/// A reload was applied.
+/// A reload was applied. The gauges are set before the counter moves: a scrape that sees the new count
+/// sees the state it counts.
 pub fn reload_succeeded() {
     let f = reload_families();
-    f.success.inc();
     f.last_successful.set(1);
     f.last_success_time.set(now());
+    f.success.inc();
 }
 
 /// A reload was refused (invalid config, or a change that needs a restart).
 pub fn reload_failed() {
     let f = reload_families();
-    f.error.inc();
     f.last_successful.set(0);
+    f.error.inc();
 }
 
 // ---- the series of retired routes ------------------------------------------------------------------
