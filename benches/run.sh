@@ -6,8 +6,9 @@
 #   benches/run.sh --quick          # small counts, about 2 minutes: for development
 #   benches/run.sh --with-litellm   # also LiteLLM (pip install 'litellm[proxy]' into a venv, first time only)
 #
-# Options: --out DIR (default benches/results/<UTC date-time>), --no-build (use the binaries in target/release;
-# SSEGATE_BIN=path overrides the ssegate binary), --conditions TEXT (how busy the machine was, for the report).
+# Options: --out DIR (default benches/results/<UTC date-time>), --no-build (use the binaries in target/release,
+# or $CARGO_TARGET_DIR/release when set; SSEGATE_BIN=path overrides the ssegate binary), --conditions TEXT (how
+# busy the machine was, for the report).
 #
 # Results: DIR/*.json (one per measurement, from `loadgen`), DIR/meta.json, DIR/report.md (the tables,
 # also printed at the end). Every process this script starts is killed on exit; traffic stays on 127.0.0.1.
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0 ;;
         --out) OUT="$2"; shift ;;
         --conditions) CONDITIONS="$2"; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -123,9 +124,10 @@ if [ "$BUILD" = 1 ]; then
     fi
     cargo build --release -p ssegate-bench --bins
 fi
-SSEGATE=${SSEGATE_BIN:-$ROOT/target/release/ssegate}
-MOCK=$ROOT/target/release/mock-upstream
-LOADGEN=$ROOT/target/release/loadgen
+RELEASE=${CARGO_TARGET_DIR:-$ROOT/target}/release
+SSEGATE=${SSEGATE_BIN:-$RELEASE/ssegate}
+MOCK=$RELEASE/mock-upstream
+LOADGEN=$RELEASE/loadgen
 for bin in "$SSEGATE" "$MOCK" "$LOADGEN"; do
     [ -x "$bin" ] || { echo "run.sh: $bin is missing (run without --no-build)" >&2; exit 1; }
 done
