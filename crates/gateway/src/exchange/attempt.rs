@@ -27,7 +27,7 @@ impl Exchange<'_> {
         &mut self,
         session: &mut ServerSession,
         b: usize,
-        base: &pingora::http::RequestHeader,
+        base: pingora::http::RequestHeader,
         body: &Bytes,
     ) -> Result<End, AttemptFailed> {
         let route = self.route;
@@ -49,7 +49,10 @@ impl Exchange<'_> {
                 });
             }
         };
-        let mut up = match self.request(session, &peer, &head, body).await {
+        let sent = self.request(session, &peer, &head, body).await;
+        // Not kept for the stream: pingora holds the copy it wrote.
+        drop(head);
+        let mut up = match sent {
             Ok(up) => up,
             Err(Failure::End(end)) => return Ok(end),
             Err(Failure::Attempt(f)) => return Err(f),

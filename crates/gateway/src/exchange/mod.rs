@@ -176,17 +176,21 @@ impl<'a> Exchange<'a> {
         let route = self.route;
         let cfg = &route.cfg;
         let converting = cfg.format != FormatChoice::Passthrough;
-        let head = upstream::build_request(
-            session.req_header(),
-            cfg,
-            &req.upstream_path,
-            req.body.len(),
-            converting,
-            upstream::ProxyHeaders { forwarded: &req.forwarded, request_id: &self.down.answer().request_id },
-            req.key_headers,
-        );
-        let head = match head {
-            Ok(h) => h,
+        // Built per attempt and handed to it (the first one here, to refuse a bad request before any
+        // attempt): a stream keeps no copy of its upstream request but the one pingora wrote.
+        let build = |session: &ServerSession, answer: &Answer| {
+            upstream::build_request(
+                session.req_header(),
+                cfg,
+                &req.upstream_path,
+                req.body.len(),
+                converting,
+                upstream::ProxyHeaders { forwarded: &req.forwarded, request_id: &answer.request_id },
+                req.key_headers,
+            )
+        };
+        let mut head = match build(session, self.down.answer()) {
+            Ok(h) => Some(h),
             Err(e) => return self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await,
         };
         if let Balance::Hash(name) = &cfg.pool.balance {
@@ -214,7 +218,11 @@ impl<'a> Exchange<'a> {
             let _stream = pool.stream(b);
             let first_event = retry.first_event_timeout.filter(|_| self.attempts.count < retry.attempts);
             self.timers.first_event_by(first_event.map(|t| Instant::now() + t));
-            let f = match self.attempt(session, b, &head, &req.body).await {
+            let base = match head.take().map_or_else(|| build(session, self.down.answer()), Ok) {
+                Ok(h) => h,
+                Err(e) => return self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await,
+            };
+            let f = match self.attempt(session, b, base, &req.body).await {
                 Ok(end) => {
                     backend.metrics.attempt(BackendResult::Ok);
                     return end;
