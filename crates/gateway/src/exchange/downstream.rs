@@ -98,10 +98,11 @@ impl Downstream {
         session: &mut ServerSession,
         upstream: Option<(&ResponseHeader, bool)>,
     ) -> Result<(), WriteError> {
-        // Sized to what it will hold: pingora keeps the head for the life of the stream, and a header map
-        // sized for more (or grown by doubling) is kilobytes per open stream.
+        // Sized to what it will hold — the 3 below, `transfer-encoding`, and pingora's `date` and
+        // `connection` — : pingora keeps the head for the life of the stream, and a header map sized for
+        // more (or grown by doubling) is kilobytes per open stream.
         let copied = upstream.map_or(0, |(u, cors_route)| self.answer.upstream_kept(u, cors_route).count());
-        let size = 4 + copied + self.cors.len() + usize::from(self.vary_accept) + self.answer.added();
+        let size = 6 + copied + self.cors.len() + usize::from(self.vary_accept) + self.answer.added();
         let mut head = ResponseHeader::build(200, Some(size)).map_err(|_| WriteError::Gone)?;
         let _ = head.insert_header("content-type", HeaderValue::from_static(self.output.content_type()));
         let _ = head.insert_header("cache-control", HeaderValue::from_static("no-cache, no-transform"));
