@@ -360,8 +360,10 @@ impl<'a> Exchange<'a> {
     ) -> Result<(), Stop> {
         let done = self.delivery.deliver(pump.items(), self.down.out(), &self.route.metrics);
         let written = self.down.flush(session).await;
-        self.wrote(written).map_err(Stop::ClientLeft)?;
-        self.stats.events_flushed(done.events, Instant::now(), read_at, self.started, &self.route.metrics);
+        // One clock read for the heartbeat and the read→flush latency.
+        let now = Instant::now();
+        self.wrote_at(written, now).map_err(Stop::ClientLeft)?;
+        self.stats.events_flushed(done.events, now, read_at, self.started, &self.route.metrics);
         if let Some(e) = done.fatal {
             pump.abort().await;
             return Err(Stop::End(self.fail(session, ErrorType::Decode, &e.to_string(), None).await));
@@ -417,6 +419,17 @@ impl<'a> Exchange<'a> {
         if n > 0 {
             self.stats.wrote(n, &self.route.metrics);
             self.timers.wrote(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// [`Exchange::wrote`] with the clock already read at `now`.
+    #[inline]
+    fn wrote_at(&mut self, written: Result<usize, WriteError>, now: Instant) -> Result<(), WriteError> {
+        let n = written?;
+        if n > 0 {
+            self.stats.wrote(n, &self.route.metrics);
+            self.timers.wrote(now);
         }
         Ok(())
     }
@@ -504,8 +517,10 @@ async fn wake<T>(
     upstream: impl Future<Output = T>,
 ) -> Wake<T> {
     let draining = timers.is_draining();
+    // In a fixed order (no random number per wake-up): deadlines, the client, shutdown, then the
+    // upstream — an upstream that always has data cannot hold off the others.
     tokio::select! {
-        r = upstream => Wake::Upstream(r),
+        biased;
         _ = timers.expired() => Wake::Timer,
         _ = session.read_body_or_idle(true) => Wake::ClientGone,
         r = shutdown.changed(), if !draining => {
@@ -515,5 +530,6 @@ async fn wake<T>(
             }
             Wake::ShutdownChanged
         }
+        r = upstream => Wake::Upstream(r),
     }
 }
