@@ -21,14 +21,15 @@ use crate::upstream::{self, Decompressor};
 const ERROR_BODY_LIMIT: usize = 16 * 1024;
 
 impl Exchange<'_> {
-    /// One attempt on backend `b`: its request, its head, then the answer streamed to the client. `Err`
+    /// One attempt on backend `b`: its request (`base` for the route, changed for the backend; `body`),
+    /// its head, then the answer streamed to the client. `Err`
     /// when it failed in a way that another backend may fix (nothing but heartbeats was written then).
     pub(super) async fn attempt(
         &mut self,
         session: &mut ServerSession,
         b: usize,
         base: pingora::http::RequestHeader,
-        body: &Bytes,
+        body: Bytes,
     ) -> Result<End, AttemptFailed> {
         let route = self.route;
         let cfg = &route.cfg;
@@ -49,9 +50,9 @@ impl Exchange<'_> {
                 });
             }
         };
-        let sent = self.request(session, &peer, &head, body).await;
-        // Not kept for the stream: pingora holds the copy it wrote.
-        drop(head);
+        let sent = self.request(session, &peer, &head, &body).await;
+        // Neither is kept for the stream (pingora holds the copy of the head it wrote).
+        drop((head, body));
         let mut up = match sent {
             Ok(up) => up,
             Err(Failure::End(end)) => return Ok(end),

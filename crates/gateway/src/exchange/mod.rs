@@ -172,10 +172,11 @@ impl<'a> Exchange<'a> {
 
     /// Runs the exchange to its end: attempts on the route's backends, one after the other, until one
     /// answers or a failure may not fail over ([`failover`]).
-    pub async fn run(&mut self, session: &mut ServerSession, req: Admitted) -> End {
+    pub async fn run(&mut self, session: &mut ServerSession, mut req: Admitted) -> End {
         let route = self.route;
         let cfg = &route.cfg;
         let converting = cfg.format != FormatChoice::Passthrough;
+        let body_len = req.body.len();
         // Built per attempt and handed to it (the first one here, to refuse a bad request before any
         // attempt): a stream keeps no copy of its upstream request but the one pingora wrote.
         let build = |session: &ServerSession, answer: &Answer| {
@@ -183,7 +184,7 @@ impl<'a> Exchange<'a> {
                 session.req_header(),
                 cfg,
                 &req.upstream_path,
-                req.body.len(),
+                body_len,
                 converting,
                 upstream::ProxyHeaders { forwarded: &req.forwarded, request_id: &answer.request_id },
                 req.key_headers,
@@ -222,7 +223,12 @@ impl<'a> Exchange<'a> {
                 Ok(h) => h,
                 Err(e) => return self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await,
             };
-            let f = match self.attempt(session, b, base, &req.body).await {
+            // The last attempt takes the request body (a prompt can be large): not kept once it is sent.
+            let body = match self.attempts.count >= retry.attempts {
+                true => std::mem::take(&mut req.body),
+                false => req.body.clone(),
+            };
+            let f = match self.attempt(session, b, base, body).await {
                 Ok(end) => {
                     backend.metrics.attempt(BackendResult::Ok);
                     return end;
