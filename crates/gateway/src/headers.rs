@@ -182,19 +182,31 @@ impl Answer {
     /// `access-control-*` on a CORS route) and the route's `remove` patterns. Repeated headers
     /// (`set-cookie`) stay separate lines.
     pub fn copy_upstream(&self, from: &ResponseHeader, to: &mut ResponseHeader, cors_route: bool) {
+        for (name, value) in self.upstream_kept(from, cors_route) {
+            let _ = to.append_header(name.clone(), value.clone());
+        }
+    }
+
+    /// The upstream headers [`Answer::copy_upstream`] copies.
+    pub fn upstream_kept<'h>(
+        &'h self,
+        from: &'h ResponseHeader,
+        cors_route: bool,
+    ) -> impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)> + 'h {
         let connection = from.headers.get(http::header::CONNECTION).map(|v| v.as_bytes());
-        for (name, value) in from.headers.iter() {
+        from.headers.iter().filter(move |(name, _)| {
             let n = name.as_str();
-            if is_hop_by_hop(n, connection)
+            !(is_hop_by_hop(n, connection)
                 || CONVERSION_DROPS.contains(&n)
                 || GATEWAY_OWNED.contains(&n)
                 || (cors_route && n.starts_with("access-control-"))
-                || self.removes(n)
-            {
-                continue;
-            }
-            let _ = to.append_header(name.clone(), value.clone());
-        }
+                || self.removes(n))
+        })
+    }
+
+    /// The most headers [`Answer::finish`] adds.
+    pub fn added(&self) -> usize {
+        1 + self.policy.as_deref().map_or(0, |p| p.set.len())
     }
 }
 

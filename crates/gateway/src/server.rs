@@ -111,10 +111,14 @@ impl HttpServerApp for App {
             send_json_error(&mut session, ErrorType::HeaderTooLarge, msg, &answer).await;
             false
         } else {
-            let serve = edge::serve(&gateway, &mut session, shutdown);
             static SIZE: std::sync::Once = std::sync::Once::new();
-            SIZE.call_once(|| tracing::debug!(bytes = std::mem::size_of_val(&serve), "exchange future size"));
-            serve.await
+            SIZE.call_once(|| {
+                // Measured on a future that is never polled: `let f = …; f.await` would keep the future in
+                // this one's state twice (the binding and the awaited value), a whole exchange per stream.
+                let bytes = std::mem::size_of_val(&edge::serve(&gateway, &mut session, shutdown));
+                tracing::debug!(bytes, "exchange future size");
+            });
+            edge::serve(&gateway, &mut session, shutdown).await
         };
         if !reusable {
             session.set_keepalive(None);

@@ -21,14 +21,15 @@ use crate::upstream::{self, Decompressor};
 const ERROR_BODY_LIMIT: usize = 16 * 1024;
 
 impl Exchange<'_> {
-    /// One attempt on backend `b`: its request, its head, then the answer streamed to the client. `Err`
+    /// One attempt on backend `b`: its request (`base` for the route, changed for the backend; `body`),
+    /// its head, then the answer streamed to the client. `Err`
     /// when it failed in a way that another backend may fix (nothing but heartbeats was written then).
     pub(super) async fn attempt(
         &mut self,
         session: &mut ServerSession,
         b: usize,
-        base: &pingora::http::RequestHeader,
-        body: &Bytes,
+        base: pingora::http::RequestHeader,
+        body: Bytes,
     ) -> Result<End, AttemptFailed> {
         let route = self.route;
         let cfg = &route.cfg;
@@ -49,7 +50,10 @@ impl Exchange<'_> {
                 });
             }
         };
-        let mut up = match self.request(session, &peer, &head, body).await {
+        let sent = self.request(session, &peer, &head, &body).await;
+        // Neither is kept for the stream (pingora holds the copy of the head it wrote).
+        drop((head, body));
+        let mut up = match sent {
             Ok(up) => up,
             Err(Failure::End(end)) => return Ok(end),
             Err(Failure::Attempt(f)) => return Err(f),

@@ -103,8 +103,12 @@ impl Downstream {
         upstream: Option<(&ResponseHeader, bool)>,
         stream_id: Option<HeaderValue>,
     ) -> Result<(), WriteError> {
-        let extra = upstream.map_or(0, |(u, _)| u.headers.len());
-        let mut head = ResponseHeader::build(200, Some(8 + extra)).map_err(|_| WriteError::Gone)?;
+        // Sized to what it will hold — the 3 below, `transfer-encoding`, and pingora's `date` and
+        // `connection` — : pingora keeps the head for the life of the stream, and a header map sized for
+        // more (or grown by doubling) is kilobytes per open stream.
+        let copied = upstream.map_or(0, |(u, cors_route)| self.answer.upstream_kept(u, cors_route).count());
+        let size = 6 + copied + self.cors.len() + usize::from(self.vary_accept) + self.answer.added();
+        let mut head = ResponseHeader::build(200, Some(size)).map_err(|_| WriteError::Gone)?;
         let _ = head.insert_header("content-type", HeaderValue::from_static(self.output.content_type()));
         let _ = head.insert_header("cache-control", HeaderValue::from_static("no-cache, no-transform"));
         let _ = head.insert_header("x-accel-buffering", HeaderValue::from_static("no"));

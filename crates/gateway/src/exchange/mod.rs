@@ -181,21 +181,26 @@ impl<'a> Exchange<'a> {
 
     /// Runs the exchange to its end: attempts on the route's backends, one after the other, until one
     /// answers or a failure may not fail over ([`failover`]).
-    pub async fn run(&mut self, session: &mut ServerSession, req: Admitted) -> End {
+    pub async fn run(&mut self, session: &mut ServerSession, mut req: Admitted) -> End {
         let route = self.route;
         let cfg = &route.cfg;
         let converting = cfg.format != FormatChoice::Passthrough;
-        let head = upstream::build_request(
-            session.req_header(),
-            cfg,
-            &req.upstream_path,
-            req.body.len(),
-            converting,
-            upstream::ProxyHeaders { forwarded: &req.forwarded, request_id: &self.down.answer().request_id },
-            req.key_headers,
-        );
-        let head = match head {
-            Ok(h) => h,
+        let body_len = req.body.len();
+        // Built per attempt and handed to it (the first one here, to refuse a bad request before any
+        // attempt): a stream keeps no copy of its upstream request but the one pingora wrote.
+        let build = |session: &ServerSession, answer: &Answer| {
+            upstream::build_request(
+                session.req_header(),
+                cfg,
+                &req.upstream_path,
+                body_len,
+                converting,
+                upstream::ProxyHeaders { forwarded: &req.forwarded, request_id: &answer.request_id },
+                req.key_headers,
+            )
+        };
+        let mut head = match build(session, self.down.answer()) {
+            Ok(h) => Some(h),
             Err(e) => return self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await,
         };
         if let Balance::Hash(name) = &cfg.pool.balance {
@@ -223,7 +228,16 @@ impl<'a> Exchange<'a> {
             let _stream = pool.stream(b);
             let first_event = retry.first_event_timeout.filter(|_| self.attempts.count < retry.attempts);
             self.timers.first_event_by(first_event.map(|t| Instant::now() + t));
-            let f = match self.attempt(session, b, &head, &req.body).await {
+            let base = match head.take().map_or_else(|| build(session, self.down.answer()), Ok) {
+                Ok(h) => h,
+                Err(e) => return self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await,
+            };
+            // The last attempt takes the request body (a prompt can be large): not kept once it is sent.
+            let body = match self.attempts.count >= retry.attempts {
+                true => std::mem::take(&mut req.body),
+                false => req.body.clone(),
+            };
+            let f = match self.attempt(session, b, base, body).await {
                 Ok(end) => {
                     backend.metrics.attempt(BackendResult::Ok);
                     return end;
@@ -364,8 +378,10 @@ impl<'a> Exchange<'a> {
     ) -> Result<(), Stop> {
         let done = self.delivery.deliver(pump.items(), self.down.out(), &self.route.metrics);
         let written = self.down.flush(session).await;
-        self.wrote(written).map_err(Stop::ClientLeft)?;
-        self.stats.events_flushed(done.events, Instant::now(), read_at, self.started, &self.route.metrics);
+        // One clock read for the heartbeat and the read→flush latency.
+        let now = Instant::now();
+        self.wrote_at(written, now).map_err(Stop::ClientLeft)?;
+        self.stats.events_flushed(done.events, now, read_at, self.started, &self.route.metrics);
         if let Some(e) = done.fatal {
             pump.abort().await;
             return Err(Stop::End(self.fail(session, ErrorType::Decode, &e.to_string(), None).await));
@@ -422,6 +438,17 @@ impl<'a> Exchange<'a> {
         if n > 0 {
             self.stats.wrote(n, &self.route.metrics);
             self.timers.wrote(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// [`Exchange::wrote`] with the clock already read at `now`.
+    #[inline]
+    fn wrote_at(&mut self, written: Result<usize, WriteError>, now: Instant) -> Result<(), WriteError> {
+        let n = written?;
+        if n > 0 {
+            self.stats.wrote(n, &self.route.metrics);
+            self.timers.wrote(now);
         }
         Ok(())
     }
@@ -538,6 +565,9 @@ async fn wake<T>(
     upstream: impl Future<Output = T>,
 ) -> Wake<T> {
     let draining = timers.is_draining();
+    // Random branch order (tokio's default), not `biased;`: a fixed order measured no better (callgrind,
+    // within ±3 %), and it either re-polls the other branches on every upstream wake-up (upstream last) or
+    // lets a busy upstream hold off the deadlines and the client (upstream first).
     tokio::select! {
         r = upstream => Wake::Upstream(r),
         _ = timers.expired() => Wake::Timer,

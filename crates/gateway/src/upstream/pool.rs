@@ -57,16 +57,16 @@ struct CheckState {
 impl BackendState {
     /// The request for this backend from the one built for the route (`route` = the route's first
     /// primary upstream, whose base path the forwarded path starts with): this backend's base path,
-    /// `Host`, and its `headers` over the route's `upstream_headers`.
+    /// `Host`, and its `headers` over the route's `upstream_headers`. Changed in place: the request is built
+    /// once per attempt and not kept after it is sent (pingora keeps the copy it wrote).
     pub fn request_head(
         &self,
-        base: &pingora::http::RequestHeader,
+        mut head: pingora::http::RequestHeader,
         route: &crate::config::Upstream,
     ) -> pingora::Result<pingora::http::RequestHeader> {
-        let mut head = base.clone();
         let up = &self.cfg.upstream;
         if up.base_path != route.base_path {
-            let target = base.raw_path();
+            let target = head.raw_path();
             let tail = target.strip_prefix(route.base_path.as_bytes()).unwrap_or(target);
             let mut path = Vec::with_capacity(up.base_path.len() + tail.len());
             path.extend_from_slice(up.base_path.as_bytes());
