@@ -50,6 +50,7 @@ impl Exchange<'_> {
                 });
             }
         };
+        let stream_call = crate::provider::format::is_stream_call(head.uri.path());
         let sent = self.request(session, &peer, &head, &body).await;
         // Neither is kept for the stream (pingora holds the copy of the head it wrote).
         drop((head, body));
@@ -80,8 +81,7 @@ impl Exchange<'_> {
             });
         }
         let content_type = header_str(resp, "content-type").unwrap_or("");
-        let format =
-            crate::provider::format::for_answer(cfg.provider, cfg.format, content_type, head.uri.path());
+        let format = crate::provider::format::for_call(cfg.provider, cfg.format, content_type, stream_call);
         let end = match choose(format, status, content_type, self.down.committed()) {
             Choice::Passthrough => {
                 let head = resp.clone();

@@ -23,10 +23,24 @@ pub fn for_answer(
     content_type: &str,
     path: &str,
 ) -> FormatChoice {
+    for_call(provider, format, content_type, is_stream_call(path))
+}
+
+/// Whether the request path names a streaming call ([`for_call`]'s `stream_call`): worked out when the
+/// request is built, so that the request head need not be kept until the answer arrives.
+pub fn is_stream_call(path: &str) -> bool {
+    path.contains(GEMINI_STREAM_METHOD)
+}
+
+/// [`for_answer`] with the path already reduced to [`is_stream_call`].
+pub fn for_call(
+    provider: Option<Provider>,
+    format: FormatChoice,
+    content_type: &str,
+    stream_call: bool,
+) -> FormatChoice {
     match (provider, format) {
-        (Some(Provider::Gemini), FormatChoice::Auto)
-            if is_json(content_type) && path.contains(GEMINI_STREAM_METHOD) =>
-        {
+        (Some(Provider::Gemini), FormatChoice::Auto) if is_json(content_type) && stream_call => {
             FormatChoice::Fixed(Format::JsonArray)
         }
         _ => format,
