@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ssegate_tests::client::Conn;
+use ssegate_tests::client::{Conn, End, H2Conn, Response};
 use ssegate_tests::redis::RedisServer;
 use ssegate_tests::sse::{self, Block};
 use ssegate_tests::{
@@ -67,6 +67,8 @@ struct Seen {
     events: Vec<Block>,
     /// The status of each response.
     statuses: Vec<u16>,
+    /// How each 200 response's body ended.
+    ends: Vec<Option<End>>,
     /// The body of the last response that was not 200 or 204.
     refused_body: Option<String>,
 }
@@ -75,37 +77,60 @@ struct Seen {
 /// default) and reconnects with `Last-Event-ID` (the last id seen); stops on a status other than 200, like a
 /// browser. A connection that cannot be made is an error (it would be a refused connection).
 async fn event_source(addr: SocketAddr, path: &str) -> Result<Seen, String> {
-    let mut seen = Seen::default();
-    let mut last_id: Option<String> = None;
-    let mut retry = Duration::from_secs(3);
-    for _ in 0..6 {
-        let conn =
-            Conn::try_connect(addr).await.map_err(|e| format!("connect #{}: {e}", seen.statuses.len()))?;
-        let mut headers = vec![("Accept", "text/event-stream")];
-        if let Some(id) = &last_id {
-            headers.push(("Last-Event-ID", id.as_str()));
-        }
-        let mut resp = conn.send("GET", path, &headers, b"").await;
-        seen.statuses.push(resp.status);
+    EventSource::default().run(addr, path).await
+}
+
+/// The state of one [`event_source`] across its connections.
+#[derive(Debug, Default)]
+struct EventSource {
+    seen: Seen,
+    last_id: Option<String>,
+    retry: Option<Duration>,
+}
+
+impl EventSource {
+    /// Reads one response; whether to reconnect (it was a 200).
+    async fn read(&mut self, mut resp: Response) -> bool {
+        self.seen.statuses.push(resp.status);
         if resp.status != 200 {
-            seen.refused_body = Some(show(&resp.body_to_end().await));
-            return Ok(seen);
+            self.seen.refused_body = Some(show(&resp.body_to_end().await));
+            return false;
         }
         while let Some(raw) = resp.next_event().await {
             let block = sse::parse_block(std::str::from_utf8(&raw).unwrap());
             if let Some(ms) = block.retry.as_deref().and_then(|r| r.parse().ok()) {
-                retry = Duration::from_millis(ms);
+                self.retry = Some(Duration::from_millis(ms));
             }
             if let Some(id) = &block.id {
-                last_id = Some(id.clone());
+                self.last_id = Some(id.clone());
             }
             if block.data.is_some() {
-                seen.events.push(block);
+                self.seen.events.push(block);
             }
         }
-        tokio::time::sleep(retry).await;
+        self.seen.ends.push(resp.end().cloned());
+        true
     }
-    Err(format!("still reconnecting after 6 connections: {seen:?}"))
+
+    /// Connects (again, after the first response was read by [`EventSource::read`]) until a non-200 answer.
+    async fn run(mut self, addr: SocketAddr, path: &str) -> Result<Seen, String> {
+        for _ in 0..6 {
+            if !self.seen.statuses.is_empty() {
+                tokio::time::sleep(self.retry.unwrap_or(Duration::from_secs(3))).await;
+            }
+            let conn = Conn::try_connect(addr)
+                .await
+                .map_err(|e| format!("connect #{}: {e}", self.seen.statuses.len()))?;
+            let mut headers = vec![("Accept", "text/event-stream")];
+            if let Some(id) = &self.last_id {
+                headers.push(("Last-Event-ID", id.as_str()));
+            }
+            if !self.read(conn.send("GET", path, &headers, b"").await).await {
+                return Ok(self.seen);
+            }
+        }
+        Err(format!("still reconnecting after 6 connections: {:?}", self.seen))
+    }
 }
 
 /// Checks that `events` are `{"n":1}`…`{"n":k}` with ids `<stream>.<n>` of one stream, in order, once each;
@@ -199,6 +224,10 @@ async fn an_upgrade_hands_redis_resumable_streams_over_with_nothing_lost() {
                 seen.statuses[..seen.statuses.len() - 1].iter().all(|s| *s == 200),
                 "stream {i}: {seen:?}"
             );
+            assert!(
+                seen.ends.iter().all(|e| e == &Some(End::Clean)),
+                "stream {i}: a body cut short: {seen:?}"
+            );
             let (k, rest) = contiguous(i, &seen.events);
             if i % 10 == 9 {
                 // Recorded on the old process until the drain passed, then its recorded ending.
@@ -232,6 +261,53 @@ async fn an_upgrade_hands_redis_resumable_streams_over_with_nothing_lost() {
         );
         new.assert_no_panic();
         old.assert_no_panic();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn streams_on_one_http2_connection_are_handed_over_each_with_a_clean_end() {
+    bounded(async {
+        const N: usize = 6;
+        let redis = RedisServer::start();
+        let mock = MockUpstream::start(|_| numbered(SHORT, 100)).await;
+        let mut old = GatewaySpec::new()
+            .redis(&redis.url(), &[("key_prefix", "up2:")])
+            .server(|s| s.shutdown_drain("6s").shutdown_retry("200ms"))
+            .route(route(&mock, "redis"))
+            .start()
+            .await;
+        let addr = old.addr();
+        // All first requests on one h2c connection; the reconnects are EventSource's (HTTP/1.1).
+        let h2 = std::sync::Arc::new(H2Conn::h2c(addr).await);
+        let clients: Vec<_> = (0..N)
+            .map(|i| {
+                let h2 = h2.clone();
+                tokio::spawn(async move {
+                    let path = format!("/r/s{i}");
+                    let mut es = EventSource::default();
+                    let first = h2.request("GET", &path, b"").await;
+                    assert_eq!(first.version, "HTTP/2.0");
+                    es.read(first).await;
+                    (i, es.run(addr, &path).await)
+                })
+            })
+            .collect();
+        assert!(mock.wait_requests(N, Duration::from_secs(10)).await, "streams not all open");
+        let mut new = upgrade(&old).await;
+        for c in clients {
+            let (i, seen) = c.await.unwrap();
+            let seen = seen.unwrap_or_else(|e| panic!("stream {i}: {e}"));
+            assert_eq!(seen.statuses, [200, 200, 204], "stream {i}: handed over, followed, ended: {seen:?}");
+            // END_STREAM, not a reset: the hand-over is a clean end of the h2 stream.
+            assert!(seen.ends.iter().all(|e| e == &Some(End::Clean)), "stream {i}: {seen:?}");
+            let (k, rest) = contiguous(i, &seen.events);
+            assert_eq!(k, SHORT, "stream {i}");
+            assert!(rest.is_empty(), "stream {i}: {rest:?}");
+        }
+        requested_once(&mock, N);
+        assert!(old.wait_exit(Duration::from_secs(15)).await.is_some(), "the old process did not exit");
+        new.assert_no_panic();
     })
     .await;
 }
