@@ -318,9 +318,14 @@ pub struct Conn {
 
 impl Conn {
     pub async fn connect(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        stream.set_nodelay(true).unwrap();
-        Conn { stream: Box::new(stream), leftover: Vec::new(), peer: addr }
+        Conn::try_connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"))
+    }
+
+    /// [`Conn::connect`], returning the error (a refused connection is what an upgrade test measures).
+    pub async fn try_connect(addr: SocketAddr) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn { stream: Box::new(stream), leftover: Vec::new(), peer: addr })
     }
 
     /// TLS offering only ALPN `http/1.1`, trusting only `cert_der`, SNI `localhost`. Panics unless the

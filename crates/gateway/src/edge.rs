@@ -136,7 +136,11 @@ pub async fn serve(gw: &Gateway, session: &mut ServerSession, shutdown: &Shutdow
         first_event: stats.first_event,
         events: stats.events,
         drained_events: stats.drained_events,
-        disconnect: stats.left.map(|l| l.as_str()),
+        disconnect: if matches!(end, End::HandedOver) {
+            Some("handover")
+        } else {
+            stats.left.map(|l| l.as_str())
+        },
         resumed_from: None,
         bytes_out: stats.bytes_out,
         heartbeats: stats.heartbeats,

@@ -26,6 +26,7 @@ mod reliability_preface;
 mod reload;
 mod resume;
 mod resume_redis;
+mod resume_upgrade;
 mod robustness;
 mod security;
 mod streaming;

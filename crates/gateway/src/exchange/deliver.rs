@@ -110,6 +110,11 @@ impl Delivery {
         self
     }
 
+    /// The client's output format.
+    pub fn output(&self) -> Output {
+        self.output
+    }
+
     /// The provider tracker, if the route has a provider.
     pub fn tracker(&self) -> Option<&Tracker> {
         self.tracker.as_ref()

@@ -15,6 +15,10 @@ pub enum End {
     /// The attempt produced no event within `retry.first_event_timeout` and another backend takes over.
     /// Internal to the exchange: it never ends a request.
     NextBackend,
+    /// The process shut down and the client was handed over to the next one (a resumable route on a shared
+    /// store): it got `retry:` and a clean close while this process went on recording the upstream
+    /// ([`super::handover`]). Outcome `shutdown`, no error.
+    HandedOver,
 }
 
 impl End {
@@ -24,6 +28,7 @@ impl End {
             End::ClientGone => Outcome::ClientClosed,
             End::Failed { ty, .. } => ty.outcome(),
             End::NextBackend => ErrorType::UpstreamTimeout.outcome(),
+            End::HandedOver => Outcome::Shutdown,
         }
     }
 
@@ -31,7 +36,7 @@ impl End {
         match self {
             End::Failed { ty, .. } => Some(*ty),
             End::NextBackend => Some(ErrorType::UpstreamTimeout),
-            End::Completed | End::ClientGone => None,
+            End::Completed | End::ClientGone | End::HandedOver => None,
         }
     }
 

@@ -6,7 +6,8 @@
 //!   ([`downstream`], the consumer and the only writer to the client),
 //! - every deadline in one timer ([`timers`]): heartbeat, header, idle, max duration, shutdown drain,
 //! - the client going away ([`disconnect`], the one exit: it aborts the upstream, or [`drain`]s it),
-//! - the process shutting down (streams may finish during `shutdown_drain`, then get `retry:` and close).
+//! - the process shutting down (streams may finish during `shutdown_drain`, then get `retry:` and close; on
+//!   a route that records into Redis the client is handed over at once: [`handover`]).
 //!
 //! The producer and the consumer meet in this task and this `select!`: no channel, no extra wake-up or
 //! allocation per event. See `docs/ARCHITECTURE.md` for the state chart.
@@ -27,6 +28,7 @@ pub mod downstream;
 mod drain;
 mod end;
 mod failover;
+mod handover;
 mod pump;
 pub mod record;
 mod request;
@@ -124,6 +126,9 @@ pub struct Exchange<'a> {
     down: Downstream,
     delivery: Delivery,
     attempts: Attempts,
+    /// The process is shutting down and the route records into a shared store: the client is handed over
+    /// once it holds a resume id ([`handover`]).
+    handover_due: bool,
     pub stats: Stats,
 }
 
@@ -157,6 +162,7 @@ impl<'a> Exchange<'a> {
             delivery: Delivery::new(output, cfg.ids, cfg.on_decode_error)
                 .tracking(cfg.provider.map(|p| Tracker::counting(p, route.usage.clone()))),
             attempts: Attempts::default(),
+            handover_due: false,
             stats: Stats::default(),
         };
         ex.check_shutdown();
@@ -294,6 +300,9 @@ impl<'a> Exchange<'a> {
                             }
                         }
                         Ok(Produced::Items) => match self.deliver(session, &mut pump, read_at).await {
+                            Ok(()) if self.handover_due && self.hands_over() => {
+                                return Box::pin(self.hand_over(session, pump, peer)).await
+                            }
                             Ok(()) => {}
                             Err(Stop::End(end)) => return end,
                             Err(Stop::ClientLeft(e)) => {
@@ -347,7 +356,12 @@ impl<'a> Exchange<'a> {
                     return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &e).await;
                 }
                 Wake::ClientGone => return Box::pin(self.client_left(None, pump, peer)).await,
-                Wake::ShutdownChanged => self.check_shutdown(),
+                Wake::ShutdownChanged => {
+                    self.check_shutdown();
+                    if self.hands_over() {
+                        return Box::pin(self.hand_over(session, pump, peer)).await;
+                    }
+                }
                 Wake::Timer => {
                     if self.timers.first_event_overdue(Instant::now()) && self.may_fail_over() {
                         pump.abort().await;
@@ -485,10 +499,12 @@ impl<'a> Exchange<'a> {
         }
     }
 
-    /// Starts the drain clock if the process is shutting down.
+    /// Starts the drain clock if the process is shutting down; on a route that records into a shared store,
+    /// the client is to be handed over.
     fn check_shutdown(&mut self) {
         if *self.shutdown.borrow() {
             self.timers.draining(shutdown_started(), self.settings.shutdown_drain);
+            self.handover_due = self.route.resume.as_ref().is_some_and(|s| s.kind() == "redis");
         }
     }
 
@@ -552,7 +568,14 @@ impl Exchange<'_> {
         let body = crate::respond::json_body(ty, msg, status, self.down.answer().request_id());
         let Some(rec) = self.delivery.recording() else { return (false, 0) };
         let (ev, id) = rec.fail(body);
-        self.down.fail_recorded(session, &ev, id, retry_ms).await
+        let done = self.down.fail_recorded(session, &ev, id, retry_ms).await;
+        if ty == ErrorType::Shutdown {
+            // The process exits soon: the ending must reach a remote store before its writer dies with it.
+            if let Some(rec) = self.delivery.recording() {
+                rec.settle(handover::SETTLE_LIMIT).await;
+            }
+        }
+        done
     }
 }
 

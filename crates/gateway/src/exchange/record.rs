@@ -75,6 +75,12 @@ impl Recording {
     pub fn seq(&self) -> u64 {
         self.seq
     }
+
+    /// Waits (at most `limit`) until what was recorded, the ending included, reached the store (see
+    /// [`crate::resume::store::Writer::settle`]); whether it did.
+    pub async fn settle(&self, limit: std::time::Duration) -> bool {
+        self.writer.settle(limit).await
+    }
 }
 
 /// The JSON error body of a recorded `event: error`.

@@ -1,5 +1,5 @@
 //! Resumable streams (`ssegate_resume_*`, `ssegate_streams_detached`): resume requests by result, replayed
-//! events, detached streams, the memory store's retained bytes, and store errors.
+//! events, detached streams, the memory store's retained bytes, store errors, and hand-overs at shutdown.
 //!
 //! Every call here is on a cold path (a resume request, a batch of replayed events, a stream detaching) or
 //! takes a handle resolved once (retained bytes); none is on a route without `resume`.
@@ -51,6 +51,7 @@ struct ResumeFamilies {
     detached: IntGaugeVec,
     retained: IntGauge,
     store_errors: IntCounterVec,
+    handovers: IntCounterVec,
 }
 
 fn families() -> &'static ResumeFamilies {
@@ -80,6 +81,11 @@ fn families() -> &'static ResumeFamilies {
             "Resume store operations that failed (the live stream goes on without resume), by store.",
             &["store"],
         ),
+        handovers: counter_vec(
+            "ssegate_resume_handovers_total",
+            "Streams whose client was handed over to the next process at a shutdown or graceful upgrade (retry: and a clean close, the upstream recorded on), by route.",
+            &["route"],
+        ),
     })
 }
 
@@ -106,6 +112,11 @@ pub fn replayed(route: &str, n: u64) {
 /// A store operation failed (`store`: `"memory"` or `"redis"`).
 pub fn store_error(store: &'static str) {
     families().store_errors.with_label_values(&[store]).inc();
+}
+
+/// A stream's client was handed over at a shutdown.
+pub fn handover(route: &str) {
+    families().handovers.with_label_values(&[route]).inc();
 }
 
 /// The memory store's retained-bytes gauge.

@@ -30,6 +30,8 @@
 //! owner was lost). A reader that needs a record no longer retained gets [`Next::Gap`].
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -209,6 +211,15 @@ pub trait Writer: Send + Sync + fmt::Debug {
     /// Whether a reader is attached now (on any instance: a remote store reports what it last saw,
     /// refreshed in the background, so this never waits).
     fn readers_attached(&self) -> bool;
+
+    /// Completes once the store is done with what was written, the ending included (written — or given
+    /// up on, counted as a store error), or after `limit`; whether it is done. The one wait of an owner,
+    /// called only on the way out of a shutting-down process (a remote store's queue must not die with
+    /// it). The memory store has nothing to wait for.
+    fn settle(&self, limit: Duration) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        let _ = limit;
+        Box::pin(std::future::ready(true))
+    }
 }
 
 /// A reader's handle of one stream. Holding it counts as the reader's presence; dropping it ends it.

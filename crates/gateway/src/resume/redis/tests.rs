@@ -436,3 +436,34 @@ async fn keys_live_while_the_owner_streams_and_expire_ttl_after_the_end() {
     drop(r);
     until(|| async move { rs.keys().is_empty() }).await;
 }
+
+#[tokio::test]
+async fn settle_returns_once_the_ending_is_in_redis_and_gives_up_at_its_limit() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let mut w = store.create(id(20), meta(), limits(1 << 20));
+    for seq in 1..=500 {
+        w.append(seq, &ev("x"));
+    }
+    // No ending yet: nothing to settle, the wait ends at its limit.
+    assert!(!w.settle(Duration::from_millis(50)).await);
+    w.finish(500, Ending::Completed);
+    assert!(w.settle(PATIENCE).await, "the ending never reached Redis");
+    // Settled means written: no waiting on the background task.
+    assert_eq!(how(&redis, id(20)), "completed");
+    let mut r = open(&store, id(20)).await;
+    let (got, end) = follow(&mut r, 0).await;
+    assert_eq!(got.len(), 500);
+    assert_eq!(end, Next::Ended { last: 500, how: Ending::Completed });
+
+    // Redis frozen: the ending cannot be written, and settle gives up at its limit.
+    let mut w = store.create(id(21), meta(), limits(1 << 20));
+    w.append(1, &ev("a"));
+    let _ = open_when_created(&store, id(21)).await;
+    redis.pause();
+    w.finish(1, Ending::Completed);
+    assert!(!w.settle(Duration::from_millis(200)).await);
+    redis.unpause();
+    assert!(w.settle(PATIENCE).await);
+    assert_eq!(how(&redis, id(21)), "completed");
+}

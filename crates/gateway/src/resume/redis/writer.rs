@@ -2,6 +2,8 @@
 //! operations into pipelines, renews leases and counts readers.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -61,6 +63,37 @@ pub(crate) struct Shared {
     created: AtomicBool,
     /// Woken when `created` is set.
     created_notify: Notify,
+    /// The stream's ending went out to Redis (or failed to): nothing of it is queued any more.
+    settled: Flag,
+}
+
+/// A flag that is set once and can be waited for.
+#[derive(Debug, Default)]
+pub(crate) struct Flag {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Flag {
+    fn set(&self) {
+        if !self.set.swap(true, Ordering::Release) {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Waits (at most `limit`) until the flag is set; whether it is.
+    async fn wait(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.notify.notified();
+                if self.set.load(Ordering::Acquire) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
 }
 
 impl Shared {
@@ -121,6 +154,7 @@ impl RedisWriter {
             end_queued: AtomicBool::new(false),
             created: AtomicBool::new(false),
             created_notify: Notify::new(),
+            settled: Flag::default(),
         });
         let queue = match start(inner) {
             Ok(q) => {
@@ -131,6 +165,7 @@ impl RedisWriter {
             }
             Err(why) => {
                 shared.failed(id, &why);
+                shared.settled.set();
                 None
             }
         };
@@ -138,6 +173,7 @@ impl RedisWriter {
         if !w.send(Op::Create(Box::new(Created { id, keys, meta, limits, shared }))) {
             // The task will never know it (nor settle it): not resumable.
             lock(&inner.local).remove(&id);
+            w.shared.settled.set();
         }
         w
     }
@@ -182,6 +218,13 @@ impl Writer for RedisWriter {
 
     fn readers_attached(&self) -> bool {
         self.shared.readers.load(Ordering::Relaxed)
+    }
+
+    /// Waits for the background task to have written the stream's ending (after every append queued
+    /// before it: the queue is in order), or for its pipeline to have failed. Before `finish` there is no
+    /// ending to wait for: it returns `false` at `limit`.
+    fn settle(&self, limit: Duration) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(self.shared.settled.wait(limit))
     }
 }
 
@@ -264,6 +307,7 @@ impl Task {
         let mut involved: Vec<(StreamId, Arc<Shared>)> = Vec::new();
         let mut created: Vec<Arc<Shared>> = Vec::new();
         let mut settled: Vec<StreamId> = Vec::new();
+        let mut ended: Vec<Arc<Shared>> = Vec::new();
         for op in ops.drain(..) {
             match op {
                 Op::Create(c) => {
@@ -308,6 +352,7 @@ impl Task {
                 Op::End { id } => {
                     if let Some(s) = self.streams.remove(&id) {
                         end_commands(&mut pipe, &s);
+                        ended.push(s.shared.clone());
                         involved.push((id, s.shared));
                         settled.push(id);
                     }
@@ -334,6 +379,7 @@ impl Task {
             }
         }
         self.forget(&settled);
+        ended.iter().for_each(|s| s.settled.set());
     }
 
     /// Runs `pipe`, once more if the connection had dropped (the connection manager reconnects: the first
@@ -371,9 +417,11 @@ impl Task {
         let mut pipe = redis::pipe();
         let ended: Vec<StreamId> =
             self.streams.iter().filter(|(_, s)| all || s.shared.lost_end()).map(|(id, _)| *id).collect();
+        let mut settled = Vec::with_capacity(ended.len());
         for id in &ended {
             if let Some(s) = self.streams.remove(id) {
                 end_commands(&mut pipe, &s);
+                settled.push(s.shared);
             }
         }
         let now = unix_ms(SystemTime::now());
@@ -417,6 +465,7 @@ impl Task {
             }
         }
         self.forget(&ended);
+        settled.iter().for_each(|s| s.settled.set());
     }
 }
 
