@@ -65,12 +65,7 @@ pub async fn run(
             r = pump.read() => Next::Upstream(r),
             _ = timers.expired() => Next::Timer,
             _ = presence.tick(), if timeout.is_some() => Next::Presence,
-            r = shutdown.changed(), if !draining => {
-                if r.is_err() {
-                    std::future::pending::<()>().await
-                }
-                Next::ShutdownChanged
-            }
+            _ = super::shutdown_turned(shutdown), if !draining => Next::ShutdownChanged,
         };
         match next {
             Next::Upstream(Ok(Some(chunk))) => {

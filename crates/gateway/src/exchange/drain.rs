@@ -71,12 +71,7 @@ pub async fn run(mut pump: Pump, peer: &HttpPeer, parts: Parts<'_>) -> Left {
         let next = tokio::select! {
             r = pump.read() => Next::Upstream(r),
             _ = timers.expired() => Next::Timer,
-            r = shutdown.changed(), if !draining => {
-                if r.is_err() {
-                    std::future::pending::<()>().await
-                }
-                Next::ShutdownChanged
-            }
+            _ = super::shutdown_turned(shutdown), if !draining => Next::ShutdownChanged,
         };
         match next {
             Next::Upstream(Ok(Some(chunk))) => {

@@ -595,12 +595,15 @@ async fn wake<T>(
         r = upstream => Wake::Upstream(r),
         _ = timers.expired() => Wake::Timer,
         _ = session.read_body_or_idle(true) => Wake::ClientGone,
-        r = shutdown.changed(), if !draining => {
-            if r.is_err() {
-                // The server is gone without a shutdown broadcast: nothing more to wait for here.
-                std::future::pending::<()>().await
-            }
-            Wake::ShutdownChanged
-        }
+        _ = shutdown_turned(shutdown), if !draining => Wake::ShutdownChanged,
+    }
+}
+
+/// Resolves when the shutdown watch changes. The server gone without a shutdown broadcast leaves nothing to
+/// wait for: then it never resolves. Every wait of a stream (the body loop, drain, detach, a resume reader)
+/// selects on this.
+pub(crate) async fn shutdown_turned(shutdown: &mut ShutdownWatch) {
+    if shutdown.changed().await.is_err() {
+        std::future::pending::<()>().await
     }
 }

@@ -272,12 +272,7 @@ async fn follow(
                     r = reader.wait(after) => r.map(|()| Woke::Store),
                     _ = sleep_until(beat) => Ok(Woke::Heartbeat),
                     _ = session.read_body_or_idle(true) => Ok(Woke::ClientGone),
-                    r = shutdown.changed() => {
-                        if r.is_err() {
-                            std::future::pending::<()>().await
-                        }
-                        Ok(Woke::Shutdown)
-                    }
+                    _ = crate::exchange::shutdown_turned(&mut shutdown) => Ok(Woke::Shutdown),
                 };
                 match woke {
                     Ok(Woke::Store) => {}
