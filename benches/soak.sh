@@ -10,7 +10,9 @@
 # stream: K messages, P ms apart), --heartbeat D (idle streams' heartbeat interval, e.g. 1s), --threads T
 # (ssegate worker threads), --out DIR (default benches/results/soak-<UTC date-time>), --no-build (use the
 # binaries in target/release, or $CARGO_TARGET_DIR/release; SSEGATE_BIN=path overrides the ssegate binary),
-# --profile debug|release, --linger S (seconds to wait after the load for idle pooled upstream connections to expire; 65, smoke 0).
+# --profile debug|release, --linger S (seconds to wait after the load for idle pooled upstream connections to expire; 65, smoke 0),
+# --ssegate-env K=V (repeatable: an environment variable for the ssegate process only, e.g. MALLOC_ARENA_MAX=2 or
+# LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2 to compare allocators; recorded in soak.json).
 #
 # What it checks (exit status 1 when one fails): every active stream delivered every sequence number once and in
 # order (0 lost, 0 duplicated, 0 reordered, 0 unexpected), no stream failed, every idle stream was still open at
@@ -35,6 +37,7 @@ PROFILE=release
 OUT=""
 SAMPLE_S=5
 LINGER=65
+SSEGATE_ENV=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) STREAMS=300; ACTIVE=50; DURATION=45; SAMPLE_S=1; LINGER=0 ;;
@@ -50,7 +53,10 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0 ;;
         --profile) PROFILE="$2"; shift ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --ssegate-env)
+            case "$2" in *=*) SSEGATE_ENV+=("$2") ;; *) echo "soak.sh: --ssegate-env needs K=V" >&2; exit 2 ;; esac
+            shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "soak.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -170,7 +176,8 @@ heartbeat_interval = "$HEARTBEAT"
 idle_timeout = "24h"
 max_duration = "0s"
 EOF
-RUST_LOG=warn "$SSEGATE" run --config "$WORK/ssegate.toml" >"$OUT/ssegate.log" 2>&1 &
+# env execs ssegate: $! is ssegate's own PID (RSS, descriptors and CPU are read from /proc/PID).
+env RUST_LOG=warn "${SSEGATE_ENV[@]}" "$SSEGATE" run --config "$WORK/ssegate.toml" >"$OUT/ssegate.log" 2>&1 &
 SSEGATE_PID=$!
 PIDS+=("$SSEGATE_PID")
 wait_status 127.0.0.1 "$ADMIN" /readyz 200 10
@@ -318,7 +325,8 @@ GROWTH_OK=$(awk -v m="$RSS_MID" -v e="$RSS_END" 'BEGIN{ lim = m/10; if (lim < 40
 VERDICT=pass
 [ ${#FAIL[@]} -eq 0 ] || VERDICT="FAIL: $(IFS=';'; echo "${FAIL[*]}")"
 
-export VERDICT STAMP PROFILE LOAD_END HEARTBEAT STREAMS IDLE ACTIVE DURATION HOLD_S MESSAGES PACE_MS THREADS EVENTS \
+SSEGATE_ENV_JSON=$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${SSEGATE_ENV[@]}")
+export SSEGATE_ENV_JSON VERDICT STAMP PROFILE LOAD_END HEARTBEAT STREAMS IDLE ACTIVE DURATION HOLD_S MESSAGES PACE_MS THREADS EVENTS \
     COMPLETED HB LOST DUP REORD UNEXP RSS_BASE RSS_START RSS_MID RSS_END RSS_AFTER SLOPE FDS_BASE POOL_BASE FDS_OPEN \
     FDS_END_HOLD FDS_AFTER POOL_AFTER LINGER FDS_LINGER POOL_LINGER CPU_PCT IDLE_OPEN IDLE_OPEN_END
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') python3 -c 'import json, os
@@ -328,7 +336,7 @@ print(json.dumps({
     "kind": "soak", "date": e["STAMP"], "commit": e["COMMIT"], "profile": e["PROFILE"], "verdict": e["VERDICT"],
     "streams": n("STREAMS"), "idle": n("IDLE"), "active": n("ACTIVE"), "duration_s": n("DURATION"),
     "hold_s": n("HOLD_S"), "messages": n("MESSAGES"), "pace_ms": n("PACE_MS"), "heartbeat": e["HEARTBEAT"],
-    "threads": n("THREADS"), "events": n("EVENTS"), "active_streams_completed": n("COMPLETED"),
+    "threads": n("THREADS"), "ssegate_env": n("SSEGATE_ENV_JSON"), "events": n("EVENTS"), "active_streams_completed": n("COMPLETED"),
     "heartbeats": n("HB"), "idle_open": n("IDLE_OPEN"), "idle_open_at_end": n("IDLE_OPEN_END"),
     "seq": {"lost": n("LOST"), "duplicated": n("DUP"), "reordered": n("REORD"), "unexpected": n("UNEXP")},
     "rss_kib": {"base": n("RSS_BASE"), "start": n("RSS_START"), "middle": n("RSS_MID"), "end": n("RSS_END"),
