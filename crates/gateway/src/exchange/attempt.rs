@@ -104,7 +104,8 @@ impl Exchange<'_> {
             }
             Choice::Decode(format) => {
                 let decompressor = match Decompressor::for_encoding(header_str(resp, "content-encoding")) {
-                    Ok(d) => d,
+                    // Boxed before it is held across the awaits below (rare, 256 bytes).
+                    Ok(d) => d.map(Box::new),
                     Err(enc) => {
                         up.shutdown().await;
                         let msg = format!("upstream used unsupported content-encoding {enc:?}");

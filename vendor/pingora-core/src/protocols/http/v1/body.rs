@@ -1388,8 +1388,10 @@ impl BodyWriter {
             BM::ChunkedEncoding(written) => {
                 let chunk_size = buf.len();
 
-                let chuck_size_buf = format!("{:X}\r\n", chunk_size);
-                let mut output_buf = Bytes::from(chuck_size_buf).chain(buf).chain(&b"\r\n"[..]);
+                // ssegate patch: the chunk-size line is written on the stack, not with `format!`.
+                let mut line = [0u8; CHUNK_SIZE_LINE_MAX];
+                let mut output_buf =
+                    Buf::chain(chunk_size_line(chunk_size, &mut line), buf).chain(&b"\r\n"[..]);
                 stream
                     .write_all_buf(&mut output_buf)
                     .await
@@ -1880,7 +1882,10 @@ impl BodyWriter {
                 let application_bytes_size = bytes.len();
 
                 // Format the chunk: size\r\ndata\r\n
-                let chunk_size_header = format!("{:X}\r\n", application_bytes_size);
+                // ssegate patch: the chunk-size line is formatted without `format!`.
+                let mut line = [0u8; CHUNK_SIZE_LINE_MAX];
+                let chunk_size_header =
+                    Bytes::copy_from_slice(chunk_size_line(application_bytes_size, &mut line));
                 let output_buf = Bytes::from(chunk_size_header)
                     .chain(bytes)
                     .chain(&b"\r\n"[..]);
@@ -2026,8 +2031,45 @@ impl BodyWriter {
     }
 }
 
+/// ssegate patch: the longest chunk-size line, `{:X}\r\n` of `usize::MAX`.
+const CHUNK_SIZE_LINE_MAX: usize = 2 * std::mem::size_of::<usize>() + 2;
+
+/// ssegate patch: writes the chunk-size line of a chunked body, `format!("{:X}\r\n", size)`, into the end of
+/// `out` and returns it (no allocation, no `fmt` machinery on every written chunk).
+fn chunk_size_line(size: usize, out: &mut [u8; CHUNK_SIZE_LINE_MAX]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut i = CHUNK_SIZE_LINE_MAX - 2;
+    out[i] = b'\r';
+    out[i + 1] = b'\n';
+    let mut n = size;
+    loop {
+        i -= 1;
+        out[i] = HEX[n & 0xF];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    &out[i..]
+}
+
 #[cfg(test)]
 mod tests {
+    // ssegate patch: the chunk-size line is what `format!` wrote.
+    #[test]
+    fn chunk_size_line_is_format_hex() {
+        let mut sizes = vec![0usize, 1, 9, 10, 15, 16, 17, 255, 256, 4095, 4096, 65535, 65536, usize::MAX];
+        sizes.extend((0..usize::BITS).map(|b| 1usize << b));
+        sizes.extend((1..usize::BITS).map(|b| (1usize << b) - 1));
+        for size in sizes {
+            let mut line = [0u8; super::CHUNK_SIZE_LINE_MAX];
+            assert_eq!(
+                super::chunk_size_line(size, &mut line),
+                format!("{:X}\r\n", size).as_bytes(),
+                "{size}"
+            );
+        }
+    }
     use super::*;
     use tokio_test::io::Builder;
 
