@@ -289,7 +289,8 @@ async fn drain_on_a_resumable_route_reads_to_the_end_and_records_for_readers() {
         let s = stream_id(&owner);
         assert_eq!(next(&mut owner).await, ev(&s, 1, "e1"));
         drop(owner);
-        Scrape::until(gw.admin_addr(), |s| s.value("ssegate_streams_draining", &[("route", "r")]) == 1.0).await;
+        Scrape::until(gw.admin_addr(), |s| s.value("ssegate_streams_draining", &[("route", "r")]) == 1.0)
+            .await;
         tokio::time::sleep(Duration::from_millis(500)).await; // > detach_timeout: drain does not care
         gate.open();
         let lines = gw.access_lines(1).await;
@@ -381,9 +382,10 @@ async fn a_failure_is_recorded_as_the_last_event_with_its_id_and_a_reconnect_aft
         let s = stream_id(&owner);
         assert_eq!(next(&mut owner).await, ev(&s, 1, "a"));
         drop(owner); // detached: the reset happens with nobody connected
-        // Only once the gateway has seen the client leave (else it may still write `b` to the closed socket and
-        // end as an ordinary upstream failure: a loaded CI machine did).
-        Scrape::until(gw.admin_addr(), |s| s.value("ssegate_streams_detached", &[("route", "r")]) == 1.0).await;
+                     // Only once the gateway has seen the client leave (else it may still write `b` to the closed socket and
+                     // end as an ordinary upstream failure: a loaded CI machine did).
+        Scrape::until(gw.admin_addr(), |s| s.value("ssegate_streams_detached", &[("route", "r")]) == 1.0)
+            .await;
         let mut reader = resume_with(&gw, &format!("/r/_streams/{s}"), &format!("{s}.1"), &[]).await;
         gate.open();
         let evs = rest(&mut reader).await;
