@@ -34,8 +34,8 @@ pub mod record;
 mod request;
 mod stats;
 mod timers;
+mod wake;
 
-use std::future::Future;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -64,6 +64,8 @@ use failover::{before_first_event, AttemptFailed, Attempts};
 use pump::{Produced, Pump};
 pub use stats::Stats;
 use timers::{Due, Timers};
+pub(crate) use wake::shutdown_turned;
+use wake::{wake, Wake};
 
 /// What an admitted request brings to the exchange.
 #[derive(Debug)]
@@ -79,14 +81,6 @@ pub struct Admitted {
     /// The `X-Forwarded-*` headers to send upstream (boxed: the exchange future lives as long as the stream,
     /// and these are needed only to build the upstream request).
     pub forwarded: Box<Forwarded>,
-}
-
-/// What woke the loop.
-enum Wake<T> {
-    Upstream(T),
-    Timer,
-    ClientGone,
-    ShutdownChanged,
 }
 
 /// Why the body loop stops before the upstream's end.
@@ -576,34 +570,5 @@ impl Exchange<'_> {
             }
         }
         done
-    }
-}
-
-/// Waits for whichever comes first: `upstream`, the earliest deadline, the client going away, or a change
-/// of the shutdown watch.
-async fn wake<T>(
-    timers: &mut Timers,
-    session: &mut ServerSession,
-    shutdown: &mut ShutdownWatch,
-    upstream: impl Future<Output = T>,
-) -> Wake<T> {
-    let draining = timers.is_draining();
-    // Random branch order (tokio's default), not `biased;`: a fixed order measured no better (callgrind,
-    // within ±3 %), and it either re-polls the other branches on every upstream wake-up (upstream last) or
-    // lets a busy upstream hold off the deadlines and the client (upstream first).
-    tokio::select! {
-        r = upstream => Wake::Upstream(r),
-        _ = timers.expired() => Wake::Timer,
-        _ = session.read_body_or_idle(true) => Wake::ClientGone,
-        _ = shutdown_turned(shutdown), if !draining => Wake::ShutdownChanged,
-    }
-}
-
-/// Resolves when the shutdown watch changes. The server gone without a shutdown broadcast leaves nothing to
-/// wait for: then it never resolves. Every wait of a stream (the body loop, drain, detach, a resume reader)
-/// selects on this.
-pub(crate) async fn shutdown_turned(shutdown: &mut ShutdownWatch) {
-    if shutdown.changed().await.is_err() {
-        std::future::pending::<()>().await
     }
 }
