@@ -2,8 +2,9 @@
 //!
 //! pingora 0.9's accept loop (`pingora-core` `services/listening.rs`, `run_endpoint`) handles an `accept()`
 //! error by logging `Accept() failed {error}` at `error` (through the `log` crate) and, for `EMFILE` (24,
-//! "too many open files") only, sleeping one second before trying again: no busy loop, the waiting
-//! connection stays in the kernel's backlog and is accepted once a descriptor is free. It offers no hook to
+//! "too many open files") — and, with ssegate's pingora-core patch, `ENFILE`, `ENOBUFS` and `ENOMEM` —
+//! sleeping one second before trying again: no busy loop, the waiting connection stays in the kernel's
+//! backlog and is accepted once the resource is free. It offers no hook to
 //! count the failures, so ssegate watches that log record on its way into `tracing`: [`CountingLog`] wraps
 //! the `log` → `tracing` bridge and counts each such record in `ssegate_accept_errors_total{listener=
 //! "traffic"}`. The record's target and text are pingora's: an upgrade of pingora that changes them is

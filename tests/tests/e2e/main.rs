@@ -20,6 +20,7 @@ mod providers_fixtures;
 #[allow(dead_code)]
 #[path = "../../../crates/gateway/src/provider/fixtures.rs"]
 mod provider_fixtures;
+mod reliability_accept;
 mod reliability_dns;
 mod reliability_fds;
 mod reliability_preface;

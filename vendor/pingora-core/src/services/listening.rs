@@ -260,7 +260,13 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     {
                         // 24: too many open files. In this case accept() will continue return this
                         // error without blocking, which could use up all the resources
-                        if io_error == 24 {
+                        // ssegate patch: the same for the other resource errors that accept() keeps
+                        // returning without blocking: the system-wide file table full, no buffer
+                        // space, no memory.
+                        if matches!(
+                            io_error,
+                            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+                        ) {
                             // call sleep to calm the thread down and wait for others to release
                             // some resources
                             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
