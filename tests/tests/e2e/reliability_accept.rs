@@ -18,6 +18,8 @@ use ssegate_tests::metrics::Scrape;
 use ssegate_tests::{assert_sse_head, bounded, get, MockUpstream, Reply, Step};
 use ssegate_tests::{GatewaySpec, RouteSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::reliability_fds::first_event_within;
 use tokio::net::TcpStream;
 
 /// Linux errno values.
@@ -90,22 +92,12 @@ async fn other_accept_errors_wait_too_open_streams_go_on_and_service_recovers() 
 
             // The condition passes: the waiting client is served.
             std::fs::remove_file(&fault).unwrap();
-            let mut buf = Vec::new();
-            let served = tokio::time::timeout(Duration::from_secs(8), async {
-                while !buf.windows(5).any(|w| w == b"data:") {
-                    let mut chunk = [0u8; 4096];
-                    let n = waiting.read(&mut chunk).await.unwrap();
-                    assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&buf));
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-            })
+            first_event_within(
+                &mut waiting,
+                Duration::from_secs(8),
+                &format!("once accepts work (errno {errno})"),
+            )
             .await;
-            assert!(
-                served.is_ok(),
-                "errno {errno}: not served once accepts work: {}",
-                String::from_utf8_lossy(&buf)
-            );
-            assert!(buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf));
         }
 
         // Every failure was logged and counted (the admin listener was never affected).

@@ -72,6 +72,23 @@ fn accept_failures_logged(gw: &Gateway) -> usize {
     gw.stderr().matches("Accept() failed").count()
 }
 
+/// Reads `waiting`'s answer until its first event within `within`: a `200` head and one `data:` line, or a
+/// failure naming `when`.
+pub(crate) async fn first_event_within(waiting: &mut TcpStream, within: Duration, when: &str) {
+    let mut buf = Vec::new();
+    let served = tokio::time::timeout(within, async {
+        while !buf.windows(5).any(|w| w == b"data:") {
+            let mut chunk = [0u8; 4096];
+            let n = waiting.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&buf));
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(served.is_ok(), "not served {when}: {}", String::from_utf8_lossy(&buf));
+    assert!(buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf));
+}
+
 #[tokio::test]
 async fn out_of_descriptors_accepts_wait_open_streams_go_on_and_service_recovers() {
     bounded(async {
@@ -118,18 +135,7 @@ async fn out_of_descriptors_accepts_wait_open_streams_go_on_and_service_recovers
 
         // Descriptors free up (the open streams end): the waiting client is served.
         drop(open);
-        let mut buf = Vec::new();
-        let served = tokio::time::timeout(Duration::from_secs(8), async {
-            while !buf.windows(5).any(|w| w == b"data:") {
-                let mut chunk = [0u8; 4096];
-                let n = waiting.read(&mut chunk).await.unwrap();
-                assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&buf));
-                buf.extend_from_slice(&chunk[..n]);
-            }
-        })
-        .await;
-        assert!(served.is_ok(), "not served after descriptors were freed: {}", String::from_utf8_lossy(&buf));
-        assert!(buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf));
+        first_event_within(&mut waiting, Duration::from_secs(8), "after descriptors were freed").await;
         drop(waiting);
         set_nofile(pid, original);
         // Counted (the admin listener accepts again now).
