@@ -21,6 +21,7 @@ command -v c++ >/dev/null 2>&1 || need+=(g++)                    # libFuzzer (C+
 command -v cmake >/dev/null 2>&1 || need+=(cmake)                 # pingora-core builds zlib-ng with cmake
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates) # https upstreams use the system roots
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)             # tests/clients/test_h2_floods.py: a self-signed certificate
 if [ "$build_only" -eq 0 ]; then
   command -v promtool >/dev/null 2>&1 || need+=(prometheus)        # promtool: checks metrics and alert rules
   [ -x /usr/bin/chromium ] || need+=(chromium)                     # tests/clients: the demo page in a real browser

@@ -29,6 +29,7 @@ pub mod edge;
 pub mod error;
 pub mod exchange;
 pub mod gateway;
+pub mod h2_watch;
 pub mod headers;
 pub mod http_rules;
 pub mod logging;

@@ -11,7 +11,7 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::Stream;
+use pingora::protocols::{Digest, Stream};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::background_service;
@@ -23,6 +23,7 @@ use crate::edge;
 use crate::error::ErrorType;
 use crate::exchange::downstream::send_json_error;
 use crate::gateway::{Gateway, SharedGateway};
+use crate::metrics::listener::H2Listener;
 use crate::metrics::{self, EdgeReason};
 use crate::preface::{self, Sniffed};
 use crate::reload::{ReloadService, Reloader};
@@ -52,6 +53,8 @@ pub enum StartError {
 pub struct App {
     gateway: Arc<SharedGateway>,
     options: HttpServerOptions,
+    /// Which listener's HTTP/2 connections this app serves (for `ssegate_h2_connection_errors_total`).
+    h2_listener: H2Listener,
 }
 
 impl App {
@@ -158,14 +161,21 @@ impl HttpServerApp for App {
     fn server_options(&self) -> Option<&HttpServerOptions> {
         Some(&self.options)
     }
+
+    /// An HTTP/2 connection ended with an error (pingora-core patch, `docs/pingora-h2-errors.md`): counted
+    /// when it was the client's fault (a flood, a protocol violation).
+    fn h2_connection_error(&self, error: &pingora::Error, _digest: &Digest) {
+        crate::h2_watch::count(self.h2_listener, error);
+    }
 }
 
 /// Counts downstream connections around the HTTP app, and chooses h2c or HTTP/1 on plaintext connections.
 #[derive(Debug)]
 struct Counted {
-    /// With pingora's h2c detection on: TLS connections (ALPN decides) and plaintext ones that sent the
-    /// HTTP/2 preface.
+    /// With pingora's h2c detection on: plaintext connections that sent the HTTP/2 preface.
     h2c: Arc<App>,
+    /// TLS connections (ALPN decides between h2 and HTTP/1.1).
+    tls: Arc<App>,
     /// With h2c off: plaintext connections that sent anything else.
     http1: Arc<App>,
 }
@@ -180,7 +190,7 @@ impl ServerApp for Counted {
         // a byte differs from the preface), within request_header_timeout, and hands the connection to the
         // app with h2c on or off. TLS streams (not an L4 stream) pass at once: ALPN decides there.
         if !stream.as_any().is::<L4Stream>() {
-            return ServerApp::process_new(&self.h2c, stream, shutdown).await;
+            return ServerApp::process_new(&self.tls, stream, shutdown).await;
         }
         let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else { return None };
         let header_timeout = self.h2c.header_timeout();
@@ -236,8 +246,11 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     options.h2_idle_timeout = Some(KEEPALIVE_IDLE);
     let mut http1_options = options.clone();
     http1_options.h2c = false;
-    let h2c = Arc::new(App { gateway: gateway.clone(), options });
-    let http1 = Arc::new(App { gateway: gateway.clone(), options: http1_options });
+    let app = |options: &HttpServerOptions, h2_listener| {
+        Arc::new(App { gateway: gateway.clone(), options: options.clone(), h2_listener })
+    };
+    let (h2c, tls_app) = (app(&options, H2Listener::H2c), app(&options, H2Listener::Tls));
+    let http1 = app(&http1_options, H2Listener::H2c);
 
     let conf = ServerConf {
         threads: server_cfg.threads,
@@ -253,7 +266,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut service = Service::new("ssegate".to_string(), Counted { h2c, http1 });
+    let mut service = Service::new("ssegate".to_string(), Counted { h2c, tls: tls_app, http1 });
     // No L4 read buffer: pingora's default is 64 KiB per downstream connection, most of it resident for the
     // life of a stream, while an SSE client sends one small request and then nothing. Request heads are read
     // into the HTTP layer's own buffer; TLS records into rustls' buffer.

@@ -245,6 +245,13 @@ pub trait HttpServerApp {
         None
     }
 
+    /// ssegate patch: called when an HTTP/2 connection ends with an error: its handshake failed, or the
+    /// accept loop stopped on a connection error (for example the GOAWAY `h2` sent for a rapid-reset or
+    /// CONTINUATION flood, with the `h2::Error` as the error's root cause, or too many malformed
+    /// requests on the connection). Not called when the connection ends cleanly or idle. The default does
+    /// nothing.
+    fn h2_connection_error(&self, _error: &crate::Error, _digest: &Digest) {}
+
     async fn http_cleanup(&self) {}
 
     #[doc(hidden)]
@@ -310,6 +317,7 @@ where
             let h2_conn = match server::handshake(stream, h2_options).await {
                 Err(e) => {
                     error!("H2 handshake error {e}");
+                    self.h2_connection_error(&e, &digest);
                     return None;
                 }
                 Ok(c) => c,
@@ -321,9 +329,9 @@ where
             let app = self.clone();
             let shutdown_for_session = shutdown.clone();
             let h2_idle_timeout = self.server_options().and_then(|o| o.h2_idle_timeout);
-            server::accept_downstream_sessions(
+            let ended = server::accept_downstream_sessions(
                 h2_conn,
-                digest,
+                digest.clone(),
                 shutdown.clone(),
                 h2_idle_timeout,
                 |h2_stream, guard| {
@@ -340,6 +348,9 @@ where
                 },
             )
             .await;
+            if let Err(e) = ended {
+                self.h2_connection_error(&e, &digest);
+            }
         } else if custom || matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {

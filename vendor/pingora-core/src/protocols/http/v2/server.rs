@@ -106,6 +106,10 @@ pub async fn handshake(io: Stream, options: Option<H2Options>) -> Result<H2Conne
 ///   * the runtime-level `graceful_shutdown_timeout_seconds` ceiling fires and
 ///     force-kills the task driving this future.
 ///
+/// ssegate patch: returns the error that ended the connection (the codec's connection error, e.g. the
+/// GOAWAY `h2` sent for a rapid-reset or CONTINUATION flood, or the malformed-stream budget running out),
+/// `Ok(())` when it ended cleanly or idle, so that the caller can count why connections were closed.
+///
 /// On a shutdown signal:
 ///   1. [`h2::server::Connection::graceful_shutdown`] is called, which
 ///      enqueues a GOAWAY with the maximum possible last_stream_id per
@@ -136,7 +140,8 @@ pub(crate) async fn accept_downstream_sessions<F>(
     mut shutdown: ShutdownWatch,
     idle_timeout: Option<Duration>,
     mut on_session: F,
-) where
+) -> Result<()>
+where
     F: FnMut(HttpSession, StreamGuard),
 {
     let mut shutdown_initiated = false;
@@ -175,7 +180,7 @@ pub(crate) async fn accept_downstream_sessions<F>(
                     // Idle with nothing in flight: drop `conn` to close the
                     // socket now (no graceful GOAWAY wait that could hang on
                     // a dead peer).
-                    return;
+                    return Ok(());
                 }
             }
         };
@@ -184,10 +189,10 @@ pub(crate) async fn accept_downstream_sessions<F>(
                 // It is common for the client to just disconnect TCP without
                 // properly closing H2. So we don't log the errors here
                 debug!("H2 error when accepting new stream {e}");
-                return;
+                return Err(e);
             }
             // None means the connection is ready to be closed
-            Ok(None) => return,
+            Ok(None) => return Ok(()),
             // The offending stream was already answered or reset; keep the
             // connection alive and continue accepting sibling streams.
             Ok(Some(H2Accept::Rejected)) => continue,
