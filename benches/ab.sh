@@ -8,59 +8,55 @@
 #   benches/ab.sh BIN_A BIN_B [ROUNDS]     # ROUNDS default 3; the mock and loadgen from target/release
 #                                          # (or $CARGO_TARGET_DIR/release)
 set -euo pipefail
-[ $# -ge 2 ] || { sed -n '2,9p' "$0"; exit 2; }
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-R=${CARGO_TARGET_DIR:-$ROOT/target}/release
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
+[ $# -ge 2 ] || { bench_help; exit 2; }
 A=$1; B=$2; ROUNDS=${3:-3}
-for b in "$A" "$B" "$R/mock-upstream" "$R/loadgen"; do [ -x "$b" ] || { echo "ab.sh: $b missing" >&2; exit 1; }; done
-W=$(mktemp -d)
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-ulimit -n "$(ulimit -Hn)"
-MP=$(port)
-taskset -c 0 "$R/mock-upstream" --listen "127.0.0.1:$MP" >/dev/null 2>&1 & MOCK=$!
-trap 'kill $MOCK 2>/dev/null; pkill -f "$W/g" 2>/dev/null; rm -rf "$W"' EXIT
+bench_binaries release 0
+need_bins "cargo build --release -p ssegate-bench --bins" "$A" "$B" "$MOCK" "$LOADGEN"
+bench_init ab
+bench_nofile 0
+bench_pinning
+start_mock
 echo "A = $A${A_NOTE:+ ($A_NOTE)}; B = $B${B_NOTE:+ ($B_NOTE)}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ab_config PORT ADMIN_PORT: only keys every version accepts.
+ab_config() {
+    ssegate_server "$1" "$2" 1
+    ssegate_route ndjson 'format = "ndjson"'
+    ssegate_route idle 'format = "ndjson"' 'heartbeat_interval = "1s"'
+}
+
+# ab_start NAME: a fresh $SSEGATE, warmed up by one request.
+ab_start() {
+    start_ssegate ab_config "$WORK/g-$1.toml" "$WORK/$1.log"
+    wait_status 127.0.0.1 "$SSEGATE_PORT" "/ndjson/api/chat?n=1&pace_ms=0" 200 5 "$SSEGATE_PID"
+}
+
+# ab_loadgen NAME MODE ARGS...: one loadgen measurement of the running ssegate (its human line in WORK).
+ab_loadgen() {
+    local name=$1 mode=$2
+    shift 2
+    "${PIN_LOAD[@]}" "$LOADGEN" "$mode" --mock-pid "$MOCK_PID" --pid "$SSEGATE_PID" --target "$name" "$@" \
+        >/dev/null 2>>"$WORK/loadgen.err"
+}
+
 run() { # NAME BIN
-  local GP AP GW
-  GP=$(port); AP=$(port)
-  cat >"$W/g-$1.toml" <<T
-[server]
-listen = ["127.0.0.1:$GP"]
-threads = 1
-[admin]
-listen = "127.0.0.1:$AP"
-[[route]]
-name = "ndjson"
-path_prefix = "/ndjson"
-upstream = "http://127.0.0.1:$MP"
-format = "ndjson"
-[[route]]
-name = "idle"
-path_prefix = "/idle"
-upstream = "http://127.0.0.1:$MP"
-format = "ndjson"
-heartbeat_interval = "1s"
-T
-  RUST_LOG=warn taskset -c 1 "$2" run --config "$W/g-$1.toml" >"$W/$1.log" 2>&1 & GW=$!
-  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$AP/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
-  curl -fs "http://127.0.0.1:$GP/ndjson/api/chat?n=1&pace_ms=0" >/dev/null
-  taskset -c 0 "$R/loadgen" stream --method POST --mock-pid "$MOCK" --pid "$GW" --target "$1" --scenario burst \
-    --json "$W/$1-b.json" --url "http://127.0.0.1:$GP/ndjson/api/chat?n=5000&pace_ms=0&size=100&batch=8" --parse sse \
-    --expect 5000 --streams 10 --duration 3 --warmup 1 --ramp-rate 1000 >/dev/null
-  taskset -c 0 "$R/loadgen" stream --method POST --mock-pid "$MOCK" --pid "$GW" --target "$1" --scenario paced-50 \
-    --json "$W/$1-p.json" --url "http://127.0.0.1:$GP/ndjson/api/chat?n=200&pace_ms=10&size=100" --parse sse \
-    --expect 200 --streams 50 --duration 6 --warmup 1 --ramp-rate 1000 >/dev/null
-  kill $GW; wait $GW 2>/dev/null || true
-  GP=$(port); AP=$(port)
-  sed -i "s/^listen = \[.*/listen = [\"127.0.0.1:$GP\"]/; s/^listen = \"127.*/listen = \"127.0.0.1:$AP\"/" "$W/g-$1.toml"
-  RUST_LOG=warn taskset -c 1 "$2" run --config "$W/g-$1.toml" >"$W/$1.log" 2>&1 & GW=$!
-  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$AP/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
-  curl -fs "http://127.0.0.1:$GP/ndjson/api/chat?n=1&pace_ms=0" >/dev/null
-  taskset -c 0 "$R/loadgen" idle --mock-pid "$MOCK" --pid "$GW" --target "$1" --scenario idle-2000 \
-    --json "$W/$1-i.json" --url "http://127.0.0.1:$GP/idle/api/chat?n=1&first_ms=600000" --streams 2000 \
-    --ramp-rate 3000 --hold 8 >/dev/null
-  kill $GW; wait $GW 2>/dev/null || true
-  python3 - "$W/$1-b.json" "$W/$1-p.json" "$W/$1-i.json" "$1" <<'PY'
+    SSEGATE=$2
+    ab_start "$1"
+    ab_loadgen "$1" stream --method POST --scenario burst --json "$WORK/$1-b.json" \
+        --url "http://127.0.0.1:$SSEGATE_PORT/ndjson/api/chat?n=5000&pace_ms=0&size=100&batch=8" --parse sse \
+        --expect 5000 --streams 10 --duration 3 --warmup 1 --ramp-rate 1000
+    ab_loadgen "$1" stream --method POST --scenario paced-50 --json "$WORK/$1-p.json" \
+        --url "http://127.0.0.1:$SSEGATE_PORT/ndjson/api/chat?n=200&pace_ms=10&size=100" --parse sse \
+        --expect 200 --streams 50 --duration 6 --warmup 1 --ramp-rate 1000
+    stop_ssegate
+    ab_start "$1"
+    ab_loadgen "$1" idle --scenario idle-2000 --json "$WORK/$1-i.json" \
+        --url "http://127.0.0.1:$SSEGATE_PORT/idle/api/chat?n=1&first_ms=600000" --streams 2000 \
+        --ramp-rate 3000 --hold 8
+    stop_ssegate
+    python3 - "$WORK/$1-b.json" "$WORK/$1-p.json" "$WORK/$1-i.json" "$1" <<'PY'
 import json, sys
 b, p, i = (json.load(open(f)) for f in sys.argv[1:4])
 bad = sum(r["seq"][k] for r in (b, p) for k in ("lost", "duplicated", "reordered"))
@@ -68,5 +64,4 @@ print(f"{sys.argv[4]}: burst {b['cpu_us_per_event']:.3f} µs/event | paced-50 {p
       f" | idle {i['kib_per_stream']:.2f} KiB/stream ({i['streams_open']} open) | lost/dup/reordered {bad}")
 PY
 }
-for i in $(seq 1 "$ROUNDS"); do run "A$i" "$A"; run "B$i" "$B"; done 2>&1 | grep -E '^(A|B)[0-9]+: '
-
+for i in $(seq 1 "$ROUNDS"); do run "A$i" "$A"; run "B$i" "$B"; done

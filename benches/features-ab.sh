@@ -6,49 +6,33 @@
 # every seq once and in order (loadgen). Bursts make the per-event cost visible: at paced rates a fixed
 # ~0.2 µs is lost in the 12–30 µs an event costs there. See benches/README.md, "What route features cost".
 #
-#   benches/features-ab.sh            # uses target/release (or $CARGO_TARGET_DIR/release)
+#   benches/features-ab.sh            # uses target/release (or $CARGO_TARGET_DIR/release; SSEGATE_BIN=path
+#                                     # overrides the ssegate binary); ROUNDS=N in the environment
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-R=${CARGO_TARGET_DIR:-$ROOT/target}/release
-for b in ssegate mock-upstream loadgen; do
-  [ -x "$R/$b" ] || { echo "features-ab.sh: $R/$b missing: cargo build --release -p ssegate -p ssegate-bench --bins" >&2; exit 1; }
-done
-W=$(mktemp -d)
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-MP=$(port); GP=$(port); AP=$(port)
-taskset -c 0 "$R/mock-upstream" --listen "127.0.0.1:$MP" >/dev/null 2>&1 & MOCK=$!
-cat >$W/g.toml <<T
-[server]
-listen = ["127.0.0.1:$GP"]
-threads = 1
-[admin]
-listen = "127.0.0.1:$AP"
-[[route]]
-name = "ndjson"
-path_prefix = "/ndjson"
-upstream = "http://127.0.0.1:$MP"
-format = "ndjson"
-[[route]]
-name = "usage"
-path_prefix = "/usage"
-upstream = "http://127.0.0.1:$MP"
-provider = "ollama"
-[[route]]
-name = "resume"
-path_prefix = "/resume"
-upstream = "http://127.0.0.1:$MP"
-format = "ndjson"
-resume = { store = "memory", max_bytes = "4MiB", ttl = "1s" }
-T
-RUST_LOG=warn taskset -c 1 "$R/ssegate" run --config "$W/g.toml" >"$W/g.log" 2>&1 & GW=$!
-trap 'kill $MOCK $GW 2>/dev/null; rm -rf "$W"' EXIT
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$AP/readyz" >/dev/null 2>&1 && break; sleep 0.05; done
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_binaries release 0
+need_bins "cargo build --release -p ssegate -p ssegate-bench --bins" "$SSEGATE" "$MOCK" "$LOADGEN"
+bench_init features
+bench_nofile 0
+bench_pinning
+start_mock
+
+# features_config PORT ADMIN_PORT: a plain route, a provider preset, the memory resume store.
+features_config() {
+    ssegate_server "$1" "$2" 1
+    ssegate_route ndjson 'format = "ndjson"'
+    ssegate_route usage 'provider = "ollama"'
+    ssegate_route resume 'format = "ndjson"' 'resume = { store = "memory", max_bytes = "4MiB", ttl = "1s" }'
+}
+start_ssegate features_config "$WORK/g.toml" "$WORK/g.log"
+
 Q="n=5000&pace_ms=0&size=100&batch=8"
-for i in $(seq 1 ${ROUNDS:-5}); do
-  for r in ndjson usage resume; do
-    taskset -c 0 "$R/loadgen" stream --method POST --mock-pid "$MOCK" --pid "$GW" --target "$r" --scenario burst \
-      --json "$W/$r-$i.json" --url "http://127.0.0.1:$GP/$r/api/chat?$Q" --parse sse --expect 5000 --streams 10 \
-      --duration 3 --warmup 1 --ramp-rate 1000 >/dev/null
-    python3 -c "import json,sys;d=json.load(open(sys.argv[1]));s=d['seq'];print(sys.argv[2], round(d['cpu_us_per_event'],3), 'µs/event; lost/dup/reordered', s['lost'], s['duplicated'], s['reordered'])" "$W/$r-$i.json" "$r"
-  done
+for i in $(seq 1 "${ROUNDS:-5}"); do
+    for r in ndjson usage resume; do
+        "${PIN_LOAD[@]}" "$LOADGEN" stream --method POST --mock-pid "$MOCK_PID" --pid "$SSEGATE_PID" --target "$r" \
+            --scenario burst --json "$WORK/$r-$i.json" --url "http://127.0.0.1:$SSEGATE_PORT/$r/api/chat?$Q" --parse sse \
+            --expect 5000 --streams 10 --duration 3 --warmup 1 --ramp-rate 1000 >/dev/null
+        python3 -c "import json,sys;d=json.load(open(sys.argv[1]));s=d['seq'];print(sys.argv[2], round(d['cpu_us_per_event'],3), 'µs/event; lost/dup/reordered', s['lost'], s['duplicated'], s['reordered'])" "$WORK/$r-$i.json" "$r"
+    done
 done

@@ -13,8 +13,10 @@
 # Results: DIR/*.json (one per measurement, from `loadgen`), DIR/meta.json, DIR/report.md (the tables,
 # also printed at the end). Every process this script starts is killed on exit; traffic stays on 127.0.0.1.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
+BENCH_LOG_GAP=1
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 QUICK=0
 LITELLM=0
 BUILD=1
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0 ;;
         --out) OUT="$2"; shift ;;
         --conditions) CONDITIONS="$2"; shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) bench_help; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -37,46 +39,16 @@ STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/benches/results/$STAMP}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-WORK=$(mktemp -d /tmp/ssegate-bench.XXXXXX)
-PIDS=()
+bench_init bench
 RUN_START=$(date +%s)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-
-log() { printf '\n== %s\n' "$*" >&2; }
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    sleep 0.2
-    for pid in "${PIDS[@]}"; do
-        kill -9 "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # --- machine -----------------------------------------------------------------------------------------------
 
 # File descriptors: 9,000 idle streams need ~18,000 in a proxy (client + upstream socket each).
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-NOFILE=$(ulimit -n)
-if [ "$NOFILE" = unlimited ]; then NOFILE=1048576; fi
-
+bench_nofile 0
 NCPU=$(nproc)
-if [ "$NCPU" -ge 2 ]; then
-    PROXY_CPU=1
-    LOAD_CPU=0
-    PINNING="system under test on CPU 1 (taskset -c 1, one worker/thread), mock upstream and load generator on CPU 0 (taskset -c 0)"
-else
-    PROXY_CPU=0
-    LOAD_CPU=0
-    PINNING="one CPU only: everything shares CPU 0"
-fi
-PIN_PROXY=(taskset -c "$PROXY_CPU")
-PIN_LOAD=(taskset -c "$LOAD_CPU")
+bench_pinning
 
 # --- scenario sizes ----------------------------------------------------------------------------------------
 
@@ -116,21 +88,8 @@ if [ "$NGINX_CONNS" -gt $(( NOFILE - 100 )) ]; then NGINX_CONNS=$(( NOFILE - 100
 
 # --- build and install -------------------------------------------------------------------------------------
 
-cd "$ROOT"
-if [ "$BUILD" = 1 ]; then
-    log "building release binaries"
-    if [ -z "${SSEGATE_BIN:-}" ]; then
-        cargo build --release -p ssegate
-    fi
-    cargo build --release -p ssegate-bench --bins
-fi
-RELEASE=${CARGO_TARGET_DIR:-$ROOT/target}/release
-SSEGATE=${SSEGATE_BIN:-$RELEASE/ssegate}
-MOCK=$RELEASE/mock-upstream
-LOADGEN=$RELEASE/loadgen
-for bin in "$SSEGATE" "$MOCK" "$LOADGEN"; do
-    [ -x "$bin" ] || { echo "run.sh: $bin is missing (run without --no-build)" >&2; exit 1; }
-done
+bench_binaries release "$BUILD"
+need_bins "run without --no-build" "$SSEGATE" "$MOCK" "$LOADGEN"
 
 if ! command -v nginx >/dev/null 2>&1; then
     log "installing nginx (Debian package)"
@@ -152,130 +111,24 @@ fi
 
 # --- helpers -----------------------------------------------------------------------------------------------
 
-# A port nothing listens on (probed with bash's /dev/tcp), below the ephemeral range (32768-60999 on Linux):
-# an outgoing connection's source port in TIME_WAIT / FIN_WAIT would make a later bind fail.
-free_port() {
-    local p
-    while true; do
-        p=$(( 20000 + RANDOM % 12000 ))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
+# run_config PORT ADMIN_PORT: ssegate's config of the load benchmarks (one worker thread, a route per target).
+run_config() {
+    ssegate_server "$1" "$2" 1 'shutdown_drain = "0s"' "pid_file = \"$WORK/ssegate-$1.pid\"" \
+        "upgrade_sock = \"$WORK/ssegate-$1.sock\""
+    ssegate_route ndjson 'format = "ndjson"'
+    ssegate_route sse 'format = "sse"'
+    ssegate_route usage 'provider = "ollama"'
+    ssegate_route resume 'format = "ndjson"' 'resume = { store = "memory", max_bytes = "4MiB", ttl = "10m" }'
+    ssegate_route idle 'format = "ndjson"' 'heartbeat_interval = "1s"'
 }
 
-# http_status HOST PORT PATH: the status code of a GET (000 when nothing answers).
-http_status() {
-    local line
-    line=$( (exec 3<>"/dev/tcp/$1/$2" && printf 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$3" "$1" >&3 \
-        && head -c 12 <&3) 2>/dev/null || true)
-    line=${line#HTTP/1.? }
-    echo "${line:0:3}" | grep -E '^[0-9]{3}$' || echo 000
-}
-
-wait_status() { # HOST PORT PATH WANT SECONDS
-    local i
-    for i in $(seq 1 $(( $5 * 50 ))); do
-        [ "$(http_status "$1" "$2" "$3")" = "$4" ] && return 0
-        sleep 0.02
-    done
-    echo "run.sh: http://$1:$2$3 did not answer $4 within $5 s" >&2
-    return 1
-}
-
-# All descendants of a PID (and the PID itself).
-pid_tree() {
-    local pid=$1 child children
-    echo "$pid"
-    children=$(cat /proc/"$pid"/task/*/children 2>/dev/null || pgrep -P "$pid" 2>/dev/null || true)
-    for child in $children; do
-        pid_tree "$child"
-    done
-}
-
-# stop_pid PID SIGNAL: signals a process this script started and waits for it to exit (nothing when PID is empty).
-stop_pid() {
-    [ -n "$1" ] || return 0
-    kill -"$2" "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
-
-MOCK_PID=""
-MOCK_PORT=""
-start_mock() {
-    rm -f "$WORK/mock.addr"
-    "${PIN_LOAD[@]}" "$MOCK" --listen 127.0.0.1:0 --addr-file "$WORK/mock.addr" >/dev/null 2>"$WORK/mock.err" &
-    MOCK_PID=$!
-    PIDS+=("$MOCK_PID")
-    for _ in $(seq 1 250); do [ -s "$WORK/mock.addr" ] && break; sleep 0.02; done
-    MOCK_PORT=$(cut -d: -f2 "$WORK/mock.addr")
-}
-
-SSEGATE_PID=""
-SSEGATE_PORT=""
-ADMIN_PORT=""
-write_ssegate_config() { # FILE PORT ADMIN_PORT
-    cat >"$1" <<EOF
-[server]
-listen = ["127.0.0.1:$2"]
-threads = 1
-shutdown_drain = "0s"
-pid_file = "$WORK/ssegate-$2.pid"
-upgrade_sock = "$WORK/ssegate-$2.sock"
-
-[admin]
-listen = "127.0.0.1:$3"
-
-[[route]]
-name = "ndjson"
-path_prefix = "/ndjson"
-upstream = "http://127.0.0.1:$MOCK_PORT"
-format = "ndjson"
-
-[[route]]
-name = "sse"
-path_prefix = "/sse"
-upstream = "http://127.0.0.1:$MOCK_PORT"
-format = "sse"
-
-[[route]]
-name = "usage"
-path_prefix = "/usage"
-upstream = "http://127.0.0.1:$MOCK_PORT"
-provider = "ollama"
-
-[[route]]
-name = "resume"
-path_prefix = "/resume"
-upstream = "http://127.0.0.1:$MOCK_PORT"
-format = "ndjson"
-resume = { store = "memory", max_bytes = "4MiB", ttl = "10m" }
-
-[[route]]
-name = "idle"
-path_prefix = "/idle"
-upstream = "http://127.0.0.1:$MOCK_PORT"
-format = "ndjson"
-heartbeat_interval = "1s"
-EOF
-}
-
-start_ssegate() {
+# restart_ssegate: a fresh ssegate (the previous one stopped), warmed up by one request so that the baseline
+# includes the first-use allocations.
+restart_ssegate() {
     stop_ssegate
-    SSEGATE_PORT=$(free_port)
-    ADMIN_PORT=$(free_port)
-    write_ssegate_config "$WORK/ssegate.toml" "$SSEGATE_PORT" "$ADMIN_PORT"
-    RUST_LOG=warn "${PIN_PROXY[@]}" "$SSEGATE" run --config "$WORK/ssegate.toml" >"$WORK/ssegate.log" 2>&1 &
-    SSEGATE_PID=$!
-    PIDS+=("$SSEGATE_PID")
-    wait_status 127.0.0.1 "$ADMIN_PORT" /readyz 200 10
-    # One request so that the baseline includes the first-use allocations.
-    wait_status 127.0.0.1 "$SSEGATE_PORT" "/ndjson/api/chat?n=1&pace_ms=0" 200 5
+    start_ssegate run_config "$WORK/ssegate.toml" "$WORK/ssegate.log"
+    wait_status 127.0.0.1 "$SSEGATE_PORT" "/ndjson/api/chat?n=1&pace_ms=0" 200 5 "$SSEGATE_PID"
 }
-
-# SIGINT: pingora's fast shutdown (nothing to drain between scenarios).
-stop_ssegate() { stop_pid "$SSEGATE_PID" INT; SSEGATE_PID=""; }
 
 NGINX_PID=""
 NGINX_PORT=""
@@ -320,13 +173,18 @@ http {
 EOF
     "${PIN_PROXY[@]}" "$NGINX" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/out.log" 2>&1 &
     NGINX_PID=$!
-    PIDS+=("$NGINX_PID")
-    wait_status 127.0.0.1 "$NGINX_PORT" "/api/chat?n=1&pace_ms=0" 200 10
+    track "$NGINX_PID"
+    wait_status 127.0.0.1 "$NGINX_PORT" "/api/chat?n=1&pace_ms=0" 200 10 "$NGINX_PID"
     mapfile -t NGINX_PIDS < <(pid_tree "$NGINX_PID")
-    PIDS+=("${NGINX_PIDS[@]}")
+    track "${NGINX_PIDS[@]:1}"
 }
 
-stop_nginx() { stop_pid "$NGINX_PID" TERM; NGINX_PID=""; }
+# The master's SIGTERM stops its workers too.
+stop_nginx() {
+    [ -z "$NGINX_PID" ] || untrack "${NGINX_PIDS[@]}"
+    stop_pid "$NGINX_PID" TERM
+    NGINX_PID=""
+}
 
 LITELLM_PID=""
 LITELLM_PORT=""
@@ -352,10 +210,10 @@ EOF
     LITELLM_LOCAL_MODEL_COST_MAP=True "${PIN_PROXY[@]}" "$VENV/bin/litellm" --config "$WORK/litellm.yaml" \
         --host 127.0.0.1 --port "$LITELLM_PORT" --num_workers 1 >"$WORK/litellm.log" 2>&1 &
     LITELLM_PID=$!
-    PIDS+=("$LITELLM_PID")
-    wait_status 127.0.0.1 "$LITELLM_PORT" /health/liveliness 200 120
+    track "$LITELLM_PID"
+    wait_status 127.0.0.1 "$LITELLM_PORT" /health/liveliness 200 120 "$LITELLM_PID"
     mapfile -t LITELLM_PIDS < <(pid_tree "$LITELLM_PID")
-    PIDS+=("${LITELLM_PIDS[@]}")
+    track "${LITELLM_PIDS[@]:1}"
 }
 
 # The processes of the system under test (the proxy measured); loadgen reads their CPU and RSS.
@@ -390,19 +248,14 @@ idle() {
 run_target() {
     local target=$1 scenario=$2 streams=$3 window=$4 mode=$5 q=$PACED expect=200
     if [ "$mode" = burst ]; then q=$BURST; expect=5000; fi
-    local nd=/api/chat?$q sse=/v1/chat/completions?$q
+    local nd="/api/chat?$q" sse="/v1/chat/completions?$q"
     case "$target" in
         direct-ndjson) SUT_PIDS=(); stream "$target" "$scenario" "http://127.0.0.1:$MOCK_PORT$nd" ndjson - "$streams" "$window" "$expect" ;;
         direct-sse) SUT_PIDS=(); stream "$target" "$scenario" "http://127.0.0.1:$MOCK_PORT$sse" sse - "$streams" "$window" "$expect" ;;
-        ssegate-ndjson)
+        ssegate-ndjson|ssegate-usage|ssegate-resume)
             SUT_PIDS=("$SSEGATE_PID")
-            stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/ndjson$nd" sse direct-ndjson "$streams" "$window" "$expect" ;;
-        ssegate-usage)
-            SUT_PIDS=("$SSEGATE_PID")
-            stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/usage$nd" sse direct-ndjson "$streams" "$window" "$expect" ;;
-        ssegate-resume)
-            SUT_PIDS=("$SSEGATE_PID")
-            stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/resume$nd" sse direct-ndjson "$streams" "$window" "$expect" ;;
+            stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/${target#ssegate-}$nd" sse direct-ndjson \
+                "$streams" "$window" "$expect" ;;
         ssegate-sse)
             SUT_PIDS=("$SSEGATE_PID")
             stream "$target" "$scenario" "http://127.0.0.1:$SSEGATE_PORT/sse$sse" sse direct-sse "$streams" "$window" "$expect" ;;
@@ -425,26 +278,15 @@ run_target() {
     esac
 }
 
-scrape_cost() { # PID HOST PORT COUNT: CPU of PID per GET /metrics, as a result file on stdout
-    local before after bytes=0 i
-    before=$(cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}')
-    for i in $(seq 1 "$4"); do
-        bytes=$( (exec 3<>"/dev/tcp/$2/$3" && printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" >&3 && cat <&3) | wc -c)
-    done
-    after=$(cat /proc/"$1"/task/*/schedstat | awk '{s += $1} END {printf "%.0f", s}')
-    printf '{"kind": "scrape", "target": "ssegate", "scenario": "scrape", "scrapes": %d, "bytes": %d, "cpu_ms_per_scrape": %s}\n' \
-        "$4" "$bytes" "$(awk -v a="$before" -v b="$after" -v n="$4" 'BEGIN {printf "%.3f", (b - a) / n / 1e6}')"
-}
-
 # resume_retained PID HOST PORT: the memory resume store's retained bytes (its gauge), the events recorded on the
 # `resume` route and the process's RSS, as a result file on stdout.
 resume_retained() {
     local m
-    m=$( (exec 3<>"/dev/tcp/$2/$3" && printf 'GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$2" >&3 && cat <&3) | tr -d '\r')
+    m=$(http_get "$2" "$3" /metrics | tr -d '\r')
     local bytes events rss
     bytes=$(awk '/^ssegate_resume_retained_bytes[ {]/ {s += $NF} END {printf "%.0f", s}' <<<"$m")
     events=$(awk '/^ssegate_events_total\{/ && /route="resume"/ {s += $NF} END {printf "%.0f", s}' <<<"$m")
-    rss=$(awk '/^VmRSS:/ {print $2}' /proc/"$1"/status)
+    rss=$(proc_rss_kib "$1")
     printf '{"kind": "resume", "target": "ssegate-resume", "scenario": "resume-retained", "retained_bytes": %s, "events": %s, "rss_kib": %s, "rss_start_kib": %s}\n' \
         "$bytes" "$events" "$rss" "$RSS_START"
 }
@@ -455,8 +297,8 @@ resume_retained() {
 
 log "results in $OUT"
 start_mock
-start_ssegate
-RSS_START=$(awk '/^VmRSS:/ {print $2}' /proc/"$SSEGATE_PID"/status)
+restart_ssegate
+RSS_START=$(proc_rss_kib "$SSEGATE_PID")
 start_nginx
 TARGETS=(direct-ndjson direct-sse ssegate-ndjson ssegate-usage ssegate-resume ssegate-sse nginx-ndjson nginx-sse)
 for i in 0 1 2; do
@@ -478,8 +320,8 @@ for t in "${TARGETS[@]}"; do
 done
 log "ssegate: CPU per /metrics scrape (no streams open, every series populated)"
 sleep 1
-scrape_cost "$SSEGATE_PID" 127.0.0.1 "$ADMIN_PORT" 20 >"$OUT/scrape--ssegate.json"
-cat "$OUT/scrape--ssegate.json" >&2
+"${PIN_LOAD[@]}" "$LOADGEN" scrape --url "http://127.0.0.1:$ADMIN_PORT/metrics" --count 20 --pid "$SSEGATE_PID" \
+    --target ssegate --json "$OUT/scrape--ssegate.json" >/dev/null
 stop_ssegate
 stop_nginx
 
@@ -491,10 +333,12 @@ if [ "$LITELLM" = 1 ]; then
     done
     run_target litellm burst "$BURST_STREAMS" "$BURST_WINDOW" burst
     kill "${LITELLM_PIDS[@]}" 2>/dev/null || true
+    untrack "${LITELLM_PIDS[@]}"
+    stop_pid "$LITELLM_PID" TERM
 fi
 
 log "idle: $IDLE_STREAMS streams, ssegate (fresh process, heartbeat every 1 s)"
-start_ssegate
+restart_ssegate
 SUT_PIDS=("$SSEGATE_PID")
 idle ssegate "http://127.0.0.1:$SSEGATE_PORT/idle/api/chat"
 stop_ssegate
@@ -508,7 +352,7 @@ stop_nginx
 log "start → ready: $READY_RUNS starts of ssegate"
 RPORT=$(free_port)
 RADMIN=$(free_port)
-write_ssegate_config "$WORK/ready.toml" "$RPORT" "$RADMIN"
+run_config "$RPORT" "$RADMIN" >"$WORK/ready.toml"
 # The load generator runs on the proxy's CPU here: it only polls, and ssegate inherits the pinning.
 "${PIN_PROXY[@]}" "$LOADGEN" ready --admin "127.0.0.1:$RADMIN" --probe "http://127.0.0.1:$RPORT/ndjson/api/chat?n=1&pace_ms=0" \
     --runs "$READY_RUNS" --target ssegate --json "$OUT/ready--ssegate.json" -- "$SSEGATE" run --config "$WORK/ready.toml" >/dev/null

@@ -23,8 +23,9 @@
 # samples of the hold), descriptors before / during / after, ssegate CPU (% of one core over the hold).
 # Everything listens on 127.0.0.1; every process the script starts is killed on exit; it ends by itself.
 set -euo pipefail
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STREAMS=9000
 ACTIVE=1000
 DURATION=600
@@ -37,7 +38,6 @@ PROFILE=release
 OUT=""
 SAMPLE_S=5
 LINGER=65
-SSEGATE_ENV=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) STREAMS=300; ACTIVE=50; DURATION=45; SAMPLE_S=1; LINGER=0 ;;
@@ -56,7 +56,7 @@ while [ $# -gt 0 ]; do
         --ssegate-env)
             case "$2" in *=*) SSEGATE_ENV+=("$2") ;; *) echo "soak.sh: --ssegate-env needs K=V" >&2; exit 2 ;; esac
             shift ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) bench_help; exit 0 ;;
         *) echo "soak.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -71,123 +71,39 @@ STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/benches/results/soak-$STAMP}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-WORK=$(mktemp -d /tmp/ssegate-soak.XXXXXX)
-PIDS=()
-
-cleanup() {
-    local pid
-    # SIGINT: ssegate's fast shutdown (pingora's SIGTERM would drain first).
-    for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
-    sleep 0.5
-    for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; { wait "$pid"; } 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { printf '== %s\n' "$*" >&2; }
+bench_init soak
 
 # Descriptors: the proxy holds two per stream (client + upstream; + at most 128 pooled upstream connections),
 # the mock and the load generators one each. Raising the hard limit needs CAP_SYS_RESOURCE.
 NEED=$(( 2 * STREAMS + 500 ))
-if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$NEED" ]; then
-    ulimit -Hn "$NEED" 2>/dev/null || true
-fi
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-NOFILE=$(ulimit -n)
-if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt "$NEED" ]; then
-    echo "soak.sh: ulimit -n is $NOFILE, $NEED needed for $STREAMS streams" >&2
-    exit 1
-fi
+bench_nofile "$NEED"
+[ "$NOFILE" -ge "$NEED" ] || die "ulimit -n is $NOFILE, $NEED needed for $STREAMS streams"
 
-cd "$ROOT"
-PFLAG=()
-[ "$PROFILE" = release ] && PFLAG=(--release)
-if [ "$BUILD" = 1 ]; then
-    log "building $PROFILE binaries"
-    [ -n "${SSEGATE_BIN:-}" ] || cargo build "${PFLAG[@]}" -p ssegate
-    cargo build "${PFLAG[@]}" -p ssegate-bench --bins
-fi
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-SSEGATE=${SSEGATE_BIN:-$TARGET/$PROFILE/ssegate}
-MOCK=$TARGET/$PROFILE/mock-upstream
-LOADGEN=$TARGET/$PROFILE/loadgen
-for bin in "$SSEGATE" "$MOCK" "$LOADGEN"; do
-    [ -x "$bin" ] || { echo "soak.sh: $bin is missing (run without --no-build)" >&2; exit 1; }
-done
-
-free_port() {
-    local p
-    while true; do
-        p=$(( 20000 + RANDOM % 12000 ))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-    done
-}
-http_status() {
-    local line
-    line=$( (exec 3<>"/dev/tcp/$1/$2" && printf 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$3" "$1" >&3 \
-        && head -c 12 <&3) 2>/dev/null || true)
-    line=${line#HTTP/1.? }
-    echo "${line:0:3}" | grep -E '^[0-9]{3}$' || echo 000
-}
-wait_status() { # HOST PORT PATH WANT SECONDS
-    local i
-    for i in $(seq 1 $(( $5 * 50 ))); do
-        [ "$(http_status "$1" "$2" "$3")" = "$4" ] && return 0
-        sleep 0.02
-    done
-    echo "soak.sh: http://$1:$2$3 did not answer $4 within $5 s" >&2
-    return 1
-}
+bench_binaries "$PROFILE" "$BUILD"
+need_bins "run without --no-build" "$SSEGATE" "$MOCK" "$LOADGEN"
 
 # --- processes ---------------------------------------------------------------------------------------------
 
-"$MOCK" --listen 127.0.0.1:0 --addr-file "$WORK/mock.addr" >/dev/null 2>"$WORK/mock.err" &
-MOCK_PID=$!
-PIDS+=("$MOCK_PID")
-for _ in $(seq 1 250); do [ -s "$WORK/mock.addr" ] && break; sleep 0.02; done
-MOCK_PORT=$(cut -d: -f2 "$WORK/mock.addr")
+# soak_config PORT ADMIN_PORT: an `active` route and an `idle` one with heartbeats.
+soak_config() {
+    ssegate_server "$1" "$2" "$THREADS" 'shutdown_drain = "0s"' "pid_file = \"$WORK/ssegate.pid\"" \
+        "upgrade_sock = \"$WORK/ssegate.sock\""
+    ssegate_route active 'format = "ndjson"'
+    # Idle streams outlive the defaults (idle_timeout 300 s, max_duration 1 h) in long soaks.
+    ssegate_route idle 'format = "ndjson"' "heartbeat_interval = \"$HEARTBEAT\"" 'idle_timeout = "24h"' 'max_duration = "0s"'
+}
 
-PORT=$(free_port)
-ADMIN=$(free_port)
-cat >"$WORK/ssegate.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$PORT"]
-threads = $THREADS
-shutdown_drain = "0s"
-pid_file = "$WORK/ssegate.pid"
-upgrade_sock = "$WORK/ssegate.sock"
-
-[admin]
-listen = "127.0.0.1:$ADMIN"
-
-[[route]]
-name = "active"
-path_prefix = "/active"
-upstream = "http://127.0.0.1:$MOCK_PORT"
-format = "ndjson"
-
-[[route]]
-name = "idle"
-path_prefix = "/idle"
-upstream = "http://127.0.0.1:$MOCK_PORT"
-format = "ndjson"
-heartbeat_interval = "$HEARTBEAT"
-# Idle streams outlive the defaults (idle_timeout 300 s, max_duration 1 h) in long soaks.
-idle_timeout = "24h"
-max_duration = "0s"
-EOF
-# env execs ssegate: $! is ssegate's own PID (RSS, descriptors and CPU are read from /proc/PID).
-env RUST_LOG=warn "${SSEGATE_ENV[@]}" "$SSEGATE" run --config "$WORK/ssegate.toml" >"$OUT/ssegate.log" 2>&1 &
-SSEGATE_PID=$!
-PIDS+=("$SSEGATE_PID")
-wait_status 127.0.0.1 "$ADMIN" /readyz 200 10
+start_mock
+# RSS, descriptors and CPU are read from /proc/SSEGATE_PID (ssegate's own PID: env execs it).
+start_ssegate soak_config "$WORK/ssegate.toml" "$OUT/ssegate.log"
+PORT=$SSEGATE_PORT
 # A few requests first, so that the baseline includes the first-use allocations and pooled connections.
-for _ in 1 2 3; do wait_status 127.0.0.1 "$PORT" "/active/api/chat?n=1&pace_ms=0" 200 5; done
+for _ in 1 2 3; do wait_status 127.0.0.1 "$PORT" "/active/api/chat?n=1&pace_ms=0" 200 5 "$SSEGATE_PID"; done
 sleep 1
 
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SSEGATE_PID/status"; }
-fds() { find "/proc/$SSEGATE_PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$SSEGATE_PID/stat"; }
+rss_kib() { proc_rss_kib "$SSEGATE_PID"; }
+fds() { proc_fds "$SSEGATE_PID"; }
+cpu_ticks() { proc_cpu_ticks "$SSEGATE_PID"; }
 # ssegate's sockets connected to the mock: idle pooled upstream connections once the load is over (pingora keeps
 # them up to 60 s, POOL_IDLE in exchange/pump.rs, at most 128 per upstream).
 upstream_socks() {
@@ -215,7 +131,7 @@ if [ "$IDLE" -gt 0 ]; then
         --ramp-rate "$IDLE_RAMP" --settle 2 --hold "$DURATION" --pid "$SSEGATE_PID" --mock-pid "$MOCK_PID" \
         --target ssegate --scenario "soak-idle-$IDLE" --json "$OUT/idle.json" >/dev/null 2>"$OUT/idle.err" &
     LG_PIDS+=($!)
-    PIDS+=($!)
+    track $!
 fi
 # The active streams' window ends with the idle hold (idle: ramp + settle 2 s + hold).
 IDLE_OPEN_S=$(( IDLE > 0 ? (IDLE + IDLE_RAMP - 1) / IDLE_RAMP + 2 : 0 ))
@@ -225,7 +141,7 @@ WINDOW=$(( DURATION + IDLE_OPEN_S - ACTIVE_RAMP_S ))
     --pid "$SSEGATE_PID" --mock-pid "$MOCK_PID" --target ssegate --scenario "soak-active-$ACTIVE" \
     --json "$OUT/active.json" >/dev/null 2>"$OUT/active.err" &
 LG_PIDS+=($!)
-PIDS+=($!)
+track $!
 
 # Samples every SAMPLE_S seconds: seconds since the start, RSS KiB, descriptors, CPU ticks.
 echo "t_s,rss_kib,fds,cpu_ticks" >"$OUT/samples.csv"
@@ -264,6 +180,7 @@ HOLD_END=$(date +%s.%N)
 
 LG_FAIL=0
 for pid in "${LG_PIDS[@]}"; do wait "$pid" || LG_FAIL=1; done
+untrack "${LG_PIDS[@]}"
 # Descriptors back to the baseline: everything but the idle pooled upstream connections at once, those after
 # their 60 s idle time (waited for with --linger 65, the default of long runs).
 for _ in $(seq 1 50); do
@@ -295,26 +212,17 @@ SLOPE=$(awk -F, -v lo="$HOLD_FROM" -v hi="$(awk -v a="$T0" -v b="$HOLD_END" 'BEG
 A=$OUT/active.json
 I=$OUT/idle.json
 [ -s "$A" ] || { echo "soak.sh: no result from the active streams ($(cat "$OUT/active.err"))" >&2; exit 1; }
-# JSON without jq (CI machines have python3): jget FILE PATH prints a value (0 when the file is missing).
-jget() { python3 -c 'import json, sys
-try:
-    v = json.load(open(sys.argv[1]))
-except OSError:
-    print(0); sys.exit()
-for k in sys.argv[2].split("."):
-    v = v[k]
-print(json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else v)' "$1" "$2"; }
-EVENTS=$(jget "$A" events_total)
-LOST=$(jget "$A" seq.lost); DUP=$(jget "$A" seq.duplicated); REORD=$(jget "$A" seq.reordered); UNEXP=$(jget "$A" seq.unexpected)
-COMPLETED=$(jget "$A" streams_completed); FAILED_A=$(jget "$A" streams_failed)
-IDLE_OPEN=$(jget "$I" streams_open); IDLE_OPEN_END=$(jget "$I" streams_open_at_end); FAILED_I=$(jget "$I" streams_failed)
-HB=$(jget "$I" heartbeats_total)
+EVENTS=$(json_get "$A" events_total)
+LOST=$(json_get "$A" seq.lost); DUP=$(json_get "$A" seq.duplicated); REORD=$(json_get "$A" seq.reordered); UNEXP=$(json_get "$A" seq.unexpected)
+COMPLETED=$(json_get "$A" streams_completed); FAILED_A=$(json_get "$A" streams_failed)
+IDLE_OPEN=$(json_get "$I" streams_open); IDLE_OPEN_END=$(json_get "$I" streams_open_at_end); FAILED_I=$(json_get "$I" streams_failed)
+HB=$(json_get "$I" heartbeats_total)
 
 FAIL=()
 [ "$LG_FAIL" = 0 ] || FAIL+=("a load generator failed")
 [ "$LOST/$DUP/$REORD/$UNEXP" = 0/0/0/0 ] || FAIL+=("lost/dup/reordered/unexpected $LOST/$DUP/$REORD/$UNEXP")
-[ "$FAILED_A" = 0 ] || FAIL+=("$FAILED_A active streams failed: $(jget "$A" errors)")
-[ "$FAILED_I" = 0 ] || FAIL+=("$FAILED_I idle streams failed: $(jget "$I" errors)")
+[ "$FAILED_A" = 0 ] || FAIL+=("$FAILED_A active streams failed: $(json_get "$A" errors)")
+[ "$FAILED_I" = 0 ] || FAIL+=("$FAILED_I idle streams failed: $(json_get "$I" errors)")
 [ "$IDLE_OPEN_END" = "$IDLE" ] || FAIL+=("$IDLE_OPEN_END of $IDLE idle streams open at the end")
 [ "$COMPLETED" -gt 0 ] || FAIL+=("no active stream completed")
 [ $(( FDS_AFTER - POOL_AFTER )) -le $(( FDS_BASE - POOL_BASE )) ] ||

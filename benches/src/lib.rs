@@ -7,7 +7,7 @@
 //!   sequence number and its send time ([`marker`]).
 //! - `loadgen`: N concurrent streams, per-event latency (receive time − embedded send time, both
 //!   `CLOCK_REALTIME`), sequence checks ([`seq`]), CPU and RSS of the proxy from `/proc` ([`procfs`]);
-//!   idle streams with heartbeats; start-up time; the Markdown report.
+//!   idle streams with heartbeats; start-up time; CPU per `/metrics` scrape ([`scrape`]); the Markdown report.
 //!
 //! The criterion benches of the framing core live in `benches/frame.rs` of the same crate.
 
@@ -18,5 +18,6 @@ pub mod msg;
 pub mod params;
 pub mod procfs;
 pub mod report;
+pub mod scrape;
 pub mod seq;
 pub mod stats;

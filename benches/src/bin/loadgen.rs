@@ -8,6 +8,7 @@
 //! - `loadgen idle`: opens N streams that only get heartbeats, then measures RSS per open stream and the
 //!   CPU spent on heartbeats over a hold period.
 //! - `loadgen ready`: start → `/readyz` 200 (and → first proxied event) of a command, several times.
+//! - `loadgen scrape`: CPU of the system under test per GET of a URL (the admin `/metrics`).
 //! - `loadgen report`: the Markdown tables from a directory of result files.
 
 use std::cell::RefCell;
@@ -26,7 +27,7 @@ use ssegate_bench::http::{head_end, parse_response, Framing, Url, MAX_HEAD};
 use ssegate_bench::marker::{self, now_ns};
 use ssegate_bench::params::MAX_WRITE;
 use ssegate_bench::seq::{SeqChecker, SeqReport};
-use ssegate_bench::{procfs, stats};
+use ssegate_bench::{procfs, scrape, stats};
 use ssegate_frame::{Decoder, DecoderOptions, Format, Item};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -49,6 +50,8 @@ enum Cmd {
     Idle(IdleArgs),
     /// Process start → ready time of a command.
     Ready(ReadyArgs),
+    /// CPU of the system under test per GET of a URL (e.g. the admin /metrics), GETs one after another.
+    Scrape(ScrapeArgs),
     /// Markdown tables from the result files of a run.
     Report(ReportArgs),
 }
@@ -158,6 +161,25 @@ struct ReadyArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ScrapeArgs {
+    /// URL to GET (http://IP:PORT/path), e.g. the admin `/metrics`.
+    #[arg(long)]
+    url: String,
+    /// GETs, one after another.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    count: u64,
+    /// PIDs whose CPU time is summed, repeatable.
+    #[arg(long)]
+    pid: Vec<u32>,
+    /// Write the result as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Name of the system under test.
+    #[arg(long, default_value = "ssegate")]
+    target: String,
+}
+
+#[derive(Debug, clap::Args)]
 struct ReportArgs {
     /// Directory of result files (`*.json`, `meta.json`).
     #[arg(long)]
@@ -173,6 +195,10 @@ fn main() -> ExitCode {
         Cmd::Stream(a) => run_local(run_streams(a)),
         Cmd::Idle(a) => run_local(run_idle(a)),
         Cmd::Ready(a) => run_ready(a),
+        Cmd::Scrape(a) => run_local(async move {
+            let result = scrape::cost(&Url::parse(&a.url)?, a.count, &a.pid, &a.target).await?;
+            finish(&result, a.json.as_deref())
+        }),
         Cmd::Report(a) => report::run(&a.dir, a.out.as_deref()),
     };
     match result {
@@ -575,7 +601,7 @@ async fn run_streams(args: StreamArgs) -> Result<(), String> {
             let mut at = window.start;
             while at < window.end {
                 sleep_until(at).await;
-                match scrape_once(&url).await {
+                match scrape::get_once(&url).await {
                     Ok(n) => {
                         let mut s = scrapes.borrow_mut();
                         s.0 += 1;
@@ -656,20 +682,6 @@ async fn run_streams(args: StreamArgs) -> Result<(), String> {
 /// The 1-minute load average (other work on the machine during the run).
 fn loadavg() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
-}
-
-async fn scrape_once(url: &Url) -> Result<usize, String> {
-    let mut sock = TcpStream::connect(url.addr).await.map_err(|e| e.to_string())?;
-    sock.write_all(&url.request("GET", None, &[])).await.map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    timeout(Duration::from_secs(5), sock.read_to_end(&mut out))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    if !out.starts_with(b"HTTP/1.1 200") {
-        return Err("not 200".into());
-    }
-    Ok(out.len())
 }
 
 /// Prints a human summary on stderr and the JSON on stdout (and into `path`).
