@@ -68,6 +68,8 @@ if [ "$IDLE" -lt 0 ] || [ "$ACTIVE" -lt 1 ] || [ "$DURATION" -lt 4 ]; then
 fi
 
 STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+# The commit checked out when the run starts (a commit made during a long run must not be recorded).
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
 OUT=${OUT:-$ROOT/benches/results/soak-$STAMP}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -237,7 +239,7 @@ SSEGATE_ENV_JSON=$(python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))
 export SSEGATE_ENV_JSON VERDICT STAMP PROFILE LOAD_END HEARTBEAT STREAMS IDLE ACTIVE DURATION HOLD_S MESSAGES PACE_MS THREADS EVENTS \
     COMPLETED HB LOST DUP REORD UNEXP RSS_BASE RSS_START RSS_MID RSS_END RSS_AFTER SLOPE FDS_BASE POOL_BASE FDS_OPEN \
     FDS_END_HOLD FDS_AFTER POOL_AFTER LINGER FDS_LINGER POOL_LINGER CPU_PCT IDLE_OPEN IDLE_OPEN_END
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') python3 -c 'import json, os
+COMMIT="$COMMIT" python3 -c 'import json, os
 e = os.environ
 n = lambda k: json.loads(e[k])
 print(json.dumps({
