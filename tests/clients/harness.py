@@ -150,10 +150,14 @@ class Gateway(_Process):
         self.template = (HERE / template).read_text()
         self.upstream = upstream
 
+    def variables(self) -> dict[str, str]:
+        """Template variables beyond LISTEN, ADMIN, UPSTREAM and TMP (called once the ports are chosen)."""
+        return {}
+
     def __enter__(self) -> "Gateway":
         def args(p: "Gateway") -> list[str]:
             config = string.Template(self.template).substitute(
-                LISTEN=p.listen, ADMIN=p.admin, UPSTREAM=p.upstream, TMP=p.tmp.name)
+                LISTEN=p.listen, ADMIN=p.admin, UPSTREAM=p.upstream, TMP=p.tmp.name, **p.variables())
             self.config_path = Path(p.tmp.name) / "ssegate.toml"
             self.config_path.write_text(config)
             return ["run", "--config", str(self.config_path)]

@@ -18,7 +18,6 @@ The TLS listener's certificate is a self-signed one made with the ``openssl`` co
 from __future__ import annotations
 
 import http.client
-import sys
 import re
 import socket
 import ssl
@@ -79,23 +78,9 @@ class TlsGateway(Gateway):
                         "-out", str(self.cert), "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                        check=True, capture_output=True)
 
-    def __enter__(self) -> "TlsGateway":
-        def args(p: "TlsGateway") -> list[str]:
-            p.tls_port = free_port()
-            config = self.template.replace("${TLS_LISTEN}", f"127.0.0.1:{p.tls_port}")
-            for key, value in (("LISTEN", p.listen), ("ADMIN", p.admin), ("UPSTREAM", p.upstream),
-                               ("TMP", p.tmp.name)):
-                config = config.replace("${%s}" % key, value)
-            self.config_path = Path(p.tmp.name) / "ssegate.toml"
-            self.config_path.write_text(config)
-            return ["run", "--config", str(self.config_path)]
-
-        try:
-            self._start(args)
-        except BaseException:
-            self.__exit__(*sys.exc_info())
-            raise
-        return self
+    def variables(self) -> dict[str, str]:
+        self.tls_port = free_port()
+        return {"TLS_LISTEN": f"127.0.0.1:{self.tls_port}"}
 
     def tls_context(self, alpn: str) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.cert))
