@@ -336,6 +336,7 @@ fn dashboard_and_alerts_query_only_exported_metrics() {
     b.header(Duration::from_millis(5));
     let _ = super::Failovers::new("t_deploy");
     let _ = super::usage::route("t_deploy");
+    super::init(); // every family, as at start-up (the registry is shared by the tests of this binary)
     let exported: std::collections::BTreeSet<String> =
         prometheus::gather().iter().map(|f| f.name().to_owned()).collect();
 
