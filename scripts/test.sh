@@ -12,6 +12,9 @@ if cargo tree -p ssegate-frame -e normal | grep -E -q '^(.* )?(tokio|pingora)'; 
   exit 1
 fi
 
+# The workspace's rust-version holds for every package in Cargo.lock.
+scripts/msrv-check.py
+
 cargo build -p ssegate
 cargo test --workspace
 
