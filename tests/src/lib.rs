@@ -47,6 +47,34 @@ pub async fn bounded<F: Future>(f: F) -> F::Output {
     }
 }
 
+/// [`bounded`] with a bound of its own, for the tests that hold 1,000 streams (their set-up alone takes
+/// seconds on a shared machine with a debug build).
+pub async fn bounded_for<F: Future>(limit: Duration, f: F) -> F::Output {
+    gateway::binary();
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("test did not finish within {limit:?}"),
+    }
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit — the processes it starts afterwards (the
+/// gateway, `redis-server`) inherit it — and returns the new soft limit. Panics, saying what to change, when
+/// the hard limit is below `need`: a test that needs that many descriptors is never skipped silently.
+pub fn raise_nofile(need: u64) -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit(RLIMIT_NOFILE)");
+    assert!(
+        hard >= need,
+        "this test needs {need} file descriptors per process, but the hard limit (ulimit -Hn) is {hard}: \
+         raise it (e.g. `ulimit -Hn {need}` as root, or LimitNOFILE= / nofile in limits.conf) and run again"
+    );
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+            .unwrap_or_else(|e| panic!("setrlimit(RLIMIT_NOFILE, {hard}) from {soft}: {e}"));
+    }
+    hard
+}
+
 /// A port on 127.0.0.1 held for a gateway: a socket bound with `SO_REUSEADDR` that never listens.
 ///
 /// While it exists, the kernel gives the port to no other `bind(127.0.0.1:0)` and to no outgoing
