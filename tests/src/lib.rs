@@ -10,6 +10,7 @@
 //!   recording every request and noticing when the gateway closes its connection.
 //! - [`client`]: a raw HTTP/1.1 client (exact response bytes, incremental chunked decoding, arrival times),
 //!   and h2c / TLS+h2 clients built on hyper that feed the same [`client::Response`] reader.
+//! - [`logs`]: the gateway's JSON log lines and access lines ([`Gateway::access_lines`]).
 //! - [`redis`]: a private `redis-server` on a free port (no persistence), killable and restartable mid-test.
 //! - [`sse`]: a small SSE parser for assertions that do not compare exact bytes (error events).
 //!
@@ -19,6 +20,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod logs;
 pub mod metrics;
 pub mod mock;
 pub mod pool;
