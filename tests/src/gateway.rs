@@ -882,31 +882,6 @@ impl Gateway {
     }
 
     /// Panics when the process printed `panicked` (also checked on drop).
-    /// The JSON access-log lines (`stream finished`, with `fields` flattened), waiting up to 5 s until there
-    /// are `n` (the gateway must run with `--log-format json`).
-    pub async fn access_lines(&self, n: usize) -> Vec<serde_json::Value> {
-        let t = std::time::Instant::now();
-        loop {
-            let text = format!("{}\n{}", self.stderr(), self.stdout());
-            let lines: Vec<serde_json::Value> = text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .map(|v| {
-                    let mut flat = v.as_object().cloned().unwrap_or_default();
-                    if let Some(serde_json::Value::Object(f)) = flat.remove("fields") {
-                        flat.extend(f);
-                    }
-                    serde_json::Value::Object(flat)
-                })
-                .filter(|v| v.get("message").and_then(|m| m.as_str()) == Some("stream finished"))
-                .collect();
-            if lines.len() >= n || t.elapsed() > Duration::from_secs(5) {
-                return lines;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     #[track_caller]
     pub fn assert_no_panic(&mut self) {
         self.panic_checked = true;

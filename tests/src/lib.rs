@@ -10,6 +10,7 @@
 //!   recording every request and noticing when the gateway closes its connection.
 //! - [`client`]: a raw HTTP/1.1 client (exact response bytes, incremental chunked decoding, arrival times),
 //!   and h2c / TLS+h2 clients built on hyper that feed the same [`client::Response`] reader.
+//! - [`logs`]: the gateway's JSON log lines and access lines ([`Gateway::access_lines`]).
 //! - [`redis`]: a private `redis-server` on a free port (no persistence), killable and restartable mid-test.
 //! - [`sse`]: a small SSE parser for assertions that do not compare exact bytes (error events).
 //!
@@ -19,6 +20,7 @@
 
 pub mod client;
 pub mod gateway;
+pub mod logs;
 pub mod metrics;
 pub mod mock;
 pub mod pool;
@@ -45,6 +47,34 @@ pub async fn bounded<F: Future>(f: F) -> F::Output {
         Ok(v) => v,
         Err(_) => panic!("test did not finish within {TEST_TIMEOUT:?}"),
     }
+}
+
+/// [`bounded`] with a bound of its own, for the tests that hold 1,000 streams (their set-up alone takes
+/// seconds on a shared machine with a debug build).
+pub async fn bounded_for<F: Future>(limit: Duration, f: F) -> F::Output {
+    gateway::binary();
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("test did not finish within {limit:?}"),
+    }
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit — the processes it starts afterwards (the
+/// gateway, `redis-server`) inherit it — and returns the new soft limit. Panics, saying what to change, when
+/// the hard limit is below `need`: a test that needs that many descriptors is never skipped silently.
+pub fn raise_nofile(need: u64) -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit(RLIMIT_NOFILE)");
+    assert!(
+        hard >= need,
+        "this test needs {need} file descriptors per process, but the hard limit (ulimit -Hn) is {hard}: \
+         raise it (e.g. `ulimit -Hn {need}` as root, or LimitNOFILE= / nofile in limits.conf) and run again"
+    );
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+            .unwrap_or_else(|e| panic!("setrlimit(RLIMIT_NOFILE, {hard}) from {soft}: {e}"));
+    }
+    hard
 }
 
 /// A port on 127.0.0.1 held for a gateway: a socket bound with `SO_REUSEADDR` that never listens.

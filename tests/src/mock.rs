@@ -67,6 +67,11 @@ impl Gate {
         self.0.add_permits(1);
     }
 
+    /// Lets `n` waiting (or next) `Step::Wait`s on this gate pass.
+    pub fn open_many(&self, n: usize) {
+        self.0.add_permits(n);
+    }
+
     async fn pass(&self) {
         if let Ok(permit) = self.0.acquire().await {
             permit.forget();

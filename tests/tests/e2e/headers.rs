@@ -33,27 +33,12 @@ fn with_upstream_headers(reply: Reply) -> Reply {
         .with_header("Keep-Alive", "timeout=5")
 }
 
-/// Every JSON line of the gateway's log with its fields flattened (tracing-subscriber's JSON puts them
-/// under "fields").
-fn log_lines(gw: &Gateway) -> Vec<serde_json::Value> {
-    let text = format!("{}\n{}", gw.stderr(), gw.stdout());
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|v| {
-            let mut flat = v.as_object().cloned().unwrap_or_default();
-            if let Some(serde_json::Value::Object(f)) = flat.remove("fields") {
-                flat.extend(f);
-            }
-            serde_json::Value::Object(flat)
-        })
-        .collect()
-}
-
 /// The access line whose `request_id` is `id` (waits up to 3 s for it).
 async fn access_line(gw: &Gateway, id: &str) -> serde_json::Value {
     let t = Instant::now();
     loop {
-        let found = log_lines(gw)
+        let found = gw
+            .log_lines()
             .into_iter()
             .find(|l| l.get("outcome").is_some() && l.get("request_id").and_then(|v| v.as_str()) == Some(id));
         if let Some(l) = found {

@@ -31,4 +31,5 @@ mod resume_upgrade;
 mod robustness;
 mod security;
 mod streaming;
+mod streams;
 mod upstreams;

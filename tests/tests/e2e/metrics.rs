@@ -398,19 +398,9 @@ async fn access_log_has_one_json_line_per_stream() {
         resp.body_to_end().await;
         let t = Instant::now();
         let find_lines = || -> Vec<serde_json::Value> {
-            let text = format!("{}\n{}", gw.stderr(), gw.stdout());
-            text.lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .map(|v| {
-                    // tracing-subscriber's JSON puts event fields under "fields"; flatten them.
-                    let mut flat = v.as_object().cloned().unwrap_or_default();
-                    if let Some(serde_json::Value::Object(f)) = flat.remove("fields") {
-                        flat.extend(f);
-                    }
-                    serde_json::Value::Object(flat)
-                })
-                .filter(|v| v.get("outcome").is_some() && v.get("route").is_some())
-                .collect()
+            let mut lines = gw.log_lines();
+            lines.retain(|v| v.get("outcome").is_some() && v.get("route").is_some());
+            lines
         };
         let mut lines = find_lines();
         while lines.is_empty() && t.elapsed() < Duration::from_secs(3) {

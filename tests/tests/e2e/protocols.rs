@@ -14,6 +14,8 @@ use ssegate_tests::{
 };
 use ssegate_tests::{GatewaySpec, RouteSpec};
 
+use crate::streams::{upgrade, Prober};
+
 fn gated_ndjson(gate: &Gate) -> Reply {
     Reply::stream(
         "application/x-ndjson",
@@ -260,39 +262,11 @@ async fn graceful_upgrade_hands_over_listeners_and_closes_old_streams() {
         let mut forever = get(addr, "/r/forever").await;
         assert_bytes(&forever.next_event().await.unwrap(), b"data: b1\n\n");
 
-        let mut new = old.spawn_upgrade();
-        let sock = old.dir().join("upgrade.sock");
-        let t = Instant::now();
-        while !sock.exists() {
-            assert!(t.elapsed() < Duration::from_secs(5), "the new process never opened {}", sock.display());
-            if let Some(s) = new.wait_exit(Duration::from_millis(10)).await {
-                panic!("the upgrading process exited ({s}):\n{}", new.stderr());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-
         // Probe the address during the whole hand-over (including the old listener closing ~5 s after
-        // SIGQUIT): every request must be served.
-        let prober = tokio::spawn(async move {
-            let (mut ok, mut failed) = (0, Vec::new());
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(7) {
-                match tokio::time::timeout(Duration::from_secs(3), async {
-                    let mut r = get(addr, "/r/ok").await;
-                    (r.status, r.body_to_end().await)
-                })
-                .await
-                {
-                    Ok((200, body)) if body == b"data: ok\n\n" => ok += 1,
-                    other => failed.push(format!("{other:?}")),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (ok, failed)
-        });
-
+        // SIGQUIT) until the old process has exited: every request must be served.
+        let prober = Prober::start(addr, "/r/ok", b"data: ok\n\n");
+        let new = upgrade(&old).await;
         let t0 = Instant::now();
-        old.signal(ssegate_tests::Signal::Quit);
         let rest = forever.body_to_end().await;
         let took = t0.elapsed();
         let text = String::from_utf8_lossy(&rest).replace(": keepalive\n\n", "");
@@ -309,9 +283,9 @@ async fn graceful_upgrade_hands_over_listeners_and_closes_old_streams() {
         );
         assert!(old.wait_exit(Duration::from_secs(10)).await.is_some(), "the old process did not exit");
 
-        let (ok, failed) = prober.await.unwrap();
-        assert!(failed.is_empty(), "requests failed during the upgrade ({ok} ok): {failed:?}");
-        assert!(ok > 0);
+        let probes = prober.stop().await;
+        assert!(probes.refused.is_empty() && probes.failed.is_empty(), "during the upgrade: {probes:?}");
+        assert!(probes.ok > 0);
         let mut resp = get(addr, "/r/ok").await;
         assert_bytes(&resp.body_to_end().await, b"data: ok\n\n");
         let t = Instant::now();

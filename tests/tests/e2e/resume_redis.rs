@@ -14,18 +14,7 @@ use ssegate_tests::{
     bounded, get, request, Gateway, GatewaySpec, MockUpstream, Reply, Response, RouteSpec, Step, Toml,
 };
 
-/// NDJSON upstream: `{"n":1}` … `{"n":count}`, `gap_ms` apart, then a clean end.
-fn numbered(count: usize, gap_ms: u64) -> Reply {
-    let mut steps = Vec::new();
-    for n in 1..=count {
-        if n > 1 {
-            steps.push(Step::Sleep(gap_ms));
-        }
-        steps.push(Step::send(format!("{{\"n\":{n}}}\n")));
-    }
-    steps.push(Step::End);
-    Reply::stream("application/x-ndjson", steps)
-}
+use crate::streams::numbered;
 
 fn data(n: usize) -> String {
     format!("{{\"n\":{n}}}")

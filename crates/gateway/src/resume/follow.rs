@@ -158,12 +158,7 @@ pub async fn serve(session: &mut ServerSession, req: ReaderRequest<'_>, ask: Ask
             let msg = "the stream has expired (its ttl after the end has passed)";
             return answer_error(session, &req, ErrorType::ResumeExpired, msg).await;
         }
-        Err(e) => {
-            m::store_error(store.kind());
-            tracing::warn!(route = name, error = %e, "resume store unavailable");
-            let msg = "the resume store is unavailable; retry later";
-            return answer_error(session, &req, ErrorType::UpstreamUnavailable, msg).await;
-        }
+        Err(e) => return unavailable(session, &req, e).await,
     };
     if !same_key(meta.key_hash.as_ref(), req.key_hash.as_ref(), route.cfg.auth.is_some()) {
         m::request(name, ResumeResult::Forbidden);
@@ -205,10 +200,15 @@ async fn follow(
     let mut done =
         Followed { end: End::Completed, from: Some(after), events: 0, bytes_out: 0, heartbeats: 0 };
     let mut records: Vec<Record> = Vec::new();
-    // The first read decides the answer's status.
+    // The first read decides the answer's status (nothing is committed yet: a failure is answered as a
+    // failed open is, never a close without an answer).
     let first = match reader.read(after, &mut records).await {
         Ok(n) => n,
-        Err(e) => return store_failed(session, &req, e, &mut done).await,
+        Err(e) => {
+            let mut f = unavailable(session, &req, e).await;
+            f.from = Some(after);
+            return f;
+        }
     };
     if let Next::Ended { .. } = first {
         m::request(name, ResumeResult::Hit);
@@ -369,7 +369,21 @@ fn left(mut done: Followed, e: WriteError, route: &RouteState) -> Followed {
     done
 }
 
-/// The store failed while reading: counted, logged, and the response closed (the client reconnects with its
+/// The store failed before anything was committed: counted, logged, and answered `503`
+/// `upstream_unavailable` (the client retries later).
+async fn unavailable(
+    session: &mut ServerSession,
+    req: &ReaderRequest<'_>,
+    e: super::store::StoreError,
+) -> Followed {
+    let kind = req.route.resume.as_ref().map_or("memory", |s| s.kind());
+    m::store_error(kind);
+    tracing::warn!(route = %req.route.cfg.name, error = %e, "resume store unavailable");
+    let msg = "the resume store is unavailable; retry later";
+    answer_error(session, req, ErrorType::UpstreamUnavailable, msg).await
+}
+
+/// The store failed while reading, after the answer was committed: counted, logged, and the response closed (the client reconnects with its
 /// last id).
 async fn store_failed(
     session: &mut ServerSession,
