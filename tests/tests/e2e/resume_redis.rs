@@ -199,6 +199,57 @@ async fn redis_killed_mid_stream_the_live_stream_completes_and_other_routes_neve
     .await;
 }
 
+/// A reader arriving while Redis hangs for longer than one command may take (2 s): the open is tried again
+/// instead of answered `503` at once (which would end a browser's EventSource for good), and once Redis
+/// answers the reader gets the rest of the stream.
+#[tokio::test]
+async fn a_reader_arriving_while_redis_hangs_for_a_moment_is_served_once_it_answers() {
+    bounded(async {
+        let redis = RedisServer::start();
+        let mock = MockUpstream::serve(numbered(6, 20)).await;
+        let a = spec(&redis).route(resumable("r", &mock)).start().await;
+        let b = spec(&redis).route(resumable("r", &mock)).start().await;
+
+        let mut c1 = get(a.addr(), "/r").await;
+        let stream = c1.header("ssegate-stream-id").unwrap().to_string();
+        assert_events(&events(&mut c1, 3).await, &stream, 1);
+        c1.body_to_end().await;
+        // The ending is in Redis (A's writer settles within a tick).
+        let mut done = resume(&b, "/r", Some(&format!("{stream}.6"))).await;
+        for _ in 0..50 {
+            if done.status == 204 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            done = resume(&b, "/r", Some(&format!("{stream}.6"))).await;
+        }
+        assert_eq!(done.status, 204, "the stream's end never reached Redis");
+
+        redis.pause();
+        let reader = tokio::spawn({
+            let addr = b.addr();
+            let id = format!("{stream}.3");
+            async move {
+                request(addr, "GET", "/r", &[("Accept", "text/event-stream"), ("Last-Event-ID", &id)], b"")
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(2600)).await;
+        redis.unpause();
+        let mut c2 = reader.await.unwrap();
+        assert_eq!(c2.status, 200, "{:?}", c2.headers);
+        let body = c2.body_to_end().await;
+        let rest: Vec<Block> = sse::parse_all(&body).into_iter().filter(|b| b.data.is_some()).collect();
+        assert_eq!(rest.len(), 3, "{rest:#?}");
+        assert_events(&rest, &stream, 4);
+        // The call that timed out was counted.
+        let s = Scrape::fetch(b.admin_addr()).await;
+        assert!(s.value("ssegate_resume_store_errors_total", &[("store", "redis")]) >= 1.0, "{}", s.text);
+        assert_eq!(mock.requests().len(), 1, "the upstream was requested once");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn rediss_verifies_the_server_certificate() {
     bounded(async {

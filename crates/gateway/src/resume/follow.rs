@@ -39,6 +39,14 @@ use crate::metrics::resume::{self as m, ResumeResult};
 /// The path segment of `/_streams/<stream>`, after the route's prefix.
 const STREAMS: &str = "/_streams/";
 
+/// How often a store call made before the answer is committed (the open, the first read) is tried before the
+/// reader is answered `503`: a browser's `EventSource` gives up for good on any status but `200` and `204`,
+/// so a store that is slow for a moment — a thousand readers reconnecting at once after an upgrade — must not
+/// end their streams. Each try is bounded by the store's own response timeout.
+const FIRST_TRIES: u32 = 3;
+/// The pause between those tries.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What a resume request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ask {
@@ -146,7 +154,14 @@ pub async fn serve(session: &mut ServerSession, req: ReaderRequest<'_>, ask: Ask
         return answer_error(session, &req, ErrorType::ResumeUnknown, "resume is off on this route").await;
     };
     let stream = ask.stream();
-    let (meta, reader) = match store.open(stream).await {
+    let mut tries = 1;
+    let opened = loop {
+        match store.open(stream).await {
+            Err(e) if tries < FIRST_TRIES => retry_later(&req, &e, &mut tries).await,
+            opened => break opened,
+        }
+    };
+    let (meta, reader) = match opened {
         Ok(Opened::Found(meta, reader)) if meta.route == route.cfg.name => (meta, reader),
         Ok(Opened::Found(..) | Opened::Unknown) => {
             m::request(name, ResumeResult::Miss);
@@ -202,7 +217,14 @@ async fn follow(
     let mut records: Vec<Record> = Vec::new();
     // The first read decides the answer's status (nothing is committed yet: a failure is answered as a
     // failed open is, never a close without an answer).
-    let first = match reader.read(after, &mut records).await {
+    let mut tries = 1;
+    let first = loop {
+        match reader.read(after, &mut records).await {
+            Err(e) if tries < FIRST_TRIES => retry_later(&req, &e, &mut tries).await,
+            read => break read,
+        }
+    };
+    let first = match first {
         Ok(n) => n,
         Err(e) => {
             let mut f = unavailable(session, &req, e).await;
@@ -369,7 +391,16 @@ fn left(mut done: Followed, e: WriteError, route: &RouteState) -> Followed {
     done
 }
 
-/// The store failed before anything was committed: counted, logged, and answered `503`
+/// A store call before the answer failed and will be tried again: counted, logged, and a pause.
+async fn retry_later(req: &ReaderRequest<'_>, e: &super::store::StoreError, tries: &mut u32) {
+    let kind = req.route.resume.as_ref().map_or("memory", |s| s.kind());
+    m::store_error(kind);
+    tracing::info!(route = %req.route.cfg.name, error = %e, try = *tries, "resume store call failed; trying again");
+    *tries += 1;
+    tokio::time::sleep(RETRY_PAUSE).await;
+}
+
+/// The store failed before anything was committed (after [`FIRST_TRIES`]): counted, logged, and answered `503`
 /// `upstream_unavailable` (the client retries later).
 async fn unavailable(
     session: &mut ServerSession,
