@@ -64,7 +64,7 @@ async fn graceful_upgrade_under_load_refuses_nothing_and_loses_nothing() {
             .start()
             .await;
         let addr = old.addr();
-        let is_short = |i: usize| i % 2 == 0;
+        let is_short = |i: usize| i.is_multiple_of(2);
         let streams = spawn_streams(
             addr,
             move |i| if is_short(i) { format!("/r/short{i}") } else { format!("/r/long{i}") },
