@@ -65,7 +65,7 @@ pub async fn run(
             r = pump.read() => Next::Upstream(r),
             _ = timers.expired() => Next::Timer,
             _ = presence.tick(), if timeout.is_some() => Next::Presence,
-            _ = super::shutdown_turned(shutdown), if !draining => Next::ShutdownChanged,
+            _ = shutdown.turned(), if !draining => Next::ShutdownChanged,
         };
         match next {
             Next::Upstream(Ok(Some(chunk))) => {
@@ -140,7 +140,7 @@ pub async fn run(
                 }
             }
             Next::ShutdownChanged => {
-                if *shutdown.borrow() {
+                if shutdown.is_on() {
                     timers.draining(super::shutdown_started(), shutdown_drain);
                 }
             }

@@ -4,7 +4,6 @@
 //! start, as for any stream), `idle_timeout` (from the last upstream read), and a shutdown's
 //! `shutdown_drain`. A body read to its end returns its connection to the pool; any other end closes it.
 
-use pingora::server::ShutdownWatch;
 use pingora::upstreams::peer::HttpPeer;
 use ssegate_frame::Item;
 use tokio::time::Instant;
@@ -39,7 +38,7 @@ enum Ended {
 pub struct Parts<'a> {
     pub route: &'a RouteState,
     pub timers: &'a mut Timers,
-    pub shutdown: &'a mut ShutdownWatch,
+    pub shutdown: &'a mut super::wake::Shutdown,
     /// `[server] shutdown_drain`: how long a stream (and a drain) may go on once shutdown started.
     pub shutdown_drain: std::time::Duration,
     pub stats: &'a mut Stats,
@@ -71,7 +70,7 @@ pub async fn run(mut pump: Pump, peer: &HttpPeer, parts: Parts<'_>) -> Left {
         let next = tokio::select! {
             r = pump.read() => Next::Upstream(r),
             _ = timers.expired() => Next::Timer,
-            _ = super::shutdown_turned(shutdown), if !draining => Next::ShutdownChanged,
+            _ = shutdown.turned(), if !draining => Next::ShutdownChanged,
         };
         match next {
             Next::Upstream(Ok(Some(chunk))) => {
@@ -106,7 +105,7 @@ pub async fn run(mut pump: Pump, peer: &HttpPeer, parts: Parts<'_>) -> Left {
                 }
             }
             Next::ShutdownChanged => {
-                if *shutdown.borrow() {
+                if shutdown.is_on() {
                     timers.draining(super::shutdown_started(), shutdown_drain);
                 }
             }

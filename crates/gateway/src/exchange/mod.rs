@@ -65,7 +65,7 @@ use pump::{Produced, Pump};
 pub use stats::Stats;
 use timers::{Due, Timers};
 pub(crate) use wake::shutdown_turned;
-use wake::{wake, Wake};
+use wake::{wake, Shutdown, Wake};
 
 /// What an admitted request brings to the exchange.
 #[derive(Debug)]
@@ -115,7 +115,7 @@ pub struct Exchange<'a> {
     route: &'a RouteState,
     settings: &'a Settings,
     started: Instant,
-    shutdown: ShutdownWatch,
+    shutdown: Shutdown,
     timers: Timers,
     down: Downstream,
     delivery: Delivery,
@@ -150,7 +150,7 @@ impl<'a> Exchange<'a> {
             route,
             settings,
             started,
-            shutdown,
+            shutdown: Shutdown::new(shutdown),
             timers: Timers::new(started, heartbeat, cfg.max_duration, cfg.idle_timeout),
             down,
             delivery: Delivery::new(output, cfg.ids, cfg.on_decode_error)
@@ -496,7 +496,7 @@ impl<'a> Exchange<'a> {
     /// Starts the drain clock if the process is shutting down; on a route that records into a shared store,
     /// the client is to be handed over.
     fn check_shutdown(&mut self) {
-        if *self.shutdown.borrow() {
+        if self.shutdown.is_on() {
             self.timers.draining(shutdown_started(), self.settings.shutdown_drain);
             self.handover_due = self.route.resume.as_ref().is_some_and(|s| s.kind() == "redis");
         }
