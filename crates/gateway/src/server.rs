@@ -98,6 +98,8 @@ impl HttpServerApp for App {
 
 impl App {
     /// One connection's requests (pingora calls this per request, and again for a reused connection).
+    /// Not an `async fn`: the session would be held twice (captured and re-bound), as above.
+    #[allow(clippy::manual_async_fn)]
     fn serve_http<'s>(
         self: &'s Arc<Self>,
         mut session: ServerSession,

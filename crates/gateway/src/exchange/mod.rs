@@ -282,6 +282,7 @@ impl<'a> Exchange<'a> {
     /// Not an `async fn`: its arguments would be moved into the state once as captured and once as
     /// bindings, and the `Pump` (800 bytes) kept twice for the whole stream; the `async move` block holds
     /// it once.
+    #[allow(clippy::manual_async_fn)]
     fn pump<'s>(
         &'s mut self,
         session: &'s mut ServerSession,
