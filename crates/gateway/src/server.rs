@@ -1,7 +1,9 @@
 //! The process: pingora's server (listeners, TLS with h2 by ALPN, h2c, graceful upgrade, signals), the
 //! HTTP app that hands every request to [`crate::edge::serve`], and the admin background service.
 
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,86 +78,20 @@ fn head_size(req: &pingora::http::RequestHeader) -> usize {
 
 #[async_trait]
 impl HttpServerApp for App {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        mut session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        // The whole head within request_header_timeout (pingora only bounds each read, so a client that
-        // trickles a byte now and then would otherwise hold the connection forever). Nothing can be
-        // answered without a parsed request: the connection is closed.
-        let header_timeout = self.header_timeout();
-        match tokio::time::timeout(header_timeout, session.read_request()).await {
-            Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return None,
-            Ok(Err(e)) => {
-                // Only the kind: the error's context quotes the raw request bytes, which may hold a key.
-                tracing::debug!(error = e.etype().as_str(), "could not read a request");
-                // A head pingora refused is answered with a 400 when the connection still works.
-                crate::http_rules::unreadable(&mut session, &e).await;
-                return None;
-            }
-            Err(_) => {
-                metrics::downstream_rejected(EdgeReason::HeaderTimeout);
-                tracing::debug!(timeout = ?header_timeout, "request head not received in time; closing");
-                return None;
-            }
-        }
-        if *shutdown.borrow() {
-            session.set_keepalive(None);
-        }
-        // A snapshot of the gateway for this request: a swap (reload) never changes a request in flight.
-        let gateway = self.gateway.load_full();
-        let reusable = if head_size(session.req_header()) > gateway.settings.max_header_size {
-            metrics::downstream_rejected(EdgeReason::HeaderTooLarge);
-            session.set_keepalive(None);
-            let msg = "the request head is larger than max_header_size";
-            let answer = crate::headers::Answer::bare(crate::headers::request_id(session.req_header()));
-            send_json_error(&mut session, ErrorType::HeaderTooLarge, msg, &answer).await;
-            false
-        } else {
-            static SIZE: std::sync::Once = std::sync::Once::new();
-            SIZE.call_once(|| {
-                // Measured on a future that is never polled: `let f = …; f.await` would keep the future in
-                // this one's state twice (the binding and the awaited value), a whole exchange per stream.
-                let bytes = std::mem::size_of_val(&edge::serve(&gateway, &mut session, shutdown));
-                tracing::debug!(bytes, "exchange future size");
-            });
-            edge::serve(&gateway, &mut session, shutdown).await
-        };
-        if !reusable {
-            session.set_keepalive(None);
-        }
-        let idle = match session.get_keepalive() {
-            Some(0) | None => KEEPALIVE_IDLE,
-            Some(s) => Duration::from_secs(s),
-        };
-        let persistent = HttpPersistentSettings::for_session(&session);
-        let reused = match session.finish().await {
-            Ok(Some(stream)) if reusable => stream,
-            _ => return None,
-        };
-        // Wait here, up to the keep-alive idle time, for the first byte of the next request, so that the
-        // next head's timeout starts when the client starts sending (TLS streams cannot peek: there the
-        // timeout also covers the idle time).
-        let (mut stream, prefix) = reused.into_parts();
-        if prefix.as_ref().is_none_or(|p| p.is_empty()) {
-            let mut first = [0u8; 1];
-            let mut shutdown = shutdown.clone();
-            tokio::select! {
-                r = tokio::time::timeout(idle, stream.try_peek(&mut first)) => {
-                    if !matches!(r, Ok(Ok(_))) {
-                        return None;
-                    }
-                }
-                _ = shutdown.changed() => return None,
-            }
-        }
-        let mut persistent = persistent;
-        if let Some(p) = prefix {
-            persistent.set_pipelined_prefix(p);
-        }
-        Some(ReusedHttpStream::new(stream, Some(persistent)))
+    // By hand, not `async fn`: `#[async_trait]` moves the arguments into the boxed future once as
+    // captured and once as bindings, so the `ServerSession` (680 bytes) would be kept twice in every
+    // connection's state; `App::serve_http` holds it once.
+    fn process_new_http<'s, 'w, 'f>(
+        self: &'s Arc<Self>,
+        session: ServerSession,
+        shutdown: &'w ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'f>>
+    where
+        's: 'f,
+        'w: 'f,
+        Self: 'f,
+    {
+        Box::pin(self.serve_http(session, shutdown))
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
@@ -166,6 +102,95 @@ impl HttpServerApp for App {
     /// when it was the client's fault (a flood, a protocol violation).
     fn h2_connection_error(&self, error: &pingora::Error, _digest: &Digest) {
         crate::h2_watch::count(self.h2_listener, error);
+    }
+}
+
+impl App {
+    /// One connection's requests (pingora calls this per request, and again for a reused connection).
+    /// Not an `async fn`: the session would be held twice (captured and re-bound), as above.
+    #[allow(clippy::manual_async_fn)]
+    fn serve_http<'s>(
+        self: &'s Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &'s ShutdownWatch,
+    ) -> impl Future<Output = Option<ReusedHttpStream>> + Send + 's {
+        async move {
+            // The whole head within request_header_timeout (pingora only bounds each read, so a client that
+            // trickles a byte now and then would otherwise hold the connection forever). Nothing can be
+            // answered without a parsed request: the connection is closed.
+            let header_timeout = self.header_timeout();
+            match tokio::time::timeout(header_timeout, session.read_request()).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return None,
+                Ok(Err(e)) => {
+                    // Only the kind: the error's context quotes the raw request bytes, which may hold a key.
+                    tracing::debug!(error = e.etype().as_str(), "could not read a request");
+                    // A head pingora refused is answered with a 400 when the connection still works.
+                    crate::http_rules::unreadable(&mut session, &e).await;
+                    return None;
+                }
+                Err(_) => {
+                    metrics::downstream_rejected(EdgeReason::HeaderTimeout);
+                    tracing::debug!(timeout = ?header_timeout, "request head not received in time; closing");
+                    return None;
+                }
+            }
+            if *shutdown.borrow() {
+                session.set_keepalive(None);
+            }
+            // A snapshot of the gateway for this request: a swap (reload) never changes a request in flight.
+            let gateway = self.gateway.load_full();
+            let reusable = if head_size(session.req_header()) > gateway.settings.max_header_size {
+                metrics::downstream_rejected(EdgeReason::HeaderTooLarge);
+                session.set_keepalive(None);
+                let msg = "the request head is larger than max_header_size";
+                let answer = crate::headers::Answer::bare(crate::headers::request_id(session.req_header()));
+                send_json_error(&mut session, ErrorType::HeaderTooLarge, msg, &answer).await;
+                false
+            } else {
+                static SIZE: std::sync::Once = std::sync::Once::new();
+                SIZE.call_once(|| {
+                    // Measured on a future that is never polled: `let f = …; f.await` would keep the future in
+                    // this one's state twice (the binding and the awaited value), a whole exchange per stream.
+                    let bytes = std::mem::size_of_val(&edge::serve(&gateway, &mut session, shutdown));
+                    tracing::debug!(bytes, "exchange future size");
+                });
+                edge::serve(&gateway, &mut session, shutdown).await
+            };
+            if !reusable {
+                session.set_keepalive(None);
+            }
+            let idle = match session.get_keepalive() {
+                Some(0) | None => KEEPALIVE_IDLE,
+                Some(s) => Duration::from_secs(s),
+            };
+            let persistent = HttpPersistentSettings::for_session(&session);
+            let reused = match session.finish().await {
+                Ok(Some(stream)) if reusable => stream,
+                _ => return None,
+            };
+            // Wait here, up to the keep-alive idle time, for the first byte of the next request, so that the
+            // next head's timeout starts when the client starts sending (TLS streams cannot peek: there the
+            // timeout also covers the idle time).
+            let (mut stream, prefix) = reused.into_parts();
+            if prefix.as_ref().is_none_or(|p| p.is_empty()) {
+                let mut first = [0u8; 1];
+                let mut shutdown = shutdown.clone();
+                tokio::select! {
+                    r = tokio::time::timeout(idle, stream.try_peek(&mut first)) => {
+                        if !matches!(r, Ok(Ok(_))) {
+                            return None;
+                        }
+                    }
+                    _ = shutdown.changed() => return None,
+                }
+            }
+            let mut persistent = persistent;
+            if let Some(p) = prefix {
+                persistent.set_pipelined_prefix(p);
+            }
+            Some(ReusedHttpStream::new(stream, Some(persistent)))
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::ServerSession;
+use pingora::upstreams::peer::HttpPeer;
 use ssegate_frame::{Decoder, DecoderOptions};
 
 use super::choose::{choose, Choice, Committed};
@@ -20,49 +21,112 @@ use crate::upstream::{self, Decompressor};
 /// The most of an upstream error body quoted in an `upstream_status` error event.
 const ERROR_BODY_LIMIT: usize = 16 * 1024;
 
+/// What the answer's head decided, when the answer is to be streamed.
+struct Streamed {
+    pump: Pump,
+    /// Passed through as it came: its status (an upstream error status is still counted as one).
+    passthrough: Option<u16>,
+}
+
 impl Exchange<'_> {
     /// One attempt on backend `b`: its request (`base` for the route, changed for the backend; `body`),
     /// its head, then the answer streamed to the client. `Err`
     /// when it failed in a way that another backend may fix (nothing but heartbeats was written then).
+    ///
+    /// The stream's state is the largest part of every open stream's memory, so what the body loop does
+    /// not need is not held across it: the request, the connect and the head wait are a boxed future
+    /// freed once the head arrived ([`Exchange::open`]), the head's decision is an awaited call of its own
+    /// ([`Exchange::on_head`]), and the upstream session lives only in the [`Pump`].
     pub(super) async fn attempt(
         &mut self,
         session: &mut ServerSession,
         b: usize,
-        base: pingora::http::RequestHeader,
+        base: Box<pingora::http::RequestHeader>,
         body: Bytes,
     ) -> Result<End, AttemptFailed> {
-        let route = self.route;
-        let cfg = &route.cfg;
-        let backend = route.pool.backend(b);
-        let head = match backend.request_head(base, &cfg.upstream) {
+        let (up, peer, stream_call) = match Box::pin(self.open(session, b, base, body)).await {
+            Ok(opened) => opened,
+            Err(Failure::End(end)) => return Ok(end),
+            Err(Failure::Attempt(f)) => return Err(f),
+        };
+        let Streamed { pump, passthrough } = match self.on_head(session, b, up, stream_call).await {
+            Ok(streamed) => streamed,
+            Err(done) => return done,
+        };
+        let end = self.pump(session, pump, &peer).await;
+        if passthrough.is_some_and(|status| status >= 400) && matches!(end, End::Completed) {
+            // The upstream's own error reached the client unchanged; it is still an upstream error.
+            self.route.metrics.stream_error(ErrorType::UpstreamStatus);
+            return Ok(End::Failed { ty: ErrorType::UpstreamStatus, reusable: true });
+        }
+        match end {
+            End::NextBackend => {
+                let name = &self.route.pool.backend(b).cfg.name;
+                Err(AttemptFailed {
+                    ty: ErrorType::UpstreamTimeout,
+                    public: "the upstream sent no event within first_event_timeout",
+                    detail: format!("backend {name} sent no event within first_event_timeout"),
+                    reason: RetryReason::FirstEvent,
+                })
+            }
+            end => Ok(end),
+        }
+    }
+
+    /// The attempt's request on backend `b`: its head built for the backend, the peer, then sent with
+    /// `body` and the answer's head read ([`request`](super::request)). Also whether it is a streaming
+    /// call (for the provider's format).
+    async fn open(
+        &mut self,
+        session: &mut ServerSession,
+        b: usize,
+        base: Box<pingora::http::RequestHeader>,
+        body: Bytes,
+    ) -> Result<(HttpSession, HttpPeer, bool), Failure> {
+        let cfg = &self.route.cfg;
+        let backend = self.route.pool.backend(b);
+        let head = match backend.request_head(*base, &cfg.upstream) {
             Ok(h) => h,
-            Err(e) => return Ok(self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await),
+            Err(e) => {
+                return Err(Failure::End(
+                    self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await,
+                ))
+            }
         };
         let peer = match Box::pin(upstream::peer(&backend.cfg.upstream, cfg)).await {
             Ok(p) => p,
             Err(e) => {
                 let public = e.public_message();
-                return Err(AttemptFailed {
+                return Err(Failure::Attempt(AttemptFailed {
                     ty: e.error_type(),
                     public,
                     detail: e.to_string(),
                     reason: RetryReason::Connect,
-                });
+                }));
             }
         };
         let stream_call = crate::provider::format::is_stream_call(head.uri.path());
-        let sent = self.request(session, &peer, &head, &body).await;
-        // Neither is kept for the stream (pingora holds the copy of the head it wrote).
-        drop((head, body));
-        let mut up = match sent {
-            Ok(up) => up,
-            Err(Failure::End(end)) => return Ok(end),
-            Err(Failure::Attempt(f)) => return Err(f),
-        };
+        // Neither the head nor the body is kept for the stream (pingora holds the copy of the head it wrote).
+        let up = self.request(session, &peer, &head, &body).await?;
+        Ok((up, peer, stream_call))
+    }
+
+    /// Decides what to do with the answer whose head `up` has read ([`choose`]): fail over (`Err(Err)`),
+    /// answer with an error (`Err(Ok)`), or stream it — passed through, or decoded by the pump (committing
+    /// the SSE head first unless a heartbeat already did).
+    async fn on_head(
+        &mut self,
+        session: &mut ServerSession,
+        b: usize,
+        mut up: HttpSession,
+        stream_call: bool,
+    ) -> Result<Streamed, Result<End, AttemptFailed>> {
+        let route = self.route;
+        let cfg = &route.cfg;
         let Some(resp) = up.response_header() else {
             up.shutdown().await;
             let msg = "the upstream sent no response header";
-            return Ok(self.upstream_fail(session, ErrorType::UpstreamReset, msg, &msg).await);
+            return Err(Ok(self.upstream_fail(session, ErrorType::UpstreamReset, msg, &msg).await));
         };
         let status = resp.status.as_u16();
         self.stats.upstream_status = Some(status);
@@ -71,36 +135,30 @@ impl Exchange<'_> {
             headers::upstream_request_id(resp, &self.settings.upstream_request_id_headers);
         if cfg.pool.retry.on.status(status) && self.may_fail_over() {
             up.shutdown().await;
-            let detail = format!("backend {} answered {status}", backend.cfg.name);
+            let detail = format!("backend {} answered {status}", route.pool.backend(b).cfg.name);
             let public = "the upstream answered with an error status";
-            return Err(AttemptFailed {
+            return Err(Err(AttemptFailed {
                 ty: ErrorType::UpstreamStatus,
                 public,
                 detail,
                 reason: RetryReason::Status,
-            });
+            }));
         }
         let content_type = header_str(resp, "content-type").unwrap_or("");
         let format = crate::provider::format::for_call(cfg.provider, cfg.format, content_type, stream_call);
-        let end = match choose(format, status, content_type, self.down.committed()) {
+        match choose(format, status, content_type, self.down.committed()) {
             Choice::Passthrough => {
                 let head = resp.clone();
                 if self.down.commit_passthrough(session, &head, cfg.cors.is_some()).await.is_err() {
-                    return Ok(Box::pin(disconnect::client_gone(Some(&mut up), &self.route.metrics)).await);
+                    return Err(Ok(Box::pin(disconnect::client_gone(Some(&mut up), &route.metrics)).await));
                 }
                 self.timers.passthrough_committed();
-                let end = self.pump(session, Pump::new(up, None, None), &peer).await;
-                if status >= 400 && matches!(end, End::Completed) {
-                    // The upstream's own error reached the client unchanged; it is still an upstream error.
-                    self.route.metrics.stream_error(ErrorType::UpstreamStatus);
-                    return Ok(End::Failed { ty: ErrorType::UpstreamStatus, reusable: true });
-                }
-                end
+                Ok(Streamed { pump: Pump::new(up, None, None), passthrough: Some(status) })
             }
             Choice::ErrorEvent => {
                 let message = Box::pin(read_error_body(&mut up, status)).await;
                 up.shutdown().await;
-                self.fail(session, ErrorType::UpstreamStatus, &message, Some(status)).await
+                Err(Ok(self.fail(session, ErrorType::UpstreamStatus, &message, Some(status)).await))
             }
             Choice::Decode(format) => {
                 let decompressor = match Decompressor::for_encoding(header_str(resp, "content-encoding")) {
@@ -109,13 +167,13 @@ impl Exchange<'_> {
                     Err(enc) => {
                         up.shutdown().await;
                         let msg = format!("upstream used unsupported content-encoding {enc:?}");
-                        return Ok(self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await);
+                        return Err(Ok(self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await));
                     }
                 };
                 if self.down.committed() == Committed::No {
                     let upstream_head = Some((resp, cfg.cors.is_some()));
                     if let Err(e) = Box::pin(self.commit_sse(session, upstream_head)).await {
-                        return Ok(Box::pin(self.write_failed(e, Some(&mut up))).await);
+                        return Err(Ok(Box::pin(self.write_failed(e, Some(&mut up))).await));
                     }
                 }
                 self.stats.format = Some(format);
@@ -125,17 +183,8 @@ impl Exchange<'_> {
                     comments: cfg.forward_comments,
                 };
                 let pump = Pump::new(up, Some(Decoder::new(format, opts)), decompressor);
-                self.pump(session, pump, &peer).await
+                Ok(Streamed { pump, passthrough: None })
             }
-        };
-        match end {
-            End::NextBackend => Err(AttemptFailed {
-                ty: ErrorType::UpstreamTimeout,
-                public: "the upstream sent no event within first_event_timeout",
-                detail: format!("backend {} sent no event within first_event_timeout", backend.cfg.name),
-                reason: RetryReason::FirstEvent,
-            }),
-            end => Ok(end),
         }
     }
 }

@@ -12,150 +12,107 @@
 use std::time::Duration;
 
 use pingora::upstreams::peer::HttpPeer;
+use ssegate_frame::Item;
 use tokio::time::Instant;
 
 use super::deliver::Delivery;
-use super::drain::Parts;
-use super::pump::{Produced, Pump};
+use super::drain::{self, Parts, Sink};
+use super::pump::Pump;
 use super::record::Recording;
 use super::stats::Left;
-use super::timers::Due;
 use crate::error::ErrorType;
+use crate::gateway::RouteState;
+use crate::metrics::RouteMetrics;
 use crate::resume::store::Ending;
-
-/// What woke the loop.
-enum Next<T> {
-    Upstream(T),
-    Timer,
-    Presence,
-    ShutdownChanged,
-}
 
 /// How often reader presence is checked: a quarter of `detach_timeout`, between 10 ms and 1 s.
 fn presence_every(timeout: Duration) -> Duration {
     (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
+/// Records the events for resume; `timeout`: give up once no reader has been attached this long.
+struct Recorder<'d> {
+    delivery: &'d mut Delivery,
+    request_id: &'d str,
+    timeout: Option<Duration>,
+    last_reader: Instant,
+    recorded: u64,
+}
+
+impl Sink for Recorder<'_> {
+    fn items(&mut self, items: &mut Vec<Item>, m: &RouteMetrics) -> Result<(), String> {
+        let done = self.delivery.record_only(items, m);
+        self.recorded += done.events;
+        match done.fatal {
+            Some(e) => Err(e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    fn completed(&mut self, route: &RouteState) -> Result<(), (ErrorType, &'static str)> {
+        if route.cfg.expect_end && self.delivery.tracker().is_some_and(|t| !t.ended()) {
+            return Err((
+                ErrorType::UpstreamTruncated,
+                "the upstream ended without the provider's end marker",
+            ));
+        }
+        if let Some(rec) = self.delivery.recording() {
+            if let Some(done) = &route.done_event {
+                rec.append(done);
+            }
+            rec.end(Ending::Completed);
+        }
+        Ok(())
+    }
+
+    fn failed(&mut self, ty: ErrorType, msg: &str) {
+        if let Some(rec) = self.delivery.recording() {
+            rec.fail(super::record::error_body(ty, msg, self.request_id));
+        }
+    }
+
+    fn presence_every(&self) -> Option<Duration> {
+        self.timeout.map(presence_every)
+    }
+
+    fn present(&mut self, now: Instant) -> bool {
+        if self.delivery.recording().is_some_and(|r| r.readers_attached()) {
+            self.last_reader = now;
+        } else if self.timeout.is_some_and(|t| now.duration_since(self.last_reader) >= t) {
+            if let Some(rec) = self.delivery.recording() {
+                rec.end(Ending::Abandoned);
+            }
+            return false;
+        }
+        true
+    }
+
+    fn events(&self) -> u64 {
+        self.recorded
+    }
+}
+
 /// Runs the upstream without a client, recording into `delivery`'s resume recording; `timeout`: abort once
 /// no reader has been attached this long (`detach`), `None`: read to the end (`drain`).
 pub async fn run(
-    mut pump: Pump,
+    pump: Pump,
     peer: &HttpPeer,
     parts: Parts<'_>,
     delivery: &mut Delivery,
     request_id: &str,
     timeout: Option<Duration>,
 ) -> Left {
-    let Parts { route, timers, shutdown, shutdown_drain, stats } = parts;
+    let route = parts.route;
     let m = &route.metrics;
     let _detached = crate::metrics::resume::detached(&route.cfg.name);
     let _draining = timeout.is_none().then(|| m.drain_started());
-    let every = presence_every(timeout.unwrap_or(Duration::from_secs(1)));
-    let mut presence = tokio::time::interval_at(Instant::now() + every, every);
-    let mut last_reader = Instant::now();
-    let mut recorded = 0u64;
-    let fail = |delivery: &mut Delivery, ty: ErrorType, msg: &str| {
-        if let Some(rec) = delivery.recording() {
-            rec.fail(super::record::error_body(ty, msg, request_id));
-        }
-    };
-    let left = loop {
-        let draining = timers.is_draining();
-        let next = tokio::select! {
-            r = pump.read() => Next::Upstream(r),
-            _ = timers.expired() => Next::Timer,
-            _ = presence.tick(), if timeout.is_some() => Next::Presence,
-            _ = super::shutdown_turned(shutdown), if !draining => Next::ShutdownChanged,
-        };
-        match next {
-            Next::Upstream(Ok(Some(chunk))) => {
-                timers.upstream_read(Instant::now());
-                m.bytes_in(chunk.len() as u64);
-                match pump.push(chunk) {
-                    Ok(Produced::Items) => {
-                        let done = delivery.record_only(pump.items(), m);
-                        recorded += done.events;
-                        if let Some(e) = done.fatal {
-                            fail(delivery, ErrorType::Decode, &e.to_string());
-                            break Left::Failed;
-                        }
-                    }
-                    // A resumable route decodes: no bytes pass through.
-                    Ok(Produced::Bytes(_)) => {}
-                    Err(msg) => {
-                        fail(delivery, ErrorType::Decode, &msg);
-                        break Left::Failed;
-                    }
-                }
-            }
-            Next::Upstream(Ok(None)) => {
-                if pump.decoding() {
-                    if let Err(msg) = pump.finish() {
-                        fail(delivery, ErrorType::Decode, &msg);
-                        break Left::Failed;
-                    }
-                    let done = delivery.record_only(pump.items(), m);
-                    recorded += done.events;
-                    if let Some(e) = done.fatal {
-                        fail(delivery, ErrorType::Decode, &e.to_string());
-                        break Left::Failed;
-                    }
-                }
-                if route.cfg.expect_end && delivery.tracker().is_some_and(|t| !t.ended()) {
-                    let msg = "the upstream ended without the provider's end marker";
-                    fail(delivery, ErrorType::UpstreamTruncated, msg);
-                    break Left::Failed;
-                }
-                if let Some(done) = &route.done_event {
-                    if let Some(rec) = delivery.recording() {
-                        rec.append(done);
-                    }
-                }
-                if let Some(rec) = delivery.recording() {
-                    rec.end(Ending::Completed);
-                }
-                break Left::Completed;
-            }
-            Next::Upstream(Err(_)) => {
-                fail(delivery, ErrorType::UpstreamReset, "the upstream connection broke mid-stream");
-                break Left::Failed;
-            }
-            Next::Timer => {
-                let now = Instant::now();
-                timers.first_event_overdue(now);
-                if let Due::Fail(ty, msg) = timers.due(now) {
-                    fail(delivery, ty, msg);
-                    break Left::Failed;
-                }
-            }
-            Next::Presence => {
-                let now = Instant::now();
-                if delivery.recording().is_some_and(|r| r.readers_attached()) {
-                    last_reader = now;
-                } else if timeout.is_some_and(|t| now.duration_since(last_reader) >= t) {
-                    if let Some(rec) = delivery.recording() {
-                        rec.end(Ending::Abandoned);
-                    }
-                    break Left::DetachTimeout;
-                }
-            }
-            Next::ShutdownChanged => {
-                if *shutdown.borrow() {
-                    timers.draining(super::shutdown_started(), shutdown_drain);
-                }
-            }
-        }
-    };
-    stats.drained_events = Some(recorded);
+    let mut recorder = Recorder { delivery, request_id, timeout, last_reader: Instant::now(), recorded: 0 };
+    let left = drain::run_into(pump, peer, parts, &mut recorder).await.left();
+    let recorded = recorder.recorded;
     m.drained_events(recorded);
-    let seq = delivery.recording().map_or(0, |r: &mut Recording| r.seq());
+    let seq = recorder.delivery.recording().map_or(0, |r: &mut Recording| r.seq());
     tracing::debug!(route = %route.cfg.name, recorded, seq, left = left.as_str(),
         "detached stream ended");
-    if left == Left::Completed {
-        Box::pin(pump.release(route, peer)).await;
-    } else {
-        pump.abort().await;
-    }
     left
 }
 

@@ -65,7 +65,7 @@ use pump::{Produced, Pump};
 pub use stats::Stats;
 use timers::{Due, Timers};
 pub(crate) use wake::shutdown_turned;
-use wake::{wake, Wake};
+use wake::{wake, Shutdown, Wake};
 
 /// What an admitted request brings to the exchange.
 #[derive(Debug)]
@@ -115,7 +115,7 @@ pub struct Exchange<'a> {
     route: &'a RouteState,
     settings: &'a Settings,
     started: Instant,
-    shutdown: ShutdownWatch,
+    shutdown: Shutdown,
     timers: Timers,
     down: Downstream,
     delivery: Delivery,
@@ -150,7 +150,7 @@ impl<'a> Exchange<'a> {
             route,
             settings,
             started,
-            shutdown,
+            shutdown: Shutdown::new(shutdown),
             timers: Timers::new(started, heartbeat, cfg.max_duration, cfg.idle_timeout),
             down,
             delivery: Delivery::new(output, cfg.ids, cfg.on_decode_error)
@@ -199,8 +199,9 @@ impl<'a> Exchange<'a> {
                 req.key_headers,
             )
         };
+        // Boxed: 352 bytes otherwise held in the exchange's state for the whole stream.
         let mut head = match build(session, self.down.answer()) {
-            Ok(h) => Some(h),
+            Ok(h) => Some(Box::new(h)),
             Err(e) => return self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await,
         };
         if let Balance::Hash(name) = &cfg.pool.balance {
@@ -228,7 +229,8 @@ impl<'a> Exchange<'a> {
             let _stream = pool.stream(b);
             let first_event = retry.first_event_timeout.filter(|_| self.attempts.count < retry.attempts);
             self.timers.first_event_by(first_event.map(|t| Instant::now() + t));
-            let base = match head.take().map_or_else(|| build(session, self.down.answer()), Ok) {
+            let base = match head.take().map_or_else(|| build(session, self.down.answer()).map(Box::new), Ok)
+            {
                 Ok(h) => h,
                 Err(e) => return self.fail(session, ErrorType::BadRequest, &e.to_string(), None).await,
             };
@@ -276,99 +278,115 @@ impl<'a> Exchange<'a> {
 
     /// The body loop: the producer's items to the consumer, until the upstream ends, fails, the client
     /// leaves or a deadline passes.
-    async fn pump(&mut self, session: &mut ServerSession, mut pump: Pump, peer: &HttpPeer) -> End {
-        self.timers.upstream_read(Instant::now());
-        loop {
-            let wake = wake(&mut self.timers, session, &mut self.shutdown, pump.read()).await;
-            match wake {
-                Wake::Upstream(Ok(Some(chunk))) => {
-                    let read_at = Instant::now();
-                    self.timers.upstream_read(read_at);
-                    self.route.metrics.bytes_in(chunk.len() as u64);
-                    match pump.push(chunk) {
-                        Ok(Produced::Bytes(chunk)) => {
-                            // Passthrough: the upstream's chunk as it is, not copied.
-                            let written = self.down.write(session, chunk).await;
-                            if let Err(e) = self.wrote(written) {
-                                return Box::pin(self.client_left(Some(e), pump, peer)).await;
+    ///
+    /// Not an `async fn`: its arguments would be moved into the state once as captured and once as
+    /// bindings, and the `Pump` (800 bytes) kept twice for the whole stream; the `async move` block holds
+    /// it once.
+    #[allow(clippy::manual_async_fn)]
+    fn pump<'s>(
+        &'s mut self,
+        session: &'s mut ServerSession,
+        mut pump: Pump,
+        peer: &'s HttpPeer,
+    ) -> impl std::future::Future<Output = End> + use<'a, 's> {
+        async move {
+            self.timers.upstream_read(Instant::now());
+            loop {
+                let wake = wake(&mut self.timers, session, &mut self.shutdown, pump.read()).await;
+                match wake {
+                    Wake::Upstream(Ok(Some(chunk))) => {
+                        let read_at = Instant::now();
+                        self.timers.upstream_read(read_at);
+                        self.route.metrics.bytes_in(chunk.len() as u64);
+                        match pump.push(chunk) {
+                            Ok(Produced::Bytes(chunk)) => {
+                                // Passthrough: the upstream's chunk as it is, not copied.
+                                let written = self.down.write(session, chunk).await;
+                                if let Err(e) = self.wrote(written) {
+                                    return Box::pin(self.client_left(Some(e), pump, peer)).await;
+                                }
+                            }
+                            Ok(Produced::Items) => match self.deliver(session, &mut pump, read_at).await {
+                                Ok(()) if self.handover_due && self.hands_over() => {
+                                    return Box::pin(self.hand_over(session, pump, peer)).await
+                                }
+                                Ok(()) => {}
+                                Err(Stop::End(end)) => return end,
+                                Err(Stop::ClientLeft(e)) => {
+                                    return Box::pin(self.client_left(Some(e), pump, peer)).await
+                                }
+                            },
+                            Err(msg) => {
+                                pump.abort().await;
+                                return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
                             }
                         }
-                        Ok(Produced::Items) => match self.deliver(session, &mut pump, read_at).await {
-                            Ok(()) if self.handover_due && self.hands_over() => {
-                                return Box::pin(self.hand_over(session, pump, peer)).await
+                    }
+                    Wake::Upstream(Ok(None)) => {
+                        let read_at = Instant::now();
+                        if pump.decoding() {
+                            if let Err(msg) = pump.finish() {
+                                return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
                             }
+                            match self.deliver(session, &mut pump, read_at).await {
+                                Ok(()) => {}
+                                Err(Stop::End(end)) => return end,
+                                // The upstream is at its end: nothing left to drain.
+                                Err(Stop::ClientLeft(e)) => {
+                                    return Box::pin(self.write_failed(e, Some(pump.session()))).await
+                                }
+                            }
+                            if self.route.cfg.expect_end
+                                && self.delivery.tracker().is_some_and(|t| !t.ended())
+                            {
+                                Box::pin(pump.release(self.route, peer)).await;
+                                let msg = "the upstream ended without the provider's end marker";
+                                return self
+                                    .upstream_fail(session, ErrorType::UpstreamTruncated, msg, &msg)
+                                    .await;
+                            }
+                            if let Some(done) = &self.route.done_event {
+                                self.delivery.done(done, self.down.out());
+                            }
+                        }
+                        if let Some(rec) = self.delivery.recording() {
+                            rec.end(Ending::Completed);
+                        }
+                        match Box::pin(self.down.finish(session)).await {
+                            Some(n) => self.stats.wrote(n, &self.route.metrics),
+                            None => {
+                                return Box::pin(disconnect::client_gone(None, &self.route.metrics)).await
+                            }
+                        }
+                        Box::pin(pump.release(self.route, peer)).await;
+                        return End::Completed;
+                    }
+                    Wake::Upstream(Err(e)) => {
+                        pump.abort().await;
+                        let msg = "the upstream connection broke mid-stream";
+                        return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &e).await;
+                    }
+                    Wake::ClientGone => return Box::pin(self.client_left(None, pump, peer)).await,
+                    Wake::ShutdownChanged => {
+                        self.check_shutdown();
+                        if self.hands_over() {
+                            return Box::pin(self.hand_over(session, pump, peer)).await;
+                        }
+                    }
+                    Wake::Timer => {
+                        if self.timers.first_event_overdue(Instant::now()) && self.may_fail_over() {
+                            pump.abort().await;
+                            return End::NextBackend;
+                        }
+                        match Box::pin(self.timer(session)).await {
                             Ok(()) => {}
-                            Err(Stop::End(end)) => return end,
-                            Err(Stop::ClientLeft(e)) => {
+                            Err(TimerStop::Fail(ty, msg)) => {
+                                pump.abort().await;
+                                return self.fail(session, ty, msg, None).await;
+                            }
+                            Err(TimerStop::ClientLeft(e)) => {
                                 return Box::pin(self.client_left(Some(e), pump, peer)).await
                             }
-                        },
-                        Err(msg) => {
-                            pump.abort().await;
-                            return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
-                        }
-                    }
-                }
-                Wake::Upstream(Ok(None)) => {
-                    let read_at = Instant::now();
-                    if pump.decoding() {
-                        if let Err(msg) = pump.finish() {
-                            return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
-                        }
-                        match self.deliver(session, &mut pump, read_at).await {
-                            Ok(()) => {}
-                            Err(Stop::End(end)) => return end,
-                            // The upstream is at its end: nothing left to drain.
-                            Err(Stop::ClientLeft(e)) => {
-                                return Box::pin(self.write_failed(e, Some(pump.session()))).await
-                            }
-                        }
-                        if self.route.cfg.expect_end && self.delivery.tracker().is_some_and(|t| !t.ended()) {
-                            Box::pin(pump.release(self.route, peer)).await;
-                            let msg = "the upstream ended without the provider's end marker";
-                            return self
-                                .upstream_fail(session, ErrorType::UpstreamTruncated, msg, &msg)
-                                .await;
-                        }
-                        if let Some(done) = &self.route.done_event {
-                            self.delivery.done(done, self.down.out());
-                        }
-                    }
-                    if let Some(rec) = self.delivery.recording() {
-                        rec.end(Ending::Completed);
-                    }
-                    match Box::pin(self.down.finish(session)).await {
-                        Some(n) => self.stats.wrote(n, &self.route.metrics),
-                        None => return Box::pin(disconnect::client_gone(None, &self.route.metrics)).await,
-                    }
-                    Box::pin(pump.release(self.route, peer)).await;
-                    return End::Completed;
-                }
-                Wake::Upstream(Err(e)) => {
-                    pump.abort().await;
-                    let msg = "the upstream connection broke mid-stream";
-                    return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &e).await;
-                }
-                Wake::ClientGone => return Box::pin(self.client_left(None, pump, peer)).await,
-                Wake::ShutdownChanged => {
-                    self.check_shutdown();
-                    if self.hands_over() {
-                        return Box::pin(self.hand_over(session, pump, peer)).await;
-                    }
-                }
-                Wake::Timer => {
-                    if self.timers.first_event_overdue(Instant::now()) && self.may_fail_over() {
-                        pump.abort().await;
-                        return End::NextBackend;
-                    }
-                    match Box::pin(self.timer(session)).await {
-                        Ok(()) => {}
-                        Err(TimerStop::Fail(ty, msg)) => {
-                            pump.abort().await;
-                            return self.fail(session, ty, msg, None).await;
-                        }
-                        Err(TimerStop::ClientLeft(e)) => {
-                            return Box::pin(self.client_left(Some(e), pump, peer)).await
                         }
                     }
                 }
@@ -496,7 +514,7 @@ impl<'a> Exchange<'a> {
     /// Starts the drain clock if the process is shutting down; on a route that records into a shared store,
     /// the client is to be handed over.
     fn check_shutdown(&mut self) {
-        if *self.shutdown.borrow() {
+        if self.shutdown.is_on() {
             self.timers.draining(shutdown_started(), self.settings.shutdown_drain);
             self.handover_due = self.route.resume.as_ref().is_some_and(|s| s.kind() == "redis");
         }
