@@ -14,12 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ssegate_tests::gateway::workspace_root;
-use ssegate_tests::metrics::Scrape;
 use ssegate_tests::{assert_sse_head, bounded, get, MockUpstream, Reply, Step};
 use ssegate_tests::{GatewaySpec, RouteSpec};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::reliability_fds::first_event_within;
+use crate::reliability_fds::{assert_traffic_accept_errors, first_event_within};
 use tokio::net::TcpStream;
 
 /// Linux errno values.
@@ -101,13 +100,9 @@ async fn other_accept_errors_wait_too_open_streams_go_on_and_service_recovers() 
         }
 
         // Every failure was logged and counted (the admin listener was never affected).
-        let failed = injected(&fault) as f64;
-        assert_eq!(gw.stderr().matches("Accept() failed").count() as f64, failed, "{}", gw.stderr());
-        let s = Scrape::until(gw.admin_addr(), |s| {
-            s.value("ssegate_accept_errors_total", &[("listener", "traffic")]) >= failed
-        })
-        .await;
-        assert_eq!(s.value("ssegate_accept_errors_total", &[("listener", "traffic")]), failed);
+        let failed = injected(&fault);
+        assert_eq!(gw.stderr().matches("Accept() failed").count(), failed, "{}", gw.stderr());
+        assert_traffic_accept_errors(&gw, failed).await;
         gw.assert_no_panic();
     })
     .await;

@@ -72,6 +72,14 @@ fn accept_failures_logged(gw: &Gateway) -> usize {
     gw.stderr().matches("Accept() failed").count()
 }
 
+/// Asserts that `ssegate_accept_errors_total{listener="traffic"}` reaches exactly `n` (scraped until it does).
+pub(crate) async fn assert_traffic_accept_errors(gw: &Gateway, n: usize) {
+    let traffic = [("listener", "traffic")];
+    let s = Scrape::until(gw.admin_addr(), |s| s.value("ssegate_accept_errors_total", &traffic) >= n as f64)
+        .await;
+    assert_eq!(s.value("ssegate_accept_errors_total", &traffic), n as f64, "{}", s.text);
+}
+
 /// Reads `waiting`'s answer until its first event within `within`: a `200` head and one `data:` line, or a
 /// failure naming `when`.
 pub(crate) async fn first_event_within(waiting: &mut TcpStream, within: Duration, when: &str) {
@@ -139,12 +147,7 @@ async fn out_of_descriptors_accepts_wait_open_streams_go_on_and_service_recovers
         drop(waiting);
         set_nofile(pid, original);
         // Counted (the admin listener accepts again now).
-        let logged = accept_failures_logged(&gw) as f64;
-        let s = Scrape::until(gw.admin_addr(), |s| {
-            s.value("ssegate_accept_errors_total", &[("listener", "traffic")]) >= logged
-        })
-        .await;
-        assert_eq!(s.value("ssegate_accept_errors_total", &[("listener", "traffic")]), logged);
+        assert_traffic_accept_errors(&gw, accept_failures_logged(&gw)).await;
         gw.assert_no_panic();
     })
     .await;
