@@ -391,24 +391,27 @@ fn left(mut done: Followed, e: WriteError, route: &RouteState) -> Followed {
     done
 }
 
+/// One failed store call, in `ssegate_resume_store_errors_total{store}`.
+fn count_store_error(req: &ReaderRequest<'_>) {
+    m::store_error(req.route.resume.as_ref().map_or("memory", |s| s.kind()));
+}
+
 /// A store call before the answer failed and will be tried again: counted, logged, and a pause.
 async fn retry_later(req: &ReaderRequest<'_>, e: &super::store::StoreError, tries: &mut u32) {
-    let kind = req.route.resume.as_ref().map_or("memory", |s| s.kind());
-    m::store_error(kind);
+    count_store_error(req);
     tracing::info!(route = %req.route.cfg.name, error = %e, try = *tries, "resume store call failed; trying again");
     *tries += 1;
     tokio::time::sleep(RETRY_PAUSE).await;
 }
 
 /// The store failed before anything was committed (after [`FIRST_TRIES`]): counted, logged, and answered `503`
-/// `upstream_unavailable` (the client retries later).
+/// `upstream_unavailable` (a fetch client may retry later; a browser's `EventSource` stops).
 async fn unavailable(
     session: &mut ServerSession,
     req: &ReaderRequest<'_>,
     e: super::store::StoreError,
 ) -> Followed {
-    let kind = req.route.resume.as_ref().map_or("memory", |s| s.kind());
-    m::store_error(kind);
+    count_store_error(req);
     tracing::warn!(route = %req.route.cfg.name, error = %e, "resume store unavailable");
     let msg = "the resume store is unavailable; retry later";
     answer_error(session, req, ErrorType::UpstreamUnavailable, msg).await
@@ -422,8 +425,7 @@ async fn store_failed(
     e: super::store::StoreError,
     done: &mut Followed,
 ) -> Followed {
-    let kind = req.route.resume.as_ref().map_or("memory", |s| s.kind());
-    m::store_error(kind);
+    count_store_error(req);
     tracing::warn!(route = %req.route.cfg.name, error = %e, "resume store failed while reading");
     let _ = session.finish_body().await;
     Followed {
