@@ -111,6 +111,27 @@ async fn http_upstream_connections_are_pooled() {
 }
 
 #[tokio::test]
+async fn an_upstream_connection_the_upstream_answered_connection_close_on_is_not_pooled() {
+    // The stream keeps only part of the upstream's response head (pingora-core patch, `trim_heads`): the
+    // `Connection` header must still be there when the finished connection is offered to the pool.
+    bounded(async {
+        let mock = MockUpstream::start(|_| {
+            Reply::full(200, "application/x-ndjson", "{\"a\": 1}\n").with_header("connection", "close")
+        })
+        .await;
+        let gw = GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock)).start().await;
+        for i in 0..3 {
+            let mut resp = get(gw.addr(), "/r").await;
+            assert_bytes(&resp.body_to_end().await, b"data: {\"a\":1}\n\n");
+            assert_eq!(resp.end(), Some(&End::Clean), "request {i}");
+        }
+        assert_eq!(mock.requests().len(), 3);
+        assert_eq!(mock.connections(), 3, "a connection the upstream said it closes is never reused");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_pooled_connection_found_closed_is_retried_once_on_a_new_one() {
     // The race every keep-alive proxy meets: the upstream closes an idle connection just as the gateway reuses
     // it. Here the mock keeps the first connection open while idle (so the pool cannot notice), then closes it

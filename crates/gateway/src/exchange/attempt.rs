@@ -153,6 +153,7 @@ impl Exchange<'_> {
                     return Err(Ok(Box::pin(disconnect::client_gone(Some(&mut up), &route.metrics)).await));
                 }
                 self.timers.passthrough_committed();
+                up.trim_heads();
                 Ok(Streamed { pump: Pump::new(up, None, None), passthrough: Some(status) })
             }
             Choice::ErrorEvent => {
@@ -182,6 +183,7 @@ impl Exchange<'_> {
                     event_field: cfg.event_field.clone(),
                     comments: cfg.forward_comments,
                 };
+                up.trim_heads();
                 let pump = Pump::new(up, Some(Decoder::new(format, opts)), decompressor);
                 Ok(Streamed { pump, passthrough: None })
             }

@@ -104,8 +104,8 @@ impl Downstream {
         stream_id: Option<HeaderValue>,
     ) -> Result<(), WriteError> {
         // Sized to what it will hold — the 3 below, `transfer-encoding`, and pingora's `date` and
-        // `connection` — : pingora keeps the head for the life of the stream, and a header map sized for
-        // more (or grown by doubling) is kilobytes per open stream.
+        // `connection` —: a header map sized for more, or grown by doubling, is kilobytes (freed once the
+        // head is written, but it sets the peak while a crowd of streams opens).
         let copied = upstream.map_or(0, |(u, cors_route)| self.answer.upstream_kept(u, cors_route).count());
         let size = 6 + copied + self.cors.len() + usize::from(self.vary_accept) + self.answer.added();
         let mut head = ResponseHeader::build(200, Some(size)).map_err(|_| WriteError::Gone)?;
@@ -129,6 +129,8 @@ impl Downstream {
             let _ = head.insert_header("transfer-encoding", HeaderValue::from_static("chunked"));
         }
         session.write_response_header(Box::new(head)).await.map_err(|_| WriteError::Gone)?;
+        // pingora keeps the written head for the life of the stream; nothing reads its fields again.
+        session.trim_response_written();
         self.committed = Committed::Sse;
         Ok(())
     }
@@ -149,6 +151,7 @@ impl Downstream {
             let _ = head.insert_header("transfer-encoding", "chunked");
         }
         session.write_response_header(Box::new(head)).await.map_err(|_| WriteError::Gone)?;
+        session.trim_response_written();
         self.committed = Committed::Passthrough;
         Ok(())
     }

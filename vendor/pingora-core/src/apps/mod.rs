@@ -304,78 +304,41 @@ where
             }
         }
         if h2c || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            // create a shared connection digest
-            let digest = Arc::new(Digest {
-                ssl_digest: stream.get_ssl_digest(),
-                // TODO: log h2 handshake time
-                timing_digest: stream.get_timing_digest(),
-                proxy_digest: stream.get_proxy_digest(),
-                socket_digest: stream.get_socket_digest(),
-            });
-
-            let h2_options = self.h2_options();
-            let h2_conn = match server::handshake(stream, h2_options).await {
-                Err(e) => {
-                    error!("H2 handshake error {e}");
-                    self.h2_connection_error(&e, &digest);
-                    return None;
-                }
-                Ok(c) => c,
-            };
-
-            // The accept-loop body — including the graceful-shutdown state
-            // machine — lives in `server::accept_downstream_sessions` so that
-            // the same code path is exercised by tests in `protocols::http::v2`.
-            let app = self.clone();
-            let shutdown_for_session = shutdown.clone();
-            let h2_idle_timeout = self.server_options().and_then(|o| o.h2_idle_timeout);
-            let ended = server::accept_downstream_sessions(
-                h2_conn,
-                digest.clone(),
-                shutdown.clone(),
-                h2_idle_timeout,
-                |h2_stream, guard| {
-                    let app = app.clone();
-                    let shutdown = shutdown_for_session.clone();
-                    pingora_runtime::current_handle().spawn(async move {
-                        // hold `guard` for the session's lifetime so the accept
-                        // loop's idle timeout sees this connection as busy.
-                        let _guard = guard;
-                        // Note, `PersistentSettings` not currently relevant for h2
-                        app.process_new_http(ServerSession::new_http2(h2_stream), &shutdown)
-                            .await;
-                    });
-                },
-            )
-            .await;
-            if let Err(e) = ended {
-                self.h2_connection_error(&e, &digest);
-            }
+            // ssegate patch: the HTTP/2 connection's state (handshake, accept loop) lives in a box of
+            // its own; inline, it sized every HTTP/1.1 connection's future for the connection's life.
+            Box::pin(serve_h2(self, stream, shutdown)).await;
         } else if custom || matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {
             // No ALPN or ALPN::H1 and h2c was not configured, fallback to HTTP/1.1
-            let mut session = ServerSession::new_http1(stream);
-            if *shutdown.borrow() {
-                // stop downstream from reusing if this service is shutting down soon
-                session.set_keepalive(None);
-            } else {
-                // default 60s
-                session.set_keepalive(Some(60));
-            }
-            session.set_keepalive_reuses_remaining(
-                self.server_options()
-                    .and_then(|opts| opts.keepalive_request_limit),
-            );
-
-            let mut result = self.process_new_http(session, shutdown).await;
-            while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
+            // ssegate patch: each session is built in a block that ends before the await, so the
+            // moved-from session (hundreds of bytes) is not kept in this future's state while the
+            // app serves it.
+            let first = {
                 let mut session = ServerSession::new_http1(stream);
-                if let Some(persistent_settings) = persistent_settings {
-                    persistent_settings.apply_to_session(&mut session);
+                if *shutdown.borrow() {
+                    // stop downstream from reusing if this service is shutting down soon
+                    session.set_keepalive(None);
+                } else {
+                    // default 60s
+                    session.set_keepalive(Some(60));
                 }
-
-                result = self.process_new_http(session, shutdown).await;
+                session.set_keepalive_reuses_remaining(
+                    self.server_options()
+                        .and_then(|opts| opts.keepalive_request_limit),
+                );
+                self.process_new_http(session, shutdown)
+            };
+            let mut result = first.await;
+            while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
+                let next = {
+                    let mut session = ServerSession::new_http1(stream);
+                    if let Some(persistent_settings) = persistent_settings {
+                        persistent_settings.apply_to_session(&mut session);
+                    }
+                    self.process_new_http(session, shutdown)
+                };
+                result = next.await;
             }
         }
         None
@@ -383,6 +346,61 @@ where
 
     async fn cleanup(&self) {
         self.http_cleanup().await;
+    }
+}
+
+/// ssegate patch: the HTTP/2 branch of [`ServerApp::process_new`] for an [`HttpServerApp`], boxed by its
+/// caller (see there).
+async fn serve_h2<T>(this: &Arc<T>, stream: Stream, shutdown: &ShutdownWatch)
+where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    // create a shared connection digest
+    let digest = Arc::new(Digest {
+        ssl_digest: stream.get_ssl_digest(),
+        // TODO: log h2 handshake time
+        timing_digest: stream.get_timing_digest(),
+        proxy_digest: stream.get_proxy_digest(),
+        socket_digest: stream.get_socket_digest(),
+    });
+
+    let h2_options = this.h2_options();
+    let h2_conn = match server::handshake(stream, h2_options).await {
+        Err(e) => {
+            error!("H2 handshake error {e}");
+            this.h2_connection_error(&e, &digest);
+            return;
+        }
+        Ok(c) => c,
+    };
+
+    // The accept-loop body — including the graceful-shutdown state
+    // machine — lives in `server::accept_downstream_sessions` so that
+    // the same code path is exercised by tests in `protocols::http::v2`.
+    let app = this.clone();
+    let shutdown_for_session = shutdown.clone();
+    let h2_idle_timeout = this.server_options().and_then(|o| o.h2_idle_timeout);
+    let ended = server::accept_downstream_sessions(
+        h2_conn,
+        digest.clone(),
+        shutdown.clone(),
+        h2_idle_timeout,
+        |h2_stream, guard| {
+            let app = app.clone();
+            let shutdown = shutdown_for_session.clone();
+            pingora_runtime::current_handle().spawn(async move {
+                // hold `guard` for the session's lifetime so the accept
+                // loop's idle timeout sees this connection as busy.
+                let _guard = guard;
+                // Note, `PersistentSettings` not currently relevant for h2
+                app.process_new_http(ServerSession::new_http2(h2_stream), &shutdown)
+                    .await;
+            });
+        },
+    )
+    .await;
+    if let Err(e) = ended {
+        this.h2_connection_error(&e, &digest);
     }
 }
 

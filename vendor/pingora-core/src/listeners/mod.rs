@@ -321,7 +321,10 @@ impl UninitializedStream {
                 callback.process(&mut self.l4).await?;
             }
 
-            let tls_stream = tls.tls_handshake(self.l4).await?;
+            // ssegate patch: the TLS handshake's state is several KiB; boxed, it is held only while the
+            // handshake runs, instead of sizing every connection's task (plaintext ones too) for the
+            // whole life of the connection.
+            let tls_stream = Box::pin(tls.tls_handshake(self.l4)).await?;
             Ok(Box::new(tls_stream))
         } else {
             Ok(Box::new(self.l4))

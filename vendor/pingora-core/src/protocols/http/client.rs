@@ -171,6 +171,15 @@ impl<S: Session> HttpSession<S> {
         }
     }
 
+    /// ssegate patch: once the caller is done with the response header, keep of the written request
+    /// and the response header only what the session still reads (HTTP/1.x; see
+    /// `v1::client::HttpSession::trim_heads`).
+    pub fn trim_heads(&mut self) {
+        if let Self::H1(h1) = self {
+            h1.trim_heads();
+        }
+    }
+
     /// Get the response header of the server
     ///
     /// `None` if the response header is not read yet.

@@ -30,6 +30,18 @@ pub mod v2;
 
 pub use server::{ReusableHttpStream, Session as ServerSession};
 
+/// ssegate patch: the status line of `head` alone (status, version, reason phrase; no header maps). What a
+/// session keeps of a head it has written once nothing reads that head's fields any more: a long-lived
+/// response (a stream) otherwise holds the head's two header maps, ~1–3 KiB, for its whole life.
+pub(crate) fn status_line_only(head: &pingora_http::ResponseHeader) -> Box<pingora_http::ResponseHeader> {
+    let mut lean = pingora_http::ResponseHeader::build_no_case(head.status, Some(0))
+        .expect("a valid status stays valid");
+    lean.set_version(head.version);
+    // The phrase was valid on the head it comes from.
+    let _ = lean.set_reason_phrase(head.get_reason_phrase());
+    Box::new(lean)
+}
+
 /// The Pingora server name string
 pub const SERVER_NAME: &[u8; 7] = b"Pingora";
 

@@ -529,6 +529,16 @@ impl Session {
         }
     }
 
+    /// ssegate patch: keep only the status line of the written response header (HTTP/1.x and HTTP/2;
+    /// the others keep theirs). See `v1::server::HttpSession::trim_response_written`.
+    pub fn trim_response_written(&mut self) {
+        match self {
+            Self::H1(s) => s.trim_response_written(),
+            Self::H2(s) => s.trim_response_written(),
+            Self::Subrequest(_) | Self::Custom(_) => {}
+        }
+    }
+
     /// Give up the http session abruptly.
     ///
     /// This is a failure path: the response is abandoned mid-message, so each

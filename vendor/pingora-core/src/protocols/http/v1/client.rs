@@ -728,6 +728,33 @@ impl HttpSession {
         }
     }
 
+    /// ssegate patch: once the caller is done with the response header, keep of both heads only what
+    /// this session still reads (their other header maps are freed): a long-lived response (a stream)
+    /// otherwise holds the request written and the response read, ~1–3 KiB, for its whole life.
+    ///
+    /// What is read later is kept or settled here first, so later reads give the same answers: the body
+    /// reader is set up now (it reads the request's method, the response's status, `Transfer-Encoding`
+    /// and `Content-Length`); the keep-alive decision made again when the connection is released reads
+    /// the request's and the response's `Connection`, the response's `Keep-Alive`, `Transfer-Encoding`
+    /// and version — kept. Nothing is trimmed for an upgrade request, or before the response header is
+    /// read. [`Self::resp_header`] then returns the status line and those three headers.
+    pub fn trim_heads(&mut self) {
+        if self.response_header.is_none() || self.is_upgrade_req() {
+            return;
+        }
+        self.init_body_reader();
+        if let Some(req) = self.request_written.as_deref() {
+            if let Some(lean) = lean_request(req) {
+                self.request_written = Some(lean);
+            }
+        }
+        if let Some(resp) = self.response_header.as_deref() {
+            if let Some(lean) = lean_response(resp) {
+                self.response_header = Some(lean);
+            }
+        }
+    }
+
     /// Whether this request is for upgrade
     pub fn is_upgrade_req(&self) -> bool {
         match self.request_written.as_deref() {
@@ -960,6 +987,34 @@ impl UniqueID for HttpSession {
     fn id(&self) -> UniqueIDType {
         self.underlying_stream.id()
     }
+}
+
+/// ssegate patch: the request line of `req` and its `Connection` header (see `HttpSession::trim_heads`).
+fn lean_request(req: &RequestHeader) -> Option<Box<RequestHeader>> {
+    let mut lean = RequestHeader::build_no_case(req.method.clone(), b"/", Some(0)).ok()?;
+    lean.set_uri(req.uri.clone());
+    lean.set_version(req.version);
+    for value in req.headers.get_all(header::CONNECTION) {
+        lean.append_header(header::CONNECTION, value.clone()).ok()?;
+    }
+    Some(Box::new(lean))
+}
+
+/// ssegate patch: the status line of `resp` and the headers a released connection's keep-alive
+/// decision reads (see `HttpSession::trim_heads`).
+fn lean_response(resp: &ResponseHeader) -> Option<Box<ResponseHeader>> {
+    let mut lean = ResponseHeader::build_no_case(resp.status, Some(0)).ok()?;
+    lean.set_version(resp.version);
+    lean.set_reason_phrase(resp.get_reason_phrase()).ok()?;
+    for name in [header::CONNECTION, header::TRANSFER_ENCODING] {
+        for value in resp.headers.get_all(&name) {
+            lean.append_header(name.clone(), value.clone()).ok()?;
+        }
+    }
+    for value in resp.headers.get_all("keep-alive") {
+        lean.append_header("keep-alive", value.clone()).ok()?;
+    }
+    Some(Box::new(lean))
 }
 
 #[cfg(test)]

@@ -690,6 +690,15 @@ impl HttpSession {
         self.response_written.as_deref()
     }
 
+    /// ssegate patch: keep only the status line of the response header already written (its header
+    /// maps are freed). Call it when nothing will read the written head's header fields any more, e.g.
+    /// once a long-lived response has started; [`Self::response_written`] then returns the status line.
+    pub fn trim_response_written(&mut self) {
+        if let Some(head) = self.response_written.as_deref() {
+            self.response_written = Some(super::super::status_line_only(head));
+        }
+    }
+
     /// `Some(true)` if the this is a successful upgrade
     /// `Some(false)` if the request is an upgrade but the response refuses it
     /// `None` if the request is not an upgrade.
