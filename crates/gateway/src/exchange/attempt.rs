@@ -3,6 +3,8 @@
 //! error event, or decoded by the pump. `Err` when the attempt failed in a way another backend may fix
 //! (before the first event: [`failover`](super::failover)).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use pingora::protocols::http::client::HttpSession;
 use pingora::protocols::http::ServerSession;
@@ -16,7 +18,7 @@ use super::{disconnect, End, Exchange};
 use crate::error::ErrorType;
 use crate::headers;
 use crate::metrics::RetryReason;
-use crate::upstream::{self, Decompressor};
+use crate::upstream::Decompressor;
 
 /// The most of an upstream error body quoted in an `upstream_status` error event.
 const ERROR_BODY_LIMIT: usize = 16 * 1024;
@@ -82,7 +84,7 @@ impl Exchange<'_> {
         b: usize,
         base: Box<pingora::http::RequestHeader>,
         body: Bytes,
-    ) -> Result<(HttpSession, HttpPeer, bool), Failure> {
+    ) -> Result<(HttpSession, Arc<HttpPeer>, bool), Failure> {
         let cfg = &self.route.cfg;
         let backend = self.route.pool.backend(b);
         let head = match backend.request_head(*base, &cfg.upstream) {
@@ -93,7 +95,7 @@ impl Exchange<'_> {
                 ))
             }
         };
-        let peer = match Box::pin(upstream::peer(&backend.cfg.upstream, cfg)).await {
+        let peer = match Box::pin(backend.peers.peer(&backend.cfg.upstream, cfg)).await {
             Ok(p) => p,
             Err(e) => {
                 let public = e.public_message();

@@ -2,6 +2,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
 
 use pingora::connectors::http::Connector;
 use pingora::protocols::http::client::HttpSession;
@@ -49,23 +52,50 @@ impl ConnectError {
     }
 }
 
-/// Resolves the upstream (cached, see [`super::dns`]) and returns a peer with the route's timeouts.
-pub async fn peer(upstream: &Upstream, route: &Route) -> Result<HttpPeer, ConnectError> {
-    peer_with_timeout(upstream, route.connect_timeout).await
+/// The peer one backend's streams share: the last one built for it, kept while its resolved address and
+/// the route's connect timeout stay the same. A stream holds its peer for its whole life (to return the
+/// connection to the pool at the end), and an `HttpPeer` is ~670 bytes: shared, an open stream holds a
+/// pointer.
+#[derive(Debug, Default)]
+pub struct PeerCache(ArcSwapOption<HttpPeer>);
+
+impl PeerCache {
+    /// Resolves the upstream (cached, see [`super::dns`]) and returns the peer for that address with the
+    /// route's timeouts: the cached one when it matches, else a new one, which replaces it.
+    pub async fn peer(&self, upstream: &Upstream, route: &Route) -> Result<Arc<HttpPeer>, ConnectError> {
+        let timeout = route.connect_timeout;
+        let addr = resolve(upstream, timeout).await?;
+        if let Some(p) = self.0.load_full() {
+            if peer_addr(&p) == addr && p.options.connection_timeout == Some(timeout) {
+                return Ok(p);
+            }
+        }
+        let p = Arc::new(new_peer(addr, upstream, timeout));
+        self.0.store(Some(p.clone()));
+        Ok(p)
+    }
 }
 
-/// [`peer`] with an explicit connect timeout.
+/// A peer for the upstream with an explicit connect timeout, not shared (health checks).
 pub async fn peer_with_timeout(
     upstream: &Upstream,
-    connect_timeout: std::time::Duration,
+    connect_timeout: Duration,
 ) -> Result<HttpPeer, ConnectError> {
+    let addr = resolve(upstream, connect_timeout).await?;
+    Ok(new_peer(addr, upstream, connect_timeout))
+}
+
+async fn resolve(upstream: &Upstream, connect_timeout: Duration) -> Result<SocketAddr, ConnectError> {
     // The lookup is bounded by the connect timeout too (a silent name server must not hold the request).
-    let addr = super::dns::get().resolve(&upstream.host, upstream.port, connect_timeout).await?;
+    Ok(super::dns::get().resolve(&upstream.host, upstream.port, connect_timeout).await?)
+}
+
+fn new_peer(addr: SocketAddr, upstream: &Upstream, connect_timeout: Duration) -> HttpPeer {
     let mut peer = HttpPeer::new(addr, upstream.tls, upstream.host.clone());
     peer.options.connection_timeout = Some(connect_timeout);
     peer.options.total_connection_timeout = Some(connect_timeout);
     peer.options.alpn = if upstream.tls { ALPN::H2H1 } else { ALPN::H1 };
-    Ok(peer)
+    peer
 }
 
 /// Opens (or reuses) a session to `peer`; `true` when it is a reused pooled connection.

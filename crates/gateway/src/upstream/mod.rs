@@ -9,7 +9,7 @@ pub mod health;
 pub mod pool;
 mod select;
 
-pub use connect::{connect, peer, peer_with_timeout, ConnectError};
+pub use connect::{connect, peer_with_timeout, ConnectError, PeerCache};
 pub use decompress::{Decompressor, MAX_STEP_OUTPUT, STEP_OUTPUT};
 
 use pingora::http::RequestHeader;

@@ -44,6 +44,8 @@ pub struct BackendState {
     healthy: AtomicBool,
     /// Active checks: when the next is due, whether one runs, consecutive passes and failures.
     check: Mutex<CheckState>,
+    /// The peer its streams share.
+    pub peers: super::PeerCache,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +133,7 @@ impl PoolState {
                 fails: Mutex::new((0, 0)),
                 healthy: AtomicBool::new(true),
                 check: Mutex::new(CheckState::default()),
+                peers: super::PeerCache::default(),
             })
             .collect::<Vec<_>>();
         // Like nginx: a lone backend is never ejected (there is nothing to fail over to).
