@@ -294,8 +294,10 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     let mut service = Service::new("ssegate".to_string(), Counted { h2c, tls: tls_app, http1 });
     // No L4 read buffer: pingora's default is 64 KiB per downstream connection, most of it resident for the
     // life of a stream, while an SSE client sends one small request and then nothing. Request heads are read
-    // into the HTTP layer's own buffer; TLS records into rustls' buffer.
-    let l4 = L4BufferSettings::default().read(0);
+    // into the HTTP layer's own buffer; TLS records into rustls' buffer. No L4 write buffer either (1.4 KiB
+    // per connection): every write ssegate makes is flushed at once, and a chunk goes out as one `writev` of
+    // its size line, data and CRLF instead of being copied into the buffer first.
+    let l4 = L4BufferSettings::unbuffered();
     for addr in &server_cfg.listen {
         service.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(l4));
     }
