@@ -61,7 +61,7 @@ use deliver::Delivery;
 use downstream::{Downstream, WriteError};
 pub use end::End;
 use failover::{before_first_event, AttemptFailed, Attempts};
-use pump::{Produced, Pump};
+use pump::{Produced, Pump, ReadError};
 pub use stats::Stats;
 use timers::{Due, Timers};
 pub(crate) use wake::shutdown_turned;
@@ -294,33 +294,36 @@ impl<'a> Exchange<'a> {
             loop {
                 let wake = wake(&mut self.timers, session, &mut self.shutdown, pump.read()).await;
                 match wake {
-                    Wake::Upstream(Ok(Some(chunk))) => {
+                    Wake::Upstream(Ok(Some(produced))) => {
                         let read_at = Instant::now();
                         self.timers.upstream_read(read_at);
-                        self.route.metrics.bytes_in(chunk.len() as u64);
-                        match pump.push(chunk) {
-                            Ok(Produced::Bytes(chunk)) => {
+                        match produced {
+                            Produced::Bytes(chunk) => {
+                                self.route.metrics.bytes_in(chunk.len() as u64);
                                 // Passthrough: the upstream's chunk as it is, not copied.
                                 let written = self.down.write(session, chunk).await;
                                 if let Err(e) = self.wrote(written) {
                                     return Box::pin(self.client_left(Some(e), pump, peer)).await;
                                 }
                             }
-                            Ok(Produced::Items) => match self.deliver(session, &mut pump, read_at).await {
-                                Ok(()) if self.handover_due && self.hands_over() => {
-                                    return Box::pin(self.hand_over(session, pump, peer)).await
+                            Produced::Items(n) => {
+                                self.route.metrics.bytes_in(n as u64);
+                                match self.deliver(session, &mut pump, read_at).await {
+                                    Ok(()) if self.handover_due && self.hands_over() => {
+                                        return Box::pin(self.hand_over(session, pump, peer)).await
+                                    }
+                                    Ok(()) => {}
+                                    Err(Stop::End(end)) => return end,
+                                    Err(Stop::ClientLeft(e)) => {
+                                        return Box::pin(self.client_left(Some(e), pump, peer)).await
+                                    }
                                 }
-                                Ok(()) => {}
-                                Err(Stop::End(end)) => return end,
-                                Err(Stop::ClientLeft(e)) => {
-                                    return Box::pin(self.client_left(Some(e), pump, peer)).await
-                                }
-                            },
-                            Err(msg) => {
-                                pump.abort().await;
-                                return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
                             }
                         }
+                    }
+                    Wake::Upstream(Err(ReadError::Decode(msg))) => {
+                        pump.abort().await;
+                        return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
                     }
                     Wake::Upstream(Ok(None)) => {
                         let read_at = Instant::now();
@@ -361,7 +364,7 @@ impl<'a> Exchange<'a> {
                         Box::pin(pump.release(self.route, peer)).await;
                         return End::Completed;
                     }
-                    Wake::Upstream(Err(e)) => {
+                    Wake::Upstream(Err(ReadError::Upstream(e))) => {
                         pump.abort().await;
                         let msg = "the upstream connection broke mid-stream";
                         return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &e).await;
