@@ -21,6 +21,7 @@
 
 mod attempt;
 pub mod choose;
+mod client_watch;
 mod deliver;
 mod detach;
 mod disconnect;
@@ -57,6 +58,7 @@ use crate::resume::store::Ending;
 use crate::security::KeyHeaders;
 use crate::upstream;
 use choose::Committed;
+pub(crate) use client_watch::ClientWatch;
 use deliver::Delivery;
 use downstream::{Downstream, WriteError};
 pub use end::End;
@@ -116,6 +118,7 @@ pub struct Exchange<'a> {
     settings: &'a Settings,
     started: Instant,
     shutdown: Shutdown,
+    client: ClientWatch,
     timers: Timers,
     down: Downstream,
     delivery: Delivery,
@@ -151,6 +154,7 @@ impl<'a> Exchange<'a> {
             settings,
             started,
             shutdown: Shutdown::new(shutdown),
+            client: ClientWatch::new(),
             timers: Timers::new(started, heartbeat, cfg.max_duration, cfg.idle_timeout),
             down,
             delivery: Delivery::new(output, cfg.ids, cfg.on_decode_error)
@@ -292,7 +296,8 @@ impl<'a> Exchange<'a> {
         async move {
             self.timers.upstream_read(Instant::now());
             loop {
-                let wake = wake(&mut self.timers, session, &mut self.shutdown, pump.read()).await;
+                let wake =
+                    wake(&mut self.timers, session, &mut self.client, &mut self.shutdown, pump.read()).await;
                 match wake {
                     Wake::Upstream(Ok(Some(produced))) => {
                         let read_at = Instant::now();
