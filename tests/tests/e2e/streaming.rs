@@ -205,6 +205,48 @@ async fn client_disconnect_during_slow_headers_closes_the_upstream() {
     .await;
 }
 
+/// The gateway polls its watch of the client only when the client's socket reported something
+/// (`exchange/client_watch.rs`): after many body-loop turns in which it skipped it, a client that closes,
+/// or sends bytes without closing, is still noticed at once (no heartbeats, a silent upstream: nothing is
+/// written that could fail instead).
+#[tokio::test]
+async fn a_client_that_closes_or_sends_bytes_after_many_events_is_noticed_at_once() {
+    bounded(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const EVENTS: usize = 40;
+        for sends_bytes in [false, true] {
+            let mut steps: Vec<Step> =
+                (0..EVENTS).flat_map(|i| [Step::send(format!("{{\"i\":{i}}}\n")), Step::Sleep(5)]).collect();
+            steps.push(Step::Wait(Gate::new()));
+            let mock = MockUpstream::serve(Reply::stream("application/x-ndjson", steps)).await;
+            let gw =
+                GatewaySpec::new().route(RouteSpec::new("r").upstream(&mock).heartbeat("0s")).start().await;
+            let mut client = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+            client.write_all(b"GET /r HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
+            let last = format!("data: {{\"i\":{}}}\n\n", EVENTS - 1).into_bytes();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(last.len()).any(|w| w == last) {
+                let n = client.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the stream ended early: {}", show(&got));
+                got.extend_from_slice(&buf[..n]);
+            }
+            let t = Instant::now();
+            if sends_bytes {
+                client.write_all(b"x").await.unwrap();
+            } else {
+                drop(client);
+            }
+            assert!(
+                mock.wait_peer_closed(1, Duration::from_millis(1500)).await,
+                "sends_bytes {sends_bytes}: the upstream was not closed within 1.5 s"
+            );
+            eprintln!("sends_bytes {sends_bytes}: upstream closed {:?} after", mock.peer_closed_at()[0] - t);
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn done_event_after_clean_end() {
     bounded(async {

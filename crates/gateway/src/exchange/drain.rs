@@ -13,7 +13,7 @@ use pingora::upstreams::peer::HttpPeer;
 use ssegate_frame::Item;
 use tokio::time::Instant;
 
-use super::pump::{Produced, Pump};
+use super::pump::{Produced, Pump, ReadError};
 use super::stats::{Left, Stats};
 use super::timers::{Due, Timers};
 use crate::config::DecodeErrorPolicy;
@@ -111,20 +111,20 @@ pub async fn run_into<S: Sink>(mut pump: Pump, peer: &HttpPeer, parts: Parts<'_>
             _ = shutdown.turned(), if !draining => Next::ShutdownChanged,
         };
         match next {
-            Next::Upstream(Ok(Some(chunk))) => {
+            Next::Upstream(Ok(Some(produced))) => {
                 timers.upstream_read(Instant::now());
-                m.bytes_in(chunk.len() as u64);
-                match pump.push(chunk) {
-                    Ok(Produced::Items) => {
+                match produced {
+                    Produced::Items(n) => {
+                        m.bytes_in(n as u64);
                         if let Err(msg) = sink.items(pump.items(), m) {
                             break fail(sink, ErrorType::Decode, &msg);
                         }
                     }
                     // Passthrough: bytes, no events (a resumable route decodes: never there).
-                    Ok(Produced::Bytes(_)) => {}
-                    Err(msg) => break fail(sink, ErrorType::Decode, &msg),
+                    Produced::Bytes(chunk) => m.bytes_in(chunk.len() as u64),
                 }
             }
+            Next::Upstream(Err(ReadError::Decode(msg))) => break fail(sink, ErrorType::Decode, &msg),
             Next::Upstream(Ok(None)) => {
                 if pump.decoding() {
                     if let Err(msg) = pump.finish().and_then(|()| sink.items(pump.items(), m)) {
@@ -136,7 +136,7 @@ pub async fn run_into<S: Sink>(mut pump: Pump, peer: &HttpPeer, parts: Parts<'_>
                     Err((ty, msg)) => break fail(sink, ty, msg),
                 }
             }
-            Next::Upstream(Err(_)) => {
+            Next::Upstream(Err(ReadError::Upstream(_))) => {
                 break fail(sink, ErrorType::UpstreamReset, "the upstream connection broke mid-stream")
             }
             Next::Timer => {

@@ -21,6 +21,7 @@
 
 mod attempt;
 pub mod choose;
+mod client_watch;
 mod deliver;
 mod detach;
 mod disconnect;
@@ -57,11 +58,12 @@ use crate::resume::store::Ending;
 use crate::security::KeyHeaders;
 use crate::upstream;
 use choose::Committed;
+pub(crate) use client_watch::ClientWatch;
 use deliver::Delivery;
 use downstream::{Downstream, WriteError};
 pub use end::End;
 use failover::{before_first_event, AttemptFailed, Attempts};
-use pump::{Produced, Pump};
+use pump::{Produced, Pump, ReadError};
 pub use stats::Stats;
 use timers::{Due, Timers};
 pub(crate) use wake::shutdown_turned;
@@ -116,6 +118,7 @@ pub struct Exchange<'a> {
     settings: &'a Settings,
     started: Instant,
     shutdown: Shutdown,
+    client: ClientWatch,
     timers: Timers,
     down: Downstream,
     delivery: Delivery,
@@ -151,6 +154,7 @@ impl<'a> Exchange<'a> {
             settings,
             started,
             shutdown: Shutdown::new(shutdown),
+            client: ClientWatch::new(),
             timers: Timers::new(started, heartbeat, cfg.max_duration, cfg.idle_timeout),
             down,
             delivery: Delivery::new(output, cfg.ids, cfg.on_decode_error)
@@ -292,35 +296,39 @@ impl<'a> Exchange<'a> {
         async move {
             self.timers.upstream_read(Instant::now());
             loop {
-                let wake = wake(&mut self.timers, session, &mut self.shutdown, pump.read()).await;
+                let wake =
+                    wake(&mut self.timers, session, &mut self.client, &mut self.shutdown, pump.read()).await;
                 match wake {
-                    Wake::Upstream(Ok(Some(chunk))) => {
+                    Wake::Upstream(Ok(Some(produced))) => {
                         let read_at = Instant::now();
                         self.timers.upstream_read(read_at);
-                        self.route.metrics.bytes_in(chunk.len() as u64);
-                        match pump.push(chunk) {
-                            Ok(Produced::Bytes(chunk)) => {
+                        match produced {
+                            Produced::Bytes(chunk) => {
+                                self.route.metrics.bytes_in(chunk.len() as u64);
                                 // Passthrough: the upstream's chunk as it is, not copied.
                                 let written = self.down.write(session, chunk).await;
                                 if let Err(e) = self.wrote(written) {
                                     return Box::pin(self.client_left(Some(e), pump, peer)).await;
                                 }
                             }
-                            Ok(Produced::Items) => match self.deliver(session, &mut pump, read_at).await {
-                                Ok(()) if self.handover_due && self.hands_over() => {
-                                    return Box::pin(self.hand_over(session, pump, peer)).await
+                            Produced::Items(n) => {
+                                self.route.metrics.bytes_in(n as u64);
+                                match self.deliver(session, &mut pump, read_at).await {
+                                    Ok(()) if self.handover_due && self.hands_over() => {
+                                        return Box::pin(self.hand_over(session, pump, peer)).await
+                                    }
+                                    Ok(()) => {}
+                                    Err(Stop::End(end)) => return end,
+                                    Err(Stop::ClientLeft(e)) => {
+                                        return Box::pin(self.client_left(Some(e), pump, peer)).await
+                                    }
                                 }
-                                Ok(()) => {}
-                                Err(Stop::End(end)) => return end,
-                                Err(Stop::ClientLeft(e)) => {
-                                    return Box::pin(self.client_left(Some(e), pump, peer)).await
-                                }
-                            },
-                            Err(msg) => {
-                                pump.abort().await;
-                                return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
                             }
                         }
+                    }
+                    Wake::Upstream(Err(ReadError::Decode(msg))) => {
+                        pump.abort().await;
+                        return self.upstream_fail(session, ErrorType::Decode, &msg, &msg).await;
                     }
                     Wake::Upstream(Ok(None)) => {
                         let read_at = Instant::now();
@@ -361,7 +369,7 @@ impl<'a> Exchange<'a> {
                         Box::pin(pump.release(self.route, peer)).await;
                         return End::Completed;
                     }
-                    Wake::Upstream(Err(e)) => {
+                    Wake::Upstream(Err(ReadError::Upstream(e))) => {
                         pump.abort().await;
                         let msg = "the upstream connection broke mid-stream";
                         return self.upstream_fail(session, ErrorType::UpstreamReset, msg, &e).await;

@@ -70,7 +70,15 @@ impl Exchange<'_> {
             let sent_at = Instant::now();
             self.timers.waiting_for_head(sent_at, self.route.cfg.header_timeout);
             let failed = loop {
-                match wake(&mut self.timers, session, &mut self.shutdown, up.read_response_header()).await {
+                match wake(
+                    &mut self.timers,
+                    session,
+                    &mut self.client,
+                    &mut self.shutdown,
+                    up.read_response_header(),
+                )
+                .await
+                {
                     Wake::Upstream(Ok(())) => break None,
                     Wake::Upstream(Err(e)) => break Some(e),
                     Wake::ClientGone => {

@@ -11,9 +11,12 @@
 //!
 //! When several have passed, the most final wins: drain, max, header, idle, then heartbeat.
 //!
-//! The timer is one `Sleep`, kept across wake-ups and moved with `reset` only when the earliest deadline
-//! changed: pushing a registered timer later is a cheap update in tokio, where a new `Sleep` per wake-up
-//! costs a timer-wheel insert and removal per upstream read.
+//! The timer is one `Sleep`, kept across wake-ups (a new `Sleep` per wake-up costs a timer-wheel insert and
+//! removal per upstream read). It is moved with `reset` when the earliest deadline came earlier, never
+//! later while it is armed: every read moves `idle` and every write the heartbeat, and a `reset` per event
+//! (~160 instructions) is replaced by one wake-up at the deadline it was armed for, which finds nothing due
+//! ([`Due::Nothing`]) and arms it for the earliest deadline then (lazy, as nginx checks its timers). No
+//! deadline is ever noticed late.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -47,6 +50,8 @@ pub struct Timers {
     /// Whether writes move the heartbeat (only on an SSE response).
     heartbeat_on_write: bool,
     sleep: Pin<Box<Sleep>>,
+    /// `sleep` completed (or was never armed for a deadline): the next wait arms it.
+    fired: bool,
 }
 
 /// How far away "no deadline" is.
@@ -71,6 +76,7 @@ impl Timers {
             first_event: None,
             heartbeat_on_write: false,
             sleep: Box::pin(sleep_until(started)),
+            fired: true,
         }
     }
 
@@ -154,13 +160,17 @@ impl Timers {
             .unwrap_or_else(|| Instant::now() + NEVER)
     }
 
-    /// Completes when the earliest deadline passes.
+    /// Completes when the earliest deadline passes, or (at most once per deadline that moved later) when
+    /// the one the timer was armed for passes: then [`Timers::due`] finds nothing due.
     pub async fn expired(&mut self) {
         let next = self.next();
-        if self.sleep.deadline() != next {
+        let armed = self.sleep.deadline();
+        if next < armed || (self.fired && next != armed) {
             self.sleep.as_mut().reset(next);
+            self.fired = false;
         }
         self.sleep.as_mut().await;
+        self.fired = true;
     }
 
     /// Which passed deadline matters most at `now`; a passed heartbeat moves to the next one.

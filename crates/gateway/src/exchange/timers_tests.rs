@@ -143,3 +143,43 @@ async fn first_event_deadline_wakes_the_timer_and_is_cleared_once_seen() {
     advance(ms(100)).await;
     assert!(t.head_overdue(Instant::now()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_moved_later_wakes_once_at_the_armed_one_an_earlier_one_rearms_at_once() {
+    let start = Instant::now();
+    let mut t = Timers::new(start, Some(ms(100)), None, 10 * S);
+    t.sse_committed();
+    t.upstream_read(start);
+    // Armed for the heartbeat at 100 ms (the wait is dropped, as when another branch wins a turn).
+    tokio::select! {
+        biased;
+        () = t.expired() => panic!("nothing is due yet"),
+        () = std::future::ready(()) => {}
+    }
+    // Writes at 30, 60 and 90 ms push the heartbeat to 190 ms: the timer stays armed for 100 ms.
+    for at in [30, 60, 90] {
+        advance(ms(30)).await;
+        t.wrote(Instant::now());
+        tokio::select! {
+            biased;
+            () = t.expired() => panic!("nothing is due at {at} ms"),
+            () = std::future::ready(()) => {}
+        }
+    }
+    t.expired().await;
+    assert_eq!(Instant::now(), start + ms(100), "one wake-up at the deadline it was armed for");
+    assert_eq!(t.due(Instant::now()), Due::Nothing, "which finds nothing due");
+    t.expired().await;
+    assert_eq!(Instant::now(), start + ms(190), "then the moved deadline, on time");
+    assert_eq!(t.due(Instant::now()), Due::Heartbeat);
+    // Armed for the next heartbeat (290 ms); a shutdown's drain deadline at 220 ms re-arms it at once.
+    tokio::select! {
+        biased;
+        () = t.expired() => panic!("nothing is due yet"),
+        () = std::future::ready(()) => {}
+    }
+    t.draining(Instant::now(), ms(30));
+    t.expired().await;
+    assert_eq!(Instant::now(), start + ms(220), "an earlier deadline is never late");
+    assert!(matches!(t.due(Instant::now()), Due::Fail(ErrorType::Shutdown, _)));
+}

@@ -9,6 +9,7 @@ use std::task::{Context, Poll, Waker};
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 
+use super::client_watch::ClientWatch;
 use super::timers::Timers;
 
 /// What woke the loop.
@@ -24,6 +25,7 @@ pub(super) enum Wake<T> {
 pub(super) async fn wake<T>(
     timers: &mut Timers,
     session: &mut ServerSession,
+    client: &mut ClientWatch,
     shutdown: &mut Shutdown,
     upstream: impl Future<Output = T>,
 ) -> Wake<T> {
@@ -34,7 +36,7 @@ pub(super) async fn wake<T>(
     tokio::select! {
         r = upstream => Wake::Upstream(r),
         _ = timers.expired() => Wake::Timer,
-        _ = session.read_body_or_idle(true) => Wake::ClientGone,
+        _ = client.gone(session) => Wake::ClientGone,
         _ = shutdown.turned(), if !draining => Wake::ShutdownChanged,
     }
 }

@@ -31,7 +31,7 @@ use super::id::{self, LastEventId};
 use super::store::{Ending, Next, Opened, Reader, Record, StreamId};
 use crate::error::ErrorType;
 use crate::exchange::downstream::{send_json_error_with, Downstream, WriteError};
-use crate::exchange::End;
+use crate::exchange::{ClientWatch, End};
 use crate::gateway::RouteState;
 use crate::headers::Answer;
 use crate::metrics::resume::{self as m, ResumeResult};
@@ -260,6 +260,7 @@ async fn follow(
         _ => route.cfg.heartbeat_interval,
     };
     let mut shutdown = req.shutdown.clone();
+    let mut client = ClientWatch::new();
     let mut next = Some(first);
     let terminal = loop {
         let step = match next.take() {
@@ -293,7 +294,7 @@ async fn follow(
                 let woke = tokio::select! {
                     r = reader.wait(after) => r.map(|()| Woke::Store),
                     _ = sleep_until(beat) => Ok(Woke::Heartbeat),
-                    _ = session.read_body_or_idle(true) => Ok(Woke::ClientGone),
+                    _ = client.gone(session) => Ok(Woke::ClientGone),
                     _ = crate::exchange::shutdown_turned(&mut shutdown) => Ok(Woke::Shutdown),
                 };
                 match woke {
