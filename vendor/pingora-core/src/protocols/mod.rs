@@ -136,6 +136,10 @@ where
 pub type Stream = Box<dyn IO>;
 
 // Implement IO trait for 3rd party types, mostly for testing
+// ssegate patch: for tests only, so that `tokio-test` is a dev-dependency: as a normal one it turned on
+// tokio's `test-util` feature in every build, and every clock read of tokio's timers went through the
+// test clock's pause check.
+#[cfg(test)]
 mod ext_io_impl {
     use super::*;
     use tokio_test::io::Mock;

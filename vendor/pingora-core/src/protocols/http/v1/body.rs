@@ -29,6 +29,10 @@ use crate::utils::BufRef;
 
 // TODO: make this dynamically adjusted
 const BODY_BUFFER_SIZE: usize = 1024 * 64;
+// ssegate patch: the first reads of a body ask for this much, and each read that fills what it asked for
+// doubles the next one, up to `body_buf_size`. A long-lived response of small messages (server-sent
+// events) then keeps a 1 KiB buffer instead of a 64 KiB one whose first page is resident.
+const INITIAL_READ_SIZE: usize = 1024;
 // limit how much incomplete chunk-size and chunk-ext to buffer
 const PARTIAL_CHUNK_HEAD_LIMIT: usize = 1024 * 8;
 // Trailers: https://datatracker.ietf.org/doc/html/rfc9112#section-7.1.2
@@ -148,6 +152,8 @@ pub struct BodyReader {
     pub body_state: ParseState,
     pub body_buf: Option<BytesMut>,
     pub body_buf_size: usize,
+    /// ssegate patch: what the next read of the response body asks for (see `INITIAL_READ_SIZE`).
+    read_size: usize,
     rewind_buf_len: usize,
     upstream: bool,
     body_buf_overread: Option<BytesMut>,
@@ -159,6 +165,7 @@ impl BodyReader {
             body_state: PS::ToStart,
             body_buf: None,
             body_buf_size: BODY_BUFFER_SIZE,
+            read_size: INITIAL_READ_SIZE,
             rewind_buf_len: 0,
             upstream,
             body_buf_overread: None,
@@ -174,7 +181,7 @@ impl BodyReader {
     }
 
     fn prepare_buf(&mut self, buf_to_rewind: &[u8]) {
-        let mut body_buf = BytesMut::with_capacity(self.body_buf_size.max(buf_to_rewind.len()));
+        let mut body_buf = BytesMut::with_capacity(self.next_read_size().max(buf_to_rewind.len()));
         if !buf_to_rewind.is_empty() {
             self.rewind_buf_len = buf_to_rewind.len();
             // TODO: this is still 1 copy. Make it zero
@@ -205,6 +212,18 @@ impl BodyReader {
         body_buf.clear();
         body_buf.reserve(read_size);
         body_buf
+    }
+
+    /// ssegate patch: how much the next read of the body asks for: `read_size`, within `body_buf_size`.
+    fn next_read_size(&self) -> usize {
+        self.read_size.min(self.body_buf_size)
+    }
+
+    /// ssegate patch: a read that filled all it asked for doubles the next one (up to `body_buf_size`).
+    fn adapt_read_size(&mut self, asked: usize, got: usize) {
+        if got >= asked && asked < self.body_buf_size {
+            self.read_size = asked.saturating_mul(2).min(self.body_buf_size);
+        }
     }
 
     /// Grow the body buffer so it has room for `body_buf_size` bytes in total without discarding
@@ -405,7 +424,7 @@ impl BodyReader {
         // is left of this body and leave anything past it on the stream
         let read_size = match self.body_state {
             PS::Partial(_, remaining) if !self.upstream => remaining.min(self.body_buf_size),
-            _ => self.body_buf_size,
+            _ => self.next_read_size(),
         };
         if n == 0 {
             /* Need to actually read */
@@ -415,6 +434,7 @@ impl BodyReader {
                 .read_buf(body_buf)
                 .await
                 .or_err(ReadError, "when reading body")?;
+            self.adapt_read_size(read_size, n);
         }
         match self.body_state {
             PS::Partial(read, to_read) => {
@@ -462,13 +482,14 @@ impl BodyReader {
         self.rewind_buf_len = 0; // we only need to read rewind data once
         if n == 0 {
             /* Need to actually read */
-            let read_size = self.body_buf_size;
+            let read_size = self.next_read_size();
             let body_buf = self.prepare_buf_for_io(read_size);
             n = stream
                 .take(read_size as u64)
                 .read_buf(body_buf)
                 .await
                 .or_err(ReadError, "when reading body")?;
+            self.adapt_read_size(read_size, n);
         }
         match self.body_state {
             PS::UntilClose(read) => {
@@ -500,13 +521,14 @@ impl BodyReader {
                         existing_buf_end = self.rewind_buf_len;
                         self.rewind_buf_len = 0; // we only need to read rewind data once
                         if existing_buf_end == 0 {
-                            let read_size = self.body_buf_size;
+                            let read_size = self.next_read_size();
                             let body_buf = self.prepare_buf_for_io(read_size);
                             existing_buf_end = stream
                                 .take(read_size as u64)
                                 .read_buf(body_buf)
                                 .await
                                 .or_err(ReadError, "when reading body")?;
+                            self.adapt_read_size(read_size, existing_buf_end);
                         }
                     } else {
                         /* existing_buf_end != 0 this is partial chunk head */
