@@ -136,40 +136,48 @@ where
 pub type Stream = Box<dyn IO>;
 
 // Implement IO trait for 3rd party types, mostly for testing
-// ssegate patch: for tests only, so that `tokio-test` is a dev-dependency: as a normal one it turned on
-// tokio's `test-util` feature in every build, and every clock read of tokio's timers went through the
-// test clock's pause check.
-#[cfg(test)]
 mod ext_io_impl {
     use super::*;
+    // ssegate patch: the `tokio_test` mock's impls for tests only, so that `tokio-test` is a
+    // dev-dependency: as a normal one it turned on tokio's `test-util` feature in every build, and every
+    // clock read of tokio's timers went through the test clock's pause check. (`Cursor` and
+    // `DuplexStream` below stay: apps test with them.)
+    #[cfg(test)]
     use tokio_test::io::Mock;
 
+    #[cfg(test)]
     #[async_trait]
     impl Shutdown for Mock {
         async fn shutdown(&mut self) -> () {}
     }
+    #[cfg(test)]
     impl UniqueID for Mock {
         fn id(&self) -> UniqueIDType {
             0
         }
     }
+    #[cfg(test)]
     impl Ssl for Mock {}
+    #[cfg(test)]
     impl GetTimingDigest for Mock {
         fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
             vec![]
         }
     }
+    #[cfg(test)]
     impl GetProxyDigest for Mock {
         fn get_proxy_digest(&self) -> Option<Arc<raw_connect::ProxyDigest>> {
             None
         }
     }
+    #[cfg(test)]
     impl GetSocketDigest for Mock {
         fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
             None
         }
     }
 
+    #[cfg(test)]
     impl Peek for Mock {}
 
     use std::io::Cursor;
