@@ -51,7 +51,8 @@ impl Exchange<'_> {
             Err(Failure::End(end)) => return Ok(end),
             Err(Failure::Attempt(f)) => return Err(f),
         };
-        let Streamed { pump, passthrough } = match self.on_head(session, b, up, stream_call).await {
+        // Boxed: its state is larger than the body loop's, and it would size this future for the stream's life.
+        let Streamed { pump, passthrough } = match Box::pin(self.on_head(session, b, up, stream_call)).await {
             Ok(streamed) => streamed,
             Err(done) => return done,
         };

@@ -82,12 +82,15 @@ pub struct SocketDigest {
     raw_fd: std::os::unix::io::RawFd,
     #[cfg(windows)]
     raw_sock: std::os::windows::io::RawSocket,
+    // ssegate patch: the addresses are boxed. A `SocketAddr` is sized for a Unix address (~120 bytes), so
+    // three of them inline made every connection's digest ~400 bytes whether or not an address was ever
+    // asked for (`original_dst` rarely is); boxed, an unread one is a null pointer.
     /// Remote socket address
-    pub peer_addr: OnceCell<Option<SocketAddr>>,
+    pub peer_addr: OnceCell<Option<Box<SocketAddr>>>,
     /// Local socket address
-    pub local_addr: OnceCell<Option<SocketAddr>>,
+    pub local_addr: OnceCell<Option<Box<SocketAddr>>>,
     /// Original destination address
-    pub original_dst: OnceCell<Option<SocketAddr>>,
+    pub original_dst: OnceCell<Option<Box<SocketAddr>>>,
 }
 
 impl SocketDigest {
@@ -123,29 +126,29 @@ impl SocketDigest {
     #[cfg(unix)]
     pub fn peer_addr(&self) -> Option<&SocketAddr> {
         self.peer_addr
-            .get_or_init(|| SocketAddr::from_raw_fd(self.raw_fd, true))
-            .as_ref()
+            .get_or_init(|| SocketAddr::from_raw_fd(self.raw_fd, true).map(Box::new))
+            .as_deref()
     }
 
     #[cfg(windows)]
     pub fn peer_addr(&self) -> Option<&SocketAddr> {
         self.peer_addr
-            .get_or_init(|| SocketAddr::from_raw_socket(self.raw_sock, true))
-            .as_ref()
+            .get_or_init(|| SocketAddr::from_raw_socket(self.raw_sock, true).map(Box::new))
+            .as_deref()
     }
 
     #[cfg(unix)]
     pub fn local_addr(&self) -> Option<&SocketAddr> {
         self.local_addr
-            .get_or_init(|| SocketAddr::from_raw_fd(self.raw_fd, false))
-            .as_ref()
+            .get_or_init(|| SocketAddr::from_raw_fd(self.raw_fd, false).map(Box::new))
+            .as_deref()
     }
 
     #[cfg(windows)]
     pub fn local_addr(&self) -> Option<&SocketAddr> {
         self.local_addr
-            .get_or_init(|| SocketAddr::from_raw_socket(self.raw_sock, false))
-            .as_ref()
+            .get_or_init(|| SocketAddr::from_raw_socket(self.raw_sock, false).map(Box::new))
+            .as_deref()
     }
 
     fn is_inet(&self) -> bool {
@@ -213,9 +216,9 @@ impl SocketDigest {
                 get_original_dest(self.raw_fd)
                     .ok()
                     .flatten()
-                    .map(SocketAddr::Inet)
+                    .map(|a| Box::new(SocketAddr::Inet(a)))
             })
-            .as_ref()
+            .as_deref()
     }
 
     #[cfg(windows)]
@@ -225,9 +228,9 @@ impl SocketDigest {
                 get_original_dest(self.raw_sock)
                     .ok()
                     .flatten()
-                    .map(SocketAddr::Inet)
+                    .map(|a| Box::new(SocketAddr::Inet(a)))
             })
-            .as_ref()
+            .as_deref()
     }
 }
 
