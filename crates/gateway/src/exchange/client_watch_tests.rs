@@ -4,13 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use pingora::protocols::l4::stream::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::super::counting_waker::{counting, Count};
 use super::*;
 
 /// A session whose request head was read, and the client's end of its connection.
@@ -22,23 +22,6 @@ async fn session() -> (ServerSession, TcpStream) {
     let mut session = ServerSession::new_http1(Box::new(Stream::from(server)));
     assert!(session.read_request().await.unwrap());
     (session, client)
-}
-
-#[derive(Default)]
-struct Count(AtomicUsize);
-
-impl Wake for Count {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting() -> (Arc<Count>, Waker) {
-    let c = Arc::new(Count::default());
-    (c.clone(), Waker::from(c))
 }
 
 /// `turns` turns of a `select!` in which another branch is ready: the watch is polled, then dropped.
@@ -55,7 +38,7 @@ async fn quiet_turns(watch: &mut ClientWatch, session: &mut ServerSession, turns
 /// Lets the runtime run its I/O driver until `count` was woken (at most 5 s).
 async fn until_woken(count: &Count) {
     for _ in 0..500 {
-        if count.0.load(Ordering::SeqCst) > 0 {
+        if count.get() > 0 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -98,7 +81,7 @@ async fn a_turn_with_another_waker_gets_the_wake() {
     }
     drop(client);
     until_woken(&b).await;
-    assert_eq!(a.0.load(Ordering::SeqCst), 0, "the earlier waker is not woken");
+    assert_eq!(a.get(), 0, "the earlier waker is not woken");
     assert!(watch.poll_gone(&mut session, &mut Context::from_waker(&wb)).is_ready(), "the close is seen");
 }
 
@@ -118,5 +101,5 @@ async fn a_watch_dropped_with_the_stream_wakes_nobody() {
         }
     }
     assert!(due.due.load(Ordering::SeqCst), "the socket still woke the watch's waker");
-    assert_eq!(a.0.load(Ordering::SeqCst), 0, "but no task");
+    assert_eq!(a.get(), 0, "but no task");
 }

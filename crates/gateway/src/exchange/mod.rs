@@ -22,6 +22,8 @@
 mod attempt;
 pub mod choose;
 mod client_watch;
+#[cfg(test)]
+mod counting_waker;
 mod deliver;
 mod detach;
 mod disconnect;

@@ -122,27 +122,8 @@ impl std::fmt::Debug for Shutdown {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
+    use super::super::counting_waker::counting as waker;
     use super::*;
-
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl std::task::Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.wake_by_ref();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn waker() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count::default());
-        (c.clone(), Waker::from(c))
-    }
 
     fn poll(s: &mut Shutdown, w: &Waker) -> Poll<()> {
         s.poll_turned(&mut Context::from_waker(w))
@@ -158,13 +139,13 @@ mod tests {
         }
         assert!(!s.is_on());
         tx.send(true).unwrap();
-        assert_eq!(woken.0.load(Ordering::SeqCst), 1, "the registered waker is woken by the change");
+        assert_eq!(woken.get(), 1, "the registered waker is woken by the change");
         assert!(poll(&mut s, &w).is_ready());
         assert!(s.is_on());
         assert!(poll(&mut s, &w).is_pending(), "the next wait starts after the change it saw");
         assert!(poll(&mut s, &w).is_pending());
         tx.send(true).unwrap();
-        assert_eq!(woken.0.load(Ordering::SeqCst), 2);
+        assert_eq!(woken.get(), 2);
         assert!(poll(&mut s, &w).is_ready(), "a send of the same value is a change too");
         assert!(poll(&mut s, &w).is_pending());
         drop(tx);
@@ -194,8 +175,8 @@ mod tests {
         assert!(poll(&mut s, &wb).is_pending());
         assert!(poll(&mut s, &wb).is_pending());
         tx.send(true).unwrap();
-        assert_eq!(b.0.load(Ordering::SeqCst), 1, "the last waker is woken");
-        assert_eq!(a.0.load(Ordering::SeqCst), 0);
+        assert_eq!(b.get(), 1, "the last waker is woken");
+        assert_eq!(a.get(), 0);
         assert!(poll(&mut s, &wa).is_ready(), "the change is not lost to the waker swap");
     }
 
